@@ -1,0 +1,298 @@
+"""The CRM snapshot: every canonical table as known on one date, and ``as_of`` to rewind it.
+
+``crm.as_of(d)`` gives the company as it was known at the end of day ``d``:
+
+* **opportunities** created after ``d`` disappear; each remaining deal's stage,
+  amount, close date and forecast category are those of its last ``history``
+  row at or before ``d``; its status follows the stage (a deal won after ``d``
+  is open again, with no ``closed_at`` and no ``loss_reason``). Fields changed
+  in ``field_history`` (qualification fields, next step...) take the value
+  they had on ``d``. The typed-in ``probability`` is dropped where the stage
+  differs from the current one. Deals without any history row keep their
+  current values while open; a closed one that closed after ``d`` becomes open
+  with an unknown (empty) stage.
+* **history**, **field_history**, **forecast_calls**: rows after ``d`` dropped.
+* **activities**: those planned or logged after ``d`` dropped; ``done_at``
+  after ``d`` is emptied, with the report.
+* **orders**: placed after ``d`` dropped; invoices and deliveries after ``d`` emptied.
+* **accounts**, **contacts**, **reps**: created after ``d`` dropped (rows without a
+  creation date are kept); **subscriptions** and **costs**: months starting
+  after ``d`` dropped; **targets** are kept (set in advance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from forecastkit.data.schema import REPORT_BOXES, TABLES
+from forecastkit.data.validate import TEXT_DTYPE, LoadReport, coerce_column, empty_table, validate_tables
+from forecastkit.errors import PeriodError, SchemaError
+from forecastkit.periods import to_timestamp
+from forecastkit.playbook import CLOSED_STAGES, DEFAULT_PLAYBOOK, Playbook
+
+__all__ = ["CRM"]
+
+_DAY = pd.Timedelta(days=1)
+
+
+class CRM:
+    """A CRM snapshot: the canonical tables as known on ``as_of_date``.
+
+    Build one with :func:`forecastkit.load` or :meth:`CRM.from_tables`. Tables
+    are attributes (``crm.opportunities``, ``crm.history``...); an absent table
+    is an empty frame with the canonical columns. Treat the frames as
+    read-only: every function returns new frames.
+
+    Attributes
+    ----------
+    as_of_date : Timestamp
+        The snapshot date (midnight of the day; everything up to the end of that day is known).
+    playbook : Playbook
+        The company's rules.
+    load_report : LoadReport
+        Row accounting of the load that built the snapshot.
+    """
+
+    def __init__(
+        self,
+        tables: Mapping[str, pd.DataFrame],
+        *,
+        as_of_date: pd.Timestamp,
+        playbook: Playbook = DEFAULT_PLAYBOOK,
+        load_report: LoadReport | None = None,
+    ) -> None:
+        self._tables = {name: tables[name] if name in tables else empty_table(name) for name in TABLES}
+        self._present = frozenset(n for n in tables if n in TABLES)
+        self.as_of_date = pd.Timestamp(as_of_date).normalize()
+        self.playbook = playbook
+        self.load_report = load_report or LoadReport()
+
+    # ------------------------------------------------------------ construction
+    @classmethod
+    def from_tables(
+        cls,
+        tables: Mapping[str, pd.DataFrame],
+        *,
+        as_of: object = None,
+        playbook: Playbook | None = None,
+        strict: bool = False,
+        fx_rates: Mapping[str, float] | None = None,
+        files: Mapping[str, str] | None = None,
+    ) -> CRM:
+        """Validate raw tables and build a snapshot.
+
+        Parameters
+        ----------
+        tables : mapping of table name to DataFrame
+            At least ``opportunities``.
+        as_of : date, optional
+            Snapshot date; default the latest event in the data.
+        playbook : Playbook, optional
+            Company rules (default playbook otherwise).
+        strict : bool
+            Raise :class:`~forecastkit.errors.DataError` when any row is rejected.
+        fx_rates : mapping, optional
+            Currency -> value of one unit in the playbook currency.
+        """
+        pb = playbook or DEFAULT_PLAYBOOK
+        ts = None if as_of is None else to_timestamp(as_of, what="as_of").normalize()
+        clean, report, snap = validate_tables(tables, playbook=pb, files=files, fx_rates=fx_rates, as_of=ts)
+        if strict:
+            report.raise_for_errors()
+        return cls(clean, as_of_date=snap, playbook=pb, load_report=report)
+
+    # ------------------------------------------------------------------ tables
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """All canonical tables by name (absent ones empty)."""
+        return dict(self._tables)
+
+    def has(self, name: str) -> bool:
+        """True when table ``name`` was given (even if it has no rows)."""
+        return name in self._present
+
+    def require(self, name: str, why: str) -> pd.DataFrame:
+        """Table ``name``; a :class:`SchemaError` naming the analysis ``why`` when it is absent."""
+        if name not in self._present:
+            raise SchemaError(f"{why} needs the '{name}' table, which this CRM snapshot does not have")
+        return self._tables[name]
+
+    opportunities = property(lambda self: self._tables["opportunities"], doc="Deals, one row each.")
+    history = property(lambda self: self._tables["history"], doc="Deal changes, state after each change.")
+    field_history = property(lambda self: self._tables["field_history"], doc="Changes of other deal fields.")
+    activities = property(lambda self: self._tables["activities"], doc="Calls, emails, visits, meetings.")
+    accounts = property(lambda self: self._tables["accounts"], doc="Companies.")
+    contacts = property(lambda self: self._tables["contacts"], doc="People at accounts.")
+    orders = property(lambda self: self._tables["orders"], doc="Orders, invoices, deliveries.")
+    targets = property(lambda self: self._tables["targets"], doc="Quotas and targets.")
+    forecast_calls = property(lambda self: self._tables["forecast_calls"], doc="Reps' forecast submissions.")
+    costs = property(lambda self: self._tables["costs"], doc="Marketing and sales costs per month.")
+    subscriptions = property(lambda self: self._tables["subscriptions"], doc="MRR per account and month.")
+    reps = property(lambda self: self._tables["reps"], doc="Reps and their teams.")
+
+    @property
+    def open_deals(self) -> pd.DataFrame:
+        """Opportunities with status ``open``."""
+        o = self.opportunities
+        return o[o["status"] == "open"]
+
+    @property
+    def closed_deals(self) -> pd.DataFrame:
+        """Opportunities won or lost."""
+        o = self.opportunities
+        return o[o["status"] != "open"]
+
+    # --------------------------------------------------------------- summaries
+    def summary(self) -> pd.DataFrame:
+        """One row per table: ``table, rows, columns, first_date, last_date`` (dates from its known-at column)."""
+        rows = []
+        for name, t in TABLES.items():
+            df = self._tables[name]
+            col = t.known_at
+            first = last = pd.NaT
+            if col and len(df) and col in df:
+                first, last = df[col].min(), df[col].max()
+            rows.append({"table": name, "rows": len(df), "columns": df.shape[1], "first_date": first, "last_date": last})
+        return pd.DataFrame(rows)
+
+    def __repr__(self) -> str:
+        o = self.opportunities
+        n_open = int((o["status"] == "open").sum())
+        return (
+            f"<CRM as of {self.as_of_date.date()}: {len(o)} opportunities ({n_open} open), "
+            f"{len(self.history)} history rows, {len(self.activities)} activities, {len(self.orders)} orders>"
+        )
+
+    def _repr_html_(self) -> str:
+        return f"<p><b>CRM snapshot as of {self.as_of_date.date()}</b></p>" + self.summary().to_html(index=False)
+
+    # ---------------------------------------------------------------- rewind
+    def as_of(self, date: object) -> CRM:
+        """The company as known at the end of day ``date`` (see the module docstring for the rules).
+
+        Raises
+        ------
+        PeriodError
+            When ``date`` is not a date or lies after the snapshot date.
+        """
+        d = to_timestamp(date, what="as_of date").normalize()
+        if d > self.as_of_date:
+            raise PeriodError(
+                f"as_of date {d.date()} is after the snapshot date {self.as_of_date.date()}: "
+                "a snapshot cannot show what it does not know; load newer data instead"
+            )
+        cutoff = d + _DAY  # everything strictly before is known at the end of day d
+        t = self._tables
+        out: dict[str, pd.DataFrame] = {}
+        out["history"] = _before(t["history"], "changed_at", cutoff)
+        out["field_history"] = _before(t["field_history"], "changed_at", cutoff)
+        out["opportunities"] = _rewind_opportunities(t["opportunities"], out["history"], t["field_history"], cutoff)
+        out["activities"] = _rewind_activities(t["activities"], cutoff)
+        out["orders"] = _rewind_orders(t["orders"], cutoff)
+        out["forecast_calls"] = _before(t["forecast_calls"], "submitted_at", cutoff)
+        for name in ("accounts", "contacts"):
+            df = t[name]
+            out[name] = df[~(df["created_at"] >= cutoff)].reset_index(drop=True)
+        reps = t["reps"]
+        reps = reps[~(reps["start_date"] >= cutoff)].copy()
+        reps.loc[reps["end_date"] >= cutoff, "end_date"] = pd.NaT
+        out["reps"] = reps.reset_index(drop=True)
+        out["subscriptions"] = _before(t["subscriptions"], "month", cutoff)
+        costs = t["costs"]
+        month_start = pd.to_datetime(costs["period"].astype(object) + "-01", errors="coerce")
+        out["costs"] = costs[~(month_start >= cutoff)].reset_index(drop=True)
+        out["targets"] = t["targets"]
+        tables = {n: out[n] for n in self._present | {"opportunities"}}
+        return CRM(tables, as_of_date=d, playbook=self.playbook, load_report=self.load_report)
+
+    # ------------------------------------------------------------------- save
+    def save(self, path: str | Path, format: Literal["csv", "parquet"] = "csv") -> Path:
+        """Write every present table as ``<table>.csv`` (or ``.parquet``), plus ``crm.yaml`` and ``playbook.yaml``."""
+        from forecastkit.data.io import save
+
+        return save(self, path, format=format)
+
+
+def _before(df: pd.DataFrame, col: str, cutoff: pd.Timestamp) -> pd.DataFrame:
+    return df[df[col] < cutoff].reset_index(drop=True)
+
+
+def _rewind_opportunities(opps: pd.DataFrame, hist: pd.DataFrame, fh: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
+    o = opps[opps["created_at"] < cutoff].copy()
+    if o.empty:
+        return o.reset_index(drop=True)
+    cur_stage = o["stage"].copy()
+    ids = o["opportunity_id"]
+    if len(hist):
+        last = hist.groupby("opportunity_id", sort=False).tail(1).set_index("opportunity_id")
+        has = ids.isin(last.index)
+        idx = ids[has]
+        for col in ("stage", "amount", "close_date", "forecast_category"):
+            vals = last[col].reindex(idx.to_numpy()).to_numpy()
+            if col == "forecast_category":
+                keep = pd.isna(vals)
+                vals = np.where(keep, o.loc[has, col].to_numpy(dtype=object), vals)
+            o.loc[has, col] = vals
+        closed_when = last["changed_at"].reindex(idx.to_numpy()).to_numpy()
+    else:
+        has = pd.Series(False, index=o.index)
+        closed_when = np.array([], dtype="datetime64[ns]")
+    closed_now = o["stage"].isin(CLOSED_STAGES)
+    # deals without history that closed after the cutoff: open again, stage unknown
+    reopened = ~has & closed_now & (o["closed_at"] >= cutoff)
+    o.loc[reopened, "stage"] = pd.NA
+    closed_now &= ~reopened
+    status = o["stage"].where(o["stage"].isin(CLOSED_STAGES), "open")
+    o["status"] = status.astype(TEXT_DTYPE)
+    closed_at = o["closed_at"].where(closed_now & (o["closed_at"] < cutoff))
+    if len(closed_when):
+        hist_close = pd.Series(pd.NaT, index=o.index, dtype="datetime64[ns]")
+        hist_close.loc[has] = pd.to_datetime(closed_when).normalize()
+        fill = closed_now & closed_at.isna()
+        closed_at = closed_at.where(~fill, hist_close)
+    o["closed_at"] = closed_at.astype("datetime64[ns]")
+    o.loc[status != "lost", "loss_reason"] = pd.NA
+    o.loc[status == "won", "forecast_category"] = "closed"
+    o.loc[o["stage"] != cur_stage, "probability"] = np.nan
+    if len(fh):
+        later = fh[(fh["changed_at"] >= cutoff) & fh["opportunity_id"].isin(ids)]
+        if len(later):
+            first = later.groupby(["opportunity_id", "field"], sort=False).head(1)
+            pos = pd.Series(np.arange(len(o)), index=o["opportunity_id"].to_numpy())
+            for field, grp in first.groupby("field", sort=False):
+                if field not in o.columns or field in ("opportunity_id",):
+                    continue
+                kind = TABLES["opportunities"].column(str(field)).kind
+                vals, _ = coerce_column(grp["old_value"].reset_index(drop=True), kind)
+                rows = pos.reindex(grp["opportunity_id"].to_numpy()).to_numpy()
+                col = o[field].copy()
+                col.iloc[rows] = vals.to_numpy()
+                o[field] = col
+    return o.reset_index(drop=True)
+
+
+def _rewind_activities(act: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
+    known = act["created_at"].fillna(act["due_at"])
+    a = act[known < cutoff].copy()
+    later = a["done_at"] >= cutoff
+    if later.any():
+        a.loc[later, "done_at"] = pd.NaT
+        a.loc[later, "report"] = pd.NA
+        for b in REPORT_BOXES:
+            a.loc[later, b] = pd.NA
+    return a.reset_index(drop=True)
+
+
+def _rewind_orders(orders: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
+    o = orders[orders["ordered_at"] < cutoff].copy()
+    inv = o["invoiced_at"] >= cutoff
+    o.loc[inv, "invoiced_at"] = pd.NaT
+    o.loc[inv, "invoiced_amount"] = np.nan
+    o.loc[o["delivered_at"] >= cutoff, "delivered_at"] = pd.NaT
+    return o.reset_index(drop=True)
+

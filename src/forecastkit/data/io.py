@@ -1,0 +1,170 @@
+"""Reading and writing CRM snapshots: a folder of CSV or Parquet files.
+
+A snapshot folder holds one file per canonical table (``opportunities.csv``,
+``history.csv``... or ``.parquet``; ``.csv.gz`` works too), an optional
+``crm.yaml`` (``as_of: 2026-11-20``, ``currency: EUR``, ``fx_rates: {USD: 0.92}``)
+and an optional ``playbook.yaml``. Only ``opportunities`` is required.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import pandas as pd
+import yaml
+
+from forecastkit.data.schema import TABLES
+from forecastkit.errors import SchemaError
+from forecastkit.playbook import Playbook
+
+if TYPE_CHECKING:
+    from forecastkit.data.crm import CRM
+
+__all__ = ["load", "save", "read_table"]
+
+_SUFFIXES = (".parquet", ".csv", ".csv.gz")
+
+
+def _find(folder: Path, name: str) -> Path | None:
+    found = [folder / f"{name}{s}" for s in _SUFFIXES if (folder / f"{name}{s}").exists()]
+    if len(found) > 1:
+        raise SchemaError(f"{folder}: table '{name}' is given twice ({', '.join(p.name for p in found)}); keep one file")
+    return found[0] if found else None
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read one table file as raw data (CSV: every cell as text, only empty cells missing)."""
+    path = Path(path)
+    try:
+        if path.name.endswith(".parquet"):
+            return pd.read_parquet(path)
+        return pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig", low_memory=False
+        )
+    except pd.errors.EmptyDataError:
+        raise SchemaError(f"{path.name}: the file is empty (not even a header line); delete it or export the table again") from None
+    except UnicodeDecodeError as exc:
+        raise SchemaError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-export the file as UTF-8") from None
+    except (pd.errors.ParserError, OSError, ValueError) as exc:
+        raise SchemaError(f"{path.name}: cannot be read: {exc}") from None
+
+
+def _read_meta(folder: Path) -> dict:
+    meta_path = folder / "crm.yaml"
+    if not meta_path.exists():
+        return {}
+    try:
+        meta = yaml.safe_load(meta_path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise SchemaError(f"{meta_path}: not valid YAML: {exc}") from None
+    if not isinstance(meta, dict):
+        raise SchemaError(f"{meta_path}: expected keys such as 'as_of: 2026-11-20'")
+    allowed = {"as_of", "currency", "fx_rates"}
+    bad = sorted(set(meta) - allowed)
+    if bad:
+        raise SchemaError(f"{meta_path}: unknown key(s) {bad}; allowed: {sorted(allowed)}")
+    return meta
+
+
+def load(
+    path: str | Path,
+    *,
+    as_of: object = None,
+    playbook: Playbook | str | Path | None = None,
+    strict: bool = False,
+    fx_rates: Mapping[str, float] | None = None,
+) -> CRM:
+    """Load a CRM snapshot from a folder of CSV or Parquet files.
+
+    Parameters
+    ----------
+    path : str or Path
+        The folder (see the module docstring for its layout).
+    as_of : date, optional
+        Rewind the loaded snapshot to this date (``crm.as_of(as_of)``).
+    playbook : Playbook or path to YAML, optional
+        Default: ``playbook.yaml`` in the folder, else the default playbook.
+    strict : bool
+        Raise :class:`~forecastkit.errors.DataError` if any row is rejected
+        (default: keep the good rows and account for the others in ``crm.load_report``).
+    fx_rates : mapping, optional
+        Currency -> value of one unit in the reporting currency.
+
+    Returns
+    -------
+    CRM
+        The snapshot; ``crm.load_report`` accounts for every row read.
+    """
+    from forecastkit.data.crm import CRM
+
+    folder = Path(path)
+    if not folder.exists():
+        raise SchemaError(f"{folder}: no such folder; point load() at the folder holding opportunities.csv")
+    if not folder.is_dir():
+        raise SchemaError(f"{folder}: expected a folder of table files (opportunities.csv, history.csv, ...), got a file")
+    meta = _read_meta(folder)
+    if isinstance(playbook, (str, Path)):
+        pb = Playbook.from_yaml(playbook)
+    elif playbook is None:
+        pb = Playbook.from_yaml(folder / "playbook.yaml") if (folder / "playbook.yaml").exists() else Playbook()
+    else:
+        pb = playbook
+    if "currency" in meta and meta["currency"] != pb.currency:
+        pb = Playbook.from_dict({**pb.to_dict(), "currency": meta["currency"]})
+    raw, files = {}, {}
+    for name in TABLES:
+        f = _find(folder, name)
+        if f is not None:
+            raw[name] = read_table(f)
+            files[name] = f.name
+    if "opportunities" not in raw:
+        listing = ", ".join(sorted(p.name for p in folder.iterdir())[:10]) or "(empty)"
+        raise SchemaError(
+            f"{folder}: no opportunities.csv or opportunities.parquet (found: {listing}). "
+            "It is the one table a snapshot needs; see data/sample/ for the layout."
+        )
+    crm = CRM.from_tables(
+        raw, as_of=meta.get("as_of"), playbook=pb, strict=strict, fx_rates=fx_rates or meta.get("fx_rates"), files=files
+    )
+    known = {f"{n}{s}" for n in TABLES for s in _SUFFIXES} | {"crm.yaml", "playbook.yaml", "README.md"}
+    ignored = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in known and not p.name.startswith("."))
+    if ignored:
+        crm.load_report.notes.append(f"{folder}: ignored file(s) that are not canonical tables: {', '.join(ignored[:10])}")
+    if as_of is not None:
+        crm = crm.as_of(as_of)
+    return crm
+
+
+def _atomic_write(path: Path, write) -> None:  # type: ignore[no-untyped-def]
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save(crm: CRM, path: str | Path, format: Literal["csv", "parquet"] = "csv") -> Path:
+    """Write a snapshot folder that :func:`load` reads back to the same tables."""
+    if format not in ("csv", "parquet"):
+        raise SchemaError(f"format must be 'csv' or 'parquet', got {format!r}")
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, df in crm.tables.items():
+        if not crm.has(name):
+            continue
+        target = folder / f"{name}.{format}"
+        if format == "csv":
+            _atomic_write(target, lambda tmp, df=df: df.to_csv(tmp, index=False, date_format="%Y-%m-%dT%H:%M:%S"))
+        else:
+            _atomic_write(target, lambda tmp, df=df: df.to_parquet(tmp, index=False))
+    meta = {"as_of": str(crm.as_of_date.date()), "currency": crm.playbook.currency}
+    (folder / "crm.yaml").write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
+    crm.playbook.to_yaml(folder / "playbook.yaml")
+    return folder

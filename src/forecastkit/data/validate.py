@@ -1,0 +1,480 @@
+"""Validation of raw tables into canonical tables, with row accounting.
+
+Every input row ends up either kept or rejected with a reason. Row numbers
+in reports are 1-based data rows (the header is not counted), so row 1 is the
+first line under the header of a CSV file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from forecastkit.data.schema import TABLES, Column, Table
+from forecastkit.errors import DataError, SchemaError
+from forecastkit.playbook import CLOSED_STAGES, Playbook
+
+__all__ = ["LoadReport", "validate_tables", "coerce_column", "empty_table", "TEXT_DTYPE"]
+
+TEXT_DTYPE = pd.StringDtype()
+_ROW = "_row"
+_MAX_EXAMPLES = 3
+
+_FIXES = {
+    "not a date": "Use ISO dates (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS).",
+    "not a number": "Use plain numbers with a dot as decimal separator and no currency sign or thousands separator.",
+    "not true/false": "Use true/false (or 1/0, yes/no).",
+    "missing required value": "Fill the value in the export, or drop the row.",
+    "negative": "Amounts must be zero or positive.",
+    "not allowed": "Use one of the allowed values listed.",
+    "unknown stage": "Map it to a playbook stage, or add the stage to the playbook's 'stages'.",
+    "duplicate id": "Ids must be unique: remove or merge the duplicated rows.",
+    "unknown opportunity": "Export the matching opportunities too, or drop rows of deleted deals.",
+    "unknown account": "Export the matching accounts too.",
+    "closed before created": "A deal cannot close before it was created: check created_at, close_date and closed_at.",
+    "status does not match stage": "status must be 'won' for stage won, 'lost' for stage lost and 'open' otherwise.",
+    "changed before created": "History rows cannot predate the deal's creation: check created_at.",
+    "unknown field": "field_history.field must name an opportunity column.",
+    "unknown currency": "Give an exchange rate for this currency in fx_rates.",
+    "probability out of range": "Probabilities are between 0 and 1 (or 0-100 as percentages).",
+}
+
+
+@dataclass
+class LoadReport:
+    """What happened to every input row.
+
+    Attributes
+    ----------
+    summary : DataFrame
+        Columns ``table, file, rows_read, rows_kept, rows_rejected, rows_added``.
+    rejected : DataFrame
+        One row per rejected input row: ``table, file, row, column, value, reason``
+        (``row`` is the 1-based data row in the file).
+    notes : list of str
+        Warnings that did not reject rows (ignored columns, converted currencies...).
+    """
+
+    summary: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            columns=["table", "file", "rows_read", "rows_kept", "rows_rejected", "rows_added"]
+        )
+    )
+    rejected: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["table", "file", "row", "column", "value", "reason"])
+    )
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        """Number of rejected rows."""
+        return len(self.rejected)
+
+    @property
+    def ok(self) -> bool:
+        """True when no row was rejected."""
+        return self.errors == 0
+
+    def describe(self, max_examples: int = _MAX_EXAMPLES) -> str:
+        """A readable account of the rejected rows: per table, column and reason, a few examples and the fix."""
+        if self.ok:
+            return "all rows kept"
+        lines = []
+        for (table, file, column, reason), grp in self.rejected.groupby(
+            ["table", "file", "column", "reason"], sort=False, dropna=False
+        ):
+            ex = ", ".join(f"{r}: {v!r}" for r, v in zip(grp["row"].head(max_examples), grp["value"].head(max_examples), strict=False))
+            more = f" and {len(grp) - max_examples} more" if len(grp) > max_examples else ""
+            key = reason.split(" (")[0].split(":")[0]
+            fix = _FIXES.get(key, "")
+            lines.append(
+                f"{file}: column '{column}' has {len(grp)} row(s) rejected - {reason} (rows {ex}{more}). {fix}".rstrip()
+            )
+        return "\n".join(lines)
+
+    def raise_for_errors(self) -> None:
+        """Raise :class:`DataError` describing the rejected rows, if any."""
+        if not self.ok:
+            raise DataError(f"{self.errors} row(s) rejected:\n{self.describe()}")
+
+    def _repr_html_(self) -> str:
+        html = self.summary.to_html(index=False)
+        if not self.ok:
+            html += "<p>Rejected rows (first 20):</p>" + self.rejected.head(20).to_html(index=False)
+        return html
+
+
+class _Rejects:
+    """Collects rejected rows for one table."""
+
+    def __init__(self, table: str, file: str) -> None:
+        self.table, self.file = table, file
+        self.parts: list[pd.DataFrame] = []
+
+    def add(self, df: pd.DataFrame, mask: pd.Series | np.ndarray, column: str, reason: str | pd.Series, values: pd.Series | None = None) -> pd.DataFrame:
+        """Record rows of ``df`` where ``mask`` holds; return the rows kept."""
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return df
+        bad = df.loc[mask]
+        vals = (values if values is not None else bad[column] if column in bad else pd.Series("", index=bad.index))
+        vals = vals.loc[bad.index] if len(vals) != len(bad) else vals
+        reasons = reason.loc[bad.index] if isinstance(reason, pd.Series) else reason
+        self.parts.append(
+            pd.DataFrame(
+                {
+                    "table": self.table,
+                    "file": self.file,
+                    "row": bad[_ROW].to_numpy(),
+                    "column": column,
+                    "value": vals.astype(str).str.slice(0, 80).to_numpy(),
+                    "reason": reasons.to_numpy() if isinstance(reasons, pd.Series) else reasons,
+                }
+            )
+        )
+        return df.loc[~mask]
+
+    def frame(self) -> pd.DataFrame:
+        if not self.parts:
+            return pd.DataFrame(columns=["table", "file", "row", "column", "value", "reason"])
+        return pd.concat(self.parts, ignore_index=True)
+
+
+def empty_table(name: str) -> pd.DataFrame:
+    """An empty canonical table with the right columns and dtypes."""
+    table = TABLES[name]
+    return pd.DataFrame({c.name: pd.Series(dtype=_dtype(c)) for c in table.columns})
+
+
+def _dtype(col: Column) -> object:
+    return {"str": TEXT_DTYPE, "date": "datetime64[ns]", "float": "float64", "bool": "boolean"}[col.kind]
+
+
+_MISSING = {"str": pd.NA, "date": pd.NaT, "float": np.nan, "bool": pd.NA}
+_TRUE = {"true", "1", "yes", "y", "t", "1.0"}
+_FALSE = {"false", "0", "no", "n", "f", "0.0"}
+
+
+def coerce_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
+    """Convert ``raw`` to the column kind; return (values, bad) where ``bad`` marks unparseable non-empty cells."""
+    if kind == "str":
+        if isinstance(raw.dtype, pd.StringDtype):
+            out = raw
+        else:
+            out = raw.astype(TEXT_DTYPE) if raw.dtype == object else raw.astype(str).astype(TEXT_DTYPE).where(raw.notna())
+        out = out.astype(TEXT_DTYPE)
+        out = out.mask(out.str.strip() == "")
+        return out, pd.Series(False, index=raw.index)
+    present = raw.notna()
+    if raw.dtype == object or isinstance(raw.dtype, pd.StringDtype):
+        present &= raw.astype(str).str.strip() != ""
+    if kind == "date":
+        if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+            out = raw
+            if getattr(raw.dt, "tz", None) is not None:
+                out = raw.dt.tz_convert("UTC").dt.tz_localize(None)
+            out = out.astype("datetime64[ns]")
+        else:
+            txt = raw.where(present).astype(object)
+            try:
+                out = pd.to_datetime(txt, errors="coerce", format="ISO8601", utc=True)
+            except (ValueError, TypeError, OverflowError):
+                out = pd.to_datetime(txt, errors="coerce", utc=True, format="mixed")
+            out = out.dt.tz_localize(None).astype("datetime64[ns]")
+        return out, present & out.isna()
+    if kind == "float":
+        if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+            out = raw.astype("float64")
+        else:
+            out = pd.to_numeric(raw.where(present), errors="coerce").astype("float64")
+        bad = present & (out.isna() | ~np.isfinite(out.fillna(0.0)))
+        out = out.where(~bad)
+        return out, bad
+    if kind == "bool":
+        if pd.api.types.is_bool_dtype(raw.dtype):
+            return raw.astype("boolean"), pd.Series(False, index=raw.index)
+        txt = raw.where(present).astype(str).str.strip().str.lower()
+        out = pd.Series(pd.NA, index=raw.index, dtype="boolean")
+        out[txt.isin(_TRUE)] = True
+        out[txt.isin(_FALSE)] = False
+        return out, present & out.isna()
+    raise ValueError(kind)
+
+
+def _validate_columns(df: pd.DataFrame, table: Table, file: str, rej: _Rejects, playbook: Playbook, notes: list[str]) -> pd.DataFrame:
+    cols = [str(c).strip() for c in df.columns]
+    df = df.copy()
+    df.columns = cols
+    dup = sorted({c for c in cols if cols.count(c) > 1})
+    if dup:
+        raise SchemaError(f"{file}: column(s) {', '.join(map(repr, dup))} appear more than once; rename or drop the duplicates")
+    missing = [c for c in table.required if c not in df.columns]
+    if missing:
+        raise SchemaError(
+            f"{file}: required column(s) {', '.join(map(repr, missing))} missing from table '{table.name}'. "
+            f"Found columns: {', '.join(cols) or '(none)'}. Rename your columns to the canonical names "
+            f"({', '.join(table.required)} are required) or use an adapter/mapping file."
+        )
+    extra = [c for c in df.columns if c not in table.column_names and c != _ROW]
+    if extra:
+        notes.append(f"{file}: ignored column(s) not in the '{table.name}' schema: {', '.join(extra[:10])}")
+    out = pd.DataFrame({_ROW: df[_ROW].to_numpy()}, index=df.index)
+    bad_any = pd.Series(False, index=df.index)
+    reasons: list[tuple[pd.Series, str, str, pd.Series]] = []
+    for col in table.columns:
+        if col.name not in df.columns:
+            out[col.name] = pd.Series(_MISSING[col.kind], index=df.index, dtype=_dtype(col))
+            continue
+        values, bad = coerce_column(df[col.name], col.kind)
+        if bad.any():
+            what = {"date": "not a date", "float": "not a number" if col.kind == "float" else "", "bool": "not true/false"}[col.kind]
+            if col.kind == "float":
+                what = "not a number"
+            reasons.append((bad & ~bad_any, col.name, what, df[col.name]))
+            bad_any |= bad
+        out[col.name] = values
+    for mask, colname, what, raw in reasons:
+        out = rej.add(out, mask.loc[out.index], colname, what, raw)
+    # required values present
+    for name in table.required:
+        m = out[name].isna()
+        out = rej.add(out, m, name, "missing required value")
+    for col in table.columns:
+        if col.nonnegative:
+            m = out[col.name] < 0
+            out = rej.add(out, m.fillna(False), col.name, "negative")
+        if col.allowed is not None:
+            v = out[col.name].str.strip().str.lower()
+            out[col.name] = v.str.replace(" ", "_", regex=False)
+            m = out[col.name].notna() & ~out[col.name].isin(col.allowed)
+            out = rej.add(out, m, col.name, f"not allowed (allowed: {', '.join(col.allowed)})")
+    if "stage" in table.column_names and table.name in ("opportunities", "history"):
+        out["stage"] = out["stage"].str.strip().str.lower().str.replace(" ", "_", regex=False)
+        m = out["stage"].notna() & ~out["stage"].isin(playbook.all_stage_names)
+        out = rej.add(out, m, "stage", f"unknown stage (playbook stages: {', '.join(playbook.all_stage_names)})")
+    if table.key:
+        dupm = out.duplicated(list(table.key), keep="first")
+        if dupm.any():
+            first = out.drop_duplicates(list(table.key), keep="first").set_index(list(table.key))[_ROW]
+            keys = out.loc[dupm, list(table.key)]
+            firsts = first.reindex(pd.MultiIndex.from_frame(keys) if len(table.key) > 1 else keys.iloc[:, 0]).to_numpy()
+            reason = pd.Series([f"duplicate id (first seen at row {f})" for f in firsts], index=keys.index)
+            out = rej.add(out, dupm, table.key[0], reason)
+    return out
+
+
+def _check_opportunities(df: pd.DataFrame, rej: _Rejects, playbook: Playbook, notes: list[str], fx_rates: Mapping[str, float] | None, file: str) -> pd.DataFrame:
+    stage_status = df["stage"].where(df["stage"].isin(CLOSED_STAGES), "open")
+    if df["status"].isna().all():
+        df["status"] = stage_status.astype(TEXT_DTYPE)
+    else:
+        m = df["status"].notna() & (df["status"] != stage_status)
+        df = rej.add(df, m, "status", "status does not match stage", df["status"].astype(str) + " / " + df["stage"].astype(str))
+        df["status"] = df["stage"].where(df["stage"].isin(CLOSED_STAGES), "open").astype(TEXT_DTYPE)
+    closed = df["status"] != "open"
+    df.loc[closed & df["closed_at"].isna(), "closed_at"] = df.loc[closed & df["closed_at"].isna(), "close_date"]
+    df.loc[~closed, "closed_at"] = pd.NaT
+    created_day = df["created_at"].dt.normalize()
+    m = (df["close_date"] < created_day) | (df["closed_at"].notna() & (df["closed_at"] < created_day))
+    df = rej.add(df, m, "close_date", "closed before created", df["close_date"].astype(str) + " < " + df["created_at"].astype(str))
+    df.loc[df["status"] == "won", "forecast_category"] = "closed"
+    df.loc[df["status"] == "lost", "forecast_category"] = "omitted"
+    p = df["probability"]
+    if (p > 1).any() and (p.dropna() <= 100).all():
+        df["probability"] = p / 100.0
+        notes.append(f"{file}: 'probability' read as percentages (0-100) and divided by 100")
+    df = rej.add(df, (df["probability"] > 1).fillna(False), "probability", "probability out of range")
+    return _convert_currency(df, rej, playbook, notes, fx_rates, file)
+
+
+def _convert_currency(df: pd.DataFrame, rej: _Rejects, playbook: Playbook, notes: list[str], fx_rates: Mapping[str, float] | None, file: str) -> pd.DataFrame:
+    if "currency" not in df:
+        return df
+    cur = df["currency"].str.upper().str.strip()
+    found = sorted(set(cur.dropna()))
+    if not found or found == [playbook.currency]:
+        df["currency"] = cur.fillna(playbook.currency).astype(TEXT_DTYPE)
+        return df
+    if not fx_rates:
+        raise DataError(
+            f"{file}: amounts are in several currencies ({', '.join(found)}) and the reporting currency is "
+            f"{playbook.currency}; amounts are never summed across currencies. Pass fx_rates="
+            "{'USD': 0.92, ...} (value of one unit in the reporting currency) to convert them, "
+            "or set the playbook's 'currency'."
+        )
+    rates = {k.upper(): float(v) for k, v in fx_rates.items()}
+    rates.setdefault(playbook.currency, 1.0)
+    cur = cur.fillna(playbook.currency)
+    m = ~cur.isin(rates)
+    df = rej.add(df, m, "currency", f"unknown currency (rates given for: {', '.join(sorted(rates))})")
+    cur = cur.loc[df.index]
+    factor = cur.map(rates).astype(float)
+    for col in ("amount", "budget", "margin", "invoiced_amount"):
+        if col in df:
+            df[col] = df[col] * factor
+    df["currency"] = pd.Series(playbook.currency, index=df.index, dtype=TEXT_DTYPE)
+    notes.append(f"{file}: converted {int((cur != playbook.currency).sum())} amounts to {playbook.currency} with the given rates")
+    return df
+
+
+def _check_references(name: str, df: pd.DataFrame, tables: Mapping[str, pd.DataFrame], rej: _Rejects, notes: list[str], file: str) -> pd.DataFrame:
+    opps = tables.get("opportunities")
+    if name in ("history", "field_history") and opps is not None:
+        m = ~df["opportunity_id"].isin(opps["opportunity_id"])
+        df = rej.add(df, m, "opportunity_id", "unknown opportunity")
+        created = df["opportunity_id"].map(opps.set_index("opportunity_id")["created_at"].dt.normalize())
+        m = df["changed_at"].dt.normalize() < created
+        df = rej.add(df, m, "changed_at", "changed before created", df["changed_at"].astype(str))
+    if name == "field_history":
+        m = ~df["field"].isin(TABLES["opportunities"].column_names)
+        df = rej.add(df, m, "field", "unknown field")
+    if name == "activities" and opps is not None:
+        m = df["opportunity_id"].notna() & ~df["opportunity_id"].isin(opps["opportunity_id"])
+        df = rej.add(df, m, "opportunity_id", "unknown opportunity")
+    accounts = tables.get("accounts")
+    if accounts is not None and name in ("contacts", "orders", "subscriptions"):
+        m = df["account_id"].notna() & ~df["account_id"].isin(accounts["account_id"])
+        df = rej.add(df, m, "account_id", "unknown account")
+    if accounts is not None and name == "opportunities":
+        n = int((df["account_id"].notna() & ~df["account_id"].isin(accounts["account_id"])).sum())
+        if n:
+            notes.append(f"{file}: {n} deal(s) refer to an account missing from accounts (kept)")
+    return df
+
+
+def _reconcile_history(opps: pd.DataFrame, hist: pd.DataFrame, as_of: pd.Timestamp, notes: list[str]) -> tuple[pd.DataFrame, int]:
+    """Add a history row at the snapshot date for deals whose current state differs from their last history row."""
+    if hist.empty:
+        if len(opps):
+            notes.append(
+                "history: no history rows; stage timing is unknown and as_of() cannot rewind stages, amounts or close dates"
+            )
+        return hist, 0
+    hist = hist.sort_values(["opportunity_id", "changed_at"], kind="stable")
+    last = hist.groupby("opportunity_id", sort=False).tail(1).set_index("opportunity_id")
+    cur = opps.set_index("opportunity_id")
+    common = cur.index.intersection(last.index)
+    cols = ["stage", "amount", "close_date"]
+    a, b = cur.loc[common, cols], last.loc[common, cols]
+    differs = pd.Series(False, index=common)
+    for c in cols:
+        x, y = a[c], b[c]
+        differs |= ~((x == y).fillna(False) | (x.isna() & y.isna()))
+    no_hist = cur.index.difference(last.index)
+    if len(no_hist):
+        notes.append(
+            f"history: {len(no_hist)} deal(s) have no history row; their past stages are unknown "
+            "(as_of shows them in their current state while open)"
+        )
+    if not differs.any():
+        return hist, 0
+    ids = differs[differs].index
+    add = cur.loc[ids, ["stage", "amount", "close_date", "forecast_category"]].reset_index()
+    add["changed_at"] = as_of
+    add[_ROW] = -1
+    notes.append(
+        f"history: {len(ids)} deal(s) show a current state that their last history row does not; "
+        "a history row dated at the snapshot was added for each"
+    )
+    hist = pd.concat([hist, add[hist.columns]], ignore_index=True)
+    return hist.sort_values(["opportunity_id", "changed_at"], kind="stable"), len(ids)
+
+
+def validate_tables(
+    raw: Mapping[str, pd.DataFrame],
+    *,
+    playbook: Playbook,
+    files: Mapping[str, str] | None = None,
+    row_offsets: Mapping[str, int] | None = None,
+    fx_rates: Mapping[str, float] | None = None,
+    as_of: pd.Timestamp | None = None,
+) -> tuple[dict[str, pd.DataFrame], LoadReport, pd.Timestamp]:
+    """Validate raw tables; return canonical tables, the load report and the snapshot date.
+
+    Parameters
+    ----------
+    raw : mapping of table name to DataFrame
+        Tables as read (text or typed columns). Unknown table names raise.
+    playbook : Playbook
+        Stages and currency to check against.
+    files : mapping, optional
+        Table name -> file name used in messages (default ``<table>``).
+    fx_rates : mapping, optional
+        Currency -> value of one unit in the playbook currency.
+    as_of : Timestamp, optional
+        Snapshot date; default the latest event date in the data.
+    """
+    unknown = sorted(set(raw) - set(TABLES))
+    if unknown:
+        raise SchemaError(f"unknown table(s) {', '.join(map(repr, unknown))}; canonical tables: {', '.join(TABLES)}")
+    if "opportunities" not in raw:
+        raise SchemaError("no 'opportunities' table: it is the one table a CRM snapshot needs (opportunities.csv or .parquet)")
+    files = dict(files or {})
+    notes: list[str] = []
+    out: dict[str, pd.DataFrame] = {}
+    rejects: list[pd.DataFrame] = []
+    counts: dict[str, tuple[int, int]] = {}
+    order = [t for t in TABLES if t in raw]
+    for name in order:
+        df = raw[name]
+        file = files.get(name, name)
+        rej = _Rejects(name, file)
+        df = df.reset_index(drop=True)
+        df[_ROW] = np.arange(1, len(df) + 1) + (row_offsets or {}).get(name, 0)
+        clean = _validate_columns(df, TABLES[name], file, rej, playbook, notes)
+        if name == "opportunities":
+            clean = _check_opportunities(clean, rej, playbook, notes, fx_rates, file)
+        elif name == "orders":
+            clean = _convert_currency(clean, rej, playbook, notes, fx_rates, file) if "currency" in clean else clean
+        clean = _check_references(name, clean, out, rej, notes, file)
+        out[name] = clean
+        rejects.append(rej.frame())
+        counts[name] = (len(df), len(clean))
+    if as_of is None:
+        as_of = _latest_event(out)
+    added = {}
+    if "history" in out:
+        hist, n_added = _reconcile_history(out["opportunities"], out["history"], as_of, notes)
+        out["history"], added["history"] = hist, n_added
+    elif len(out["opportunities"]):
+        notes.append("history: no history table; stage timing is unknown and as_of() cannot rewind stages, amounts or close dates")
+    tables = {}
+    for name, df in out.items():
+        df = df.drop(columns=[_ROW]).reset_index(drop=True)
+        if name in ("history", "field_history"):
+            df = df.sort_values(["opportunity_id", "changed_at"], kind="stable").reset_index(drop=True)
+        tables[name] = df
+    rejected = pd.concat([r for r in rejects if len(r)], ignore_index=True) if any(len(r) for r in rejects) else LoadReport().rejected
+    summary = pd.DataFrame(
+        [
+            {
+                "table": n,
+                "file": files.get(n, n),
+                "rows_read": counts[n][0],
+                "rows_kept": counts[n][1],
+                "rows_rejected": counts[n][0] - counts[n][1],
+                "rows_added": added.get(n, 0),
+            }
+            for n in order
+        ]
+    )
+    return tables, LoadReport(summary=summary, rejected=rejected, notes=notes), as_of
+
+
+def _latest_event(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
+    cands = []
+    for name, col in (
+        ("opportunities", "created_at"), ("opportunities", "closed_at"), ("history", "changed_at"),
+        ("field_history", "changed_at"), ("activities", "done_at"), ("orders", "ordered_at"),
+        ("forecast_calls", "submitted_at"),
+    ):
+        if name in tables and len(tables[name]):
+            v = tables[name][col].max()
+            if pd.notna(v):
+                cands.append(v)
+    if not cands:
+        raise SchemaError("the data holds no dated event (no created_at, changed_at...): cannot tell the snapshot date; pass as_of=")
+    return max(cands).normalize()

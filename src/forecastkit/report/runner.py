@@ -1,0 +1,584 @@
+"""Run report notebooks with papermill and publish them as offline HTML.
+
+A report is a thin notebook shipped inside the package (``forecastkit/notebooks``
+in a wheel, the top-level ``notebooks/`` folder in a source checkout). The
+runner
+
+* checks the parameters against the notebook's ``parameters`` cell *before*
+  any kernel starts (papermill only warns about unknown names; we reject them,
+  and strings from the command line are converted to the type of the default);
+* executes the notebook with papermill in the caller's working directory
+  (``data`` is made absolute first);
+* writes ``<out>/<name>.ipynb`` and ``<out>/<name>.html`` atomically: a temp
+  file with a unique name in the same folder, then :func:`os.replace`, so a
+  failed run never overwrites the last good report and two concurrent runs
+  never corrupt each other;
+* on a failing cell raises :class:`~forecastkit.errors.ReportError` naming the
+  cell and keeps the executed notebook as ``<out>/<name>.failed.ipynb``.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import datetime as dt
+import importlib.resources
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from forecastkit.errors import ForecastkitError, ParameterError, ReportError
+
+__all__ = [
+    "REPORTS",
+    "ReportResult",
+    "notebooks_dir",
+    "notebook_path",
+    "list_reports",
+    "report_parameters",
+    "validate_parameters",
+    "run_report",
+    "run_all",
+]
+
+#: Registered reports: name -> notebook file in the notebooks folder. ``run_all``
+#: (the scheduled job, ``forecastkit report all``) runs these, in this order.
+#: Adding a report is one line here plus its notebook.
+REPORTS: dict[str, str] = {
+    "overview": "overview.ipynb",
+}
+
+_TRUE = {"true", "yes", "y", "1", "on"}
+_FALSE = {"false", "no", "n", "0", "off"}
+_INT = re.compile(r"[+-]?\d+")
+_SIMPLE_TYPES = {"str", "int", "float", "bool", "list", "dict", "tuple"}
+_KERNEL_FIX = "install it with: .venv/bin/python -m ipykernel install --sys-prefix --name {kernel}"
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What :func:`run_report` produced.
+
+    Attributes
+    ----------
+    notebook_path : Path
+        The executed notebook, ``<out>/<name>.ipynb``.
+    html_path : Path or None
+        The offline HTML page, ``<out>/<name>.html`` (None with ``html=False``).
+    parameters : dict
+        The parameters passed to the notebook, after conversion.
+    duration_s : float
+        Wall-clock seconds of the run (execution and export).
+    dated_html_path : Path or None
+        The dated copy ``<out>/<name>-<as_of>.html`` when ``dated=True``.
+    """
+
+    notebook_path: Path
+    html_path: Path | None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+    dated_html_path: Path | None = None
+
+
+# ----------------------------------------------------------------- discovery
+def notebooks_dir() -> Path:
+    """The folder holding the report notebooks.
+
+    The installed package's ``forecastkit/notebooks`` (a wheel force-includes
+    the top-level ``notebooks/`` folder there), else the source checkout's
+    ``notebooks/`` (editable installs).
+
+    Raises
+    ------
+    ReportError
+        Neither folder exists.
+    """
+    with contextlib.suppress(ModuleNotFoundError, TypeError, NotImplementedError):
+        packaged = importlib.resources.files("forecastkit") / "notebooks"
+        if packaged.is_dir():
+            return Path(str(packaged))
+    checkout = Path(__file__).resolve().parents[3] / "notebooks"
+    if checkout.is_dir():
+        return checkout
+    raise ReportError(
+        f"cannot find the report notebooks: neither forecastkit/notebooks in the installed package "
+        f"nor {checkout} exists. Reinstall forecastkit (pip install forecastkit) or run from a source checkout."
+    )
+
+
+def _discovered() -> dict[str, Path]:
+    folder = notebooks_dir()
+    return {p.stem: p for p in sorted(folder.glob("*.ipynb")) if not p.name.startswith((".", "_"))}
+
+
+def notebook_path(name: str | os.PathLike[str]) -> Path:
+    """The notebook of report ``name``; ``name`` may also be the path of an ``.ipynb`` file.
+
+    Raises
+    ------
+    ParameterError
+        No such report; the message lists the known ones.
+    """
+    text = os.fspath(name)
+    if text.endswith(".ipynb"):
+        path = Path(text)
+        if not path.is_file():
+            raise ParameterError(f"notebook {text!r} does not exist")
+        return path.resolve()
+    found = _discovered()
+    if text in REPORTS and REPORTS[text] and (notebooks_dir() / REPORTS[text]).is_file():
+        return notebooks_dir() / REPORTS[text]
+    if text in found:
+        return found[text]
+    known = sorted(set(found) | {k for k in REPORTS if k in found})
+    raise ParameterError(
+        f"unknown report {text!r}; known reports: {', '.join(known) or '(none)'}. "
+        "Run `forecastkit list` to see them, or pass the path of a .ipynb file."
+    )
+
+
+def _title(path: Path) -> str:
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "markdown":
+            source = "".join(cell.get("source", ""))
+            for line in source.splitlines():
+                if line.strip():
+                    return line.lstrip("#").strip()
+    return ""
+
+
+def list_reports():  # -> pd.DataFrame
+    """The report notebooks found in :func:`notebooks_dir`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per notebook, registered reports first, with columns
+
+        ``name``        the report name (``forecastkit report NAME``)
+        ``title``       the first line of its first markdown cell
+        ``registered``  True when ``forecastkit report all`` runs it
+        ``path``        the notebook file
+    """
+    import pandas as pd
+
+    found = _discovered()
+    names = [n for n in REPORTS if n in found] + sorted(n for n in found if n not in REPORTS)
+    rows = [{"name": n, "title": _title(found[n]), "registered": n in REPORTS, "path": str(found[n])} for n in names]
+    return pd.DataFrame(rows, columns=["name", "title", "registered", "path"])
+
+
+# ---------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class _Param:
+    name: str
+    type: str  # one of _SIMPLE_TYPES or "any"
+    default: str  # the source text of the default
+
+
+def _declared(path: Path) -> dict[str, _Param]:
+    import papermill
+
+    try:
+        info = papermill.inspect_notebook(str(path))
+    except Exception as exc:  # papermill raises plain exceptions for unreadable notebooks
+        raise ReportError(f"cannot read the parameters of {path}: {type(exc).__name__}: {exc}") from exc
+    params = {}
+    for name, p in info.items():
+        typ = str(p.get("inferred_type_name") or "None")
+        default = str(p.get("default", ""))
+        if typ not in _SIMPLE_TYPES:  # no annotation: infer from the default's literal
+            try:
+                value = ast.literal_eval(default)
+            except (ValueError, SyntaxError):
+                value = None
+            typ = type(value).__name__ if value is not None and type(value).__name__ in _SIMPLE_TYPES else "any"
+        params[name] = _Param(name, typ, default)
+    return params
+
+
+def report_parameters(name: str | os.PathLike[str]) -> dict[str, tuple[str, str]]:
+    """The parameters a report accepts.
+
+    Returns
+    -------
+    dict
+        name -> (type name, default as written in the notebook).
+    """
+    return {k: (p.type, p.default) for k, p in _declared(notebook_path(name)).items()}
+
+
+def _bad(report: str, p: _Param, value: Any) -> ParameterError:
+    return ParameterError(
+        f"report {report!r}: parameter {p.name!r} expects {p.type} (default {p.default}), "
+        f"got {value!r} ({type(value).__name__})"
+    )
+
+
+def _coerce(report: str, p: _Param, value: Any) -> Any:
+    if p.type == "any":
+        return value
+    if p.type == "str":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if isinstance(value, dt.datetime):  # includes pandas.Timestamp
+            return value.date().isoformat() if value == value.replace(hour=0, minute=0, second=0, microsecond=0) else value.isoformat()
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        raise _bad(report, p, value)
+    if p.type == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise _bad(report, p, value)
+    if p.type == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and _INT.fullmatch(value.strip()):
+            return int(value.strip())
+        raise _bad(report, p, value)
+    if p.type == "float":
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise _bad(report, p, value)
+    # list / dict / tuple
+    target = {"list": list, "dict": dict, "tuple": tuple}[p.type]
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise _bad(report, p, value) from None
+    if p.type in ("list", "tuple") and isinstance(value, list | tuple):
+        return list(value)
+    if isinstance(value, target):
+        return value
+    raise _bad(report, p, value)
+
+
+def validate_parameters(name: str | os.PathLike[str], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Check and convert parameters for report ``name`` without starting a kernel.
+
+    Parameters
+    ----------
+    name : str or path
+        A report name or the path of a notebook.
+    params : mapping
+        Parameter name -> value. Strings (as typed on the command line) are
+        converted to the type of the notebook's default: ``"3"`` becomes 3 when
+        the default is an int, ``"01234"`` and ``"2026-Q4"`` stay strings when
+        the default is a string.
+
+    Returns
+    -------
+    dict
+        The converted parameters.
+
+    Raises
+    ------
+    ParameterError
+        An unknown name (the message lists the allowed ones) or a value that
+        does not fit the expected type (the message names both).
+    """
+    path = notebook_path(name)
+    report = Path(path).stem
+    declared = _declared(path)
+    unknown = [k for k in params if k not in declared]
+    if unknown:
+        allowed = ", ".join(declared) or "(none: the notebook has no cell tagged 'parameters')"
+        raise ParameterError(
+            f"report {report!r} has no parameter {', '.join(map(repr, unknown))}; allowed parameters: {allowed}"
+        )
+    return {k: _coerce(report, declared[k], v) for k, v in params.items()}
+
+
+# ----------------------------------------------------------------- execution
+def _check_kernel(kernel: str) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(kernel)
+    except NoSuchKernel:
+        raise ReportError(f"the Jupyter kernel {kernel!r} is not installed; {_KERNEL_FIX.format(kernel=kernel)}") from None
+
+
+def _resolve_data(data: str | os.PathLike[str]) -> str:
+    text = os.fspath(data)
+    if "://" in text:  # a database URL: passed as is
+        return text
+    path = Path(text).expanduser().resolve()
+    if not path.exists():
+        raise ParameterError(
+            f"data folder {text!r} does not exist (resolved to {path}); point --data at a CRM export, "
+            "or create the sample company with `forecastkit sample --out data/sample`"
+        )
+    return str(path)
+
+
+def _normalise_as_of(as_of: Any) -> str:
+    import pandas as pd
+
+    try:
+        ts = pd.Timestamp(as_of)
+    except (ValueError, TypeError):
+        ts = None
+    if ts is None or ts is pd.NaT:
+        raise ParameterError(f"as_of {as_of!r} is not a date; use YYYY-MM-DD, e.g. 2026-06-30")
+    return ts.date().isoformat()
+
+
+def _tmp_path(out: Path, name: str, suffix: str) -> Path:
+    return out / f".{name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp{suffix}"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = _tmp_path(path.parent, path.stem, path.suffix)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _first_line(source: str) -> str:
+    for line in source.splitlines():
+        if line.strip():
+            return line.strip()[:80]
+    return ""
+
+
+def _source_index(path: Path, source: str, fallback: int) -> int:
+    """Index of the cell with ``source`` in the *original* notebook (papermill adds a cell)."""
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return fallback
+    for i, cell in enumerate(nb.get("cells", [])):
+        text = cell.get("source", "")
+        if ("".join(text) if isinstance(text, list) else text) == source:
+            return i
+    return fallback
+
+
+def _snapshot_date(data: str) -> str:
+    import forecastkit
+
+    return forecastkit.load(data).as_of_date.date().isoformat()
+
+
+def run_report(
+    name: str | os.PathLike[str],
+    *,
+    data: str | os.PathLike[str] = "data/sample",
+    as_of: Any = None,
+    period: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    out: str | os.PathLike[str] = "reports",
+    html: bool = True,
+    include_code: bool = False,
+    kernel: str = "python3",
+    progress: bool = True,
+    timeout: float | None = None,
+    dated: bool = False,
+) -> ReportResult:
+    """Execute a report notebook and publish it as ``<out>/<name>.ipynb`` and ``.html``.
+
+    Parameters
+    ----------
+    name : str or path
+        A report name (see :func:`list_reports`) or the path of a notebook.
+    data : str or path, default "data/sample"
+        The CRM export folder (or a database URL); relative paths are resolved
+        against the current directory before the kernel starts.
+    as_of : date-like, optional
+        Compute the report as of this date (default: the snapshot's date).
+    period : str, optional
+        Fiscal period such as ``"2026-Q4"`` for reports that take one.
+    params : mapping, optional
+        Other notebook parameters; strings are converted to the default's type.
+    out : str or path, default "reports"
+        Output folder (created if missing).
+    html : bool, default True
+        Also write the offline HTML page.
+    include_code : bool, default False
+        Show code cells in the HTML page.
+    kernel : str, default "python3"
+        Jupyter kernel name.
+    progress : bool, default True
+        Show papermill's progress bar on stderr.
+    timeout : float, optional
+        Seconds allowed per cell (None: no limit).
+    dated : bool, default False
+        Also write ``<out>/<name>-<as_of>.html`` (the snapshot's date when
+        ``as_of`` is not given), to keep a history of reports.
+
+    Returns
+    -------
+    ReportResult
+
+    Raises
+    ------
+    ParameterError
+        Unknown report, unknown parameter, wrong type, missing data folder or
+        bad ``as_of`` -- all detected before any kernel starts.
+    ReportError
+        The kernel is missing, a cell failed (the message names the cell and
+        the exception; the executed notebook is kept as
+        ``<out>/<name>.failed.ipynb``), or the output could not be written.
+        The last good report is left untouched.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    started = time.perf_counter()
+    src = notebook_path(name)
+    report = src.stem
+    declared = _declared(src)
+    merged: dict[str, Any] = dict(params or {})
+    for key, value in (("data", data), ("as_of", as_of), ("period", period)):
+        if key in merged:
+            raise ParameterError(f"pass {key!r} as the {key}= argument (or --{key.replace('_', '-')}), not in params")
+        if value is None or (key == "data" and key not in declared):
+            continue
+        if key == "data":
+            value = _resolve_data(value)
+        elif key == "as_of":
+            value = _normalise_as_of(value)
+        merged[key] = value
+    parameters = validate_parameters(src, merged)
+    _check_kernel(kernel)
+
+    out_dir = Path(out).expanduser().resolve()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"cannot create the output folder {out_dir}: {exc}") from exc
+    final_nb = out_dir / f"{report}.ipynb"
+    final_html = out_dir / f"{report}.html"
+    failed_nb = out_dir / f"{report}.failed.ipynb"
+    tmp_nb = _tmp_path(out_dir, report, ".ipynb")
+    try:
+        try:
+            papermill.execute_notebook(
+                str(src),
+                str(tmp_nb),
+                parameters=parameters,
+                kernel_name=kernel,
+                progress_bar=progress,
+                cwd=str(Path.cwd()),
+                execution_timeout=timeout,
+                request_save_on_cell_execute=False,
+            )
+        except PapermillExecutionError as exc:
+            index = _source_index(src, exc.source, exc.cell_index)
+            if tmp_nb.exists():
+                os.replace(tmp_nb, failed_nb)
+            raise ReportError(
+                f"report {report!r} failed in cell {index} (counting from 0) `{_first_line(exc.source)}`: "
+                f"{exc.ename}: {exc.evalue}. The executed notebook is kept at {failed_nb}; "
+                "the last good report was left untouched."
+            ) from exc
+        except ForecastkitError:
+            raise
+        except Exception as exc:  # kernel died, cell timeout, unreadable notebook...
+            if tmp_nb.exists():
+                os.replace(tmp_nb, failed_nb)
+            raise ReportError(
+                f"report {report!r} could not run: {type(exc).__name__}: {exc}. "
+                "The last good report was left untouched."
+            ) from exc
+
+        html_text = None
+        if html:
+            from forecastkit.report.html import notebook_to_html
+
+            try:
+                html_text = notebook_to_html(tmp_nb, include_code=include_code)
+            except Exception as exc:
+                raise ReportError(f"report {report!r} ran but its HTML export failed: {type(exc).__name__}: {exc}") from exc
+        dated_path = None
+        if html_text is not None and dated:
+            if as_of is not None:
+                stamp = _normalise_as_of(as_of)
+            else:
+                stamp = _snapshot_date(str(parameters.get("data") or _resolve_data(data)))
+            dated_path = out_dir / f"{report}-{stamp}.html"
+            _write_atomic(dated_path, html_text)
+        if html_text is not None:
+            _write_atomic(final_html, html_text)
+        os.replace(tmp_nb, final_nb)
+        failed_nb.unlink(missing_ok=True)  # the last run succeeded: the failure is history
+    finally:
+        tmp_nb.unlink(missing_ok=True)
+    return ReportResult(
+        notebook_path=final_nb,
+        html_path=final_html if html else None,
+        parameters=parameters,
+        duration_s=time.perf_counter() - started,
+        dated_html_path=dated_path,
+    )
+
+
+def run_all(
+    *,
+    params: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> list[ReportResult]:
+    """Run every registered report (:data:`REPORTS`) -- the scheduled job.
+
+    Each report receives the ``params`` it declares (a parameter that no
+    registered report declares is an error). A failing report does not stop
+    the others; the failures are raised together at the end.
+
+    Parameters
+    ----------
+    params : mapping, optional
+        Notebook parameters, shared by the reports that declare them.
+    **kwargs
+        Passed to :func:`run_report` (``data``, ``as_of``, ``period``, ``out``...).
+
+    Returns
+    -------
+    list of ReportResult
+        In :data:`REPORTS` order.
+
+    Raises
+    ------
+    ParameterError
+        A parameter is declared by no registered report.
+    ReportError
+        One or more reports failed; the message lists each failure.
+    """
+    params = dict(params or {})
+    declared = {n: _declared(notebook_path(n)) for n in REPORTS}
+    unused = [k for k in params if not any(k in d for d in declared.values())]
+    if unused:
+        raise ParameterError(f"no report accepts parameter {', '.join(map(repr, unused))}")
+    results, failures = [], []
+    for report_name, decl in declared.items():
+        own = {k: v for k, v in params.items() if k in decl}
+        call = {k: v for k, v in kwargs.items() if k not in ("as_of", "period") or k in decl}
+        try:
+            results.append(run_report(report_name, params=own, **call))
+        except ReportError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise ReportError(f"{len(failures)} of {len(REPORTS)} reports failed:\n- " + "\n- ".join(failures))
+    return results
