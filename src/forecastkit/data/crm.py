@@ -258,7 +258,7 @@ def _rewind_opportunities(opps: pd.DataFrame, hist: pd.DataFrame, fh: pd.DataFra
     o["closed_at"] = closed_at.astype("datetime64[ns]")
     o.loc[status != "lost", "loss_reason"] = pd.NA
     o.loc[status == "won", "forecast_category"] = "closed"
-    o.loc[o["stage"] != cur_stage, "probability"] = np.nan
+    o.loc[(o["stage"] != cur_stage).fillna(True).astype(bool), "probability"] = np.nan
     if len(fh):
         later = fh[(fh["changed_at"] >= cutoff) & fh["opportunity_id"].isin(ids)]
         if len(later):

@@ -1,0 +1,185 @@
+"""Deal timelines derived from history: stage spells, stages reached, pushes, ages.
+
+These are the shared building blocks of every analysis (stage probabilities,
+conversion, cycle, hygiene, drivers), computed once here so that every metric
+counts the same way.
+
+Counting rule for "reached": a deal reached stage *k* when its entry stage is
+at or before *k* and the furthest stage it got to is at or after *k* (a won
+deal got past every stage). So a deal created directly in qualification did
+not reach ``to_contact``, and a deal that jumped from discovery to
+negotiation did reach ``proposal`` (it passed it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from forecastkit.data.crm import CRM
+from forecastkit.playbook import LOST, WON, Playbook
+
+__all__ = [
+    "stage_spells",
+    "deal_progress",
+    "stages_reached",
+    "current_stage_age",
+    "close_date_pushes",
+    "qualification_completeness",
+]
+
+
+def _same_as_previous(s: pd.Series) -> pd.Series:
+    """True where a value equals the one on the previous row (False on the first row and on missing values)."""
+    return s.eq(s.shift()).fillna(False).astype(bool)
+
+
+def _order(stages: pd.Series, playbook: Playbook) -> pd.Series:
+    mapping = {name: i for i, name in enumerate(playbook.stage_names)}
+    mapping[WON] = len(playbook.stages)
+    mapping[LOST] = -1
+    return stages.map(mapping).astype("float64")
+
+
+def stage_spells(crm: CRM) -> pd.DataFrame:
+    """One row per (deal, stage visit): when the deal entered and left the stage.
+
+    Consecutive history rows in the same stage form one spell. A deal without
+    history gets one spell in its current stage starting at ``created_at``.
+
+    Returns
+    -------
+    DataFrame
+        ``opportunity_id, stage, stage_order, entered_at, exited_at`` (NaT while
+        still in it), ``next_stage`` (empty while still in it), ``days_in_stage``
+        (to exit, or to the snapshot date while in it; terminal stages 0).
+    """
+    h = crm.history[["opportunity_id", "changed_at", "stage"]]
+    o = crm.opportunities
+    missing = o.loc[~o["opportunity_id"].isin(h["opportunity_id"]), ["opportunity_id", "created_at", "stage"]]
+    missing = missing.rename(columns={"created_at": "changed_at"}).dropna(subset=["stage"])
+    h = pd.concat([h, missing], ignore_index=True) if len(missing) else h
+    h = h.sort_values(["opportunity_id", "changed_at"], kind="stable")
+    same_deal = _same_as_previous(h["opportunity_id"])
+    new_spell = ~(same_deal & _same_as_previous(h["stage"]))
+    spells = h.loc[new_spell, ["opportunity_id", "stage", "changed_at"]].rename(columns={"changed_at": "entered_at"})
+    nxt_same = _same_as_previous(spells["opportunity_id"]).shift(-1, fill_value=False)
+    spells["exited_at"] = spells["entered_at"].shift(-1).where(nxt_same)
+    spells["next_stage"] = spells["stage"].shift(-1).where(nxt_same)
+    terminal = spells["stage"].isin((WON, LOST))
+    spells.loc[terminal, "exited_at"] = pd.NaT
+    end = spells["exited_at"].fillna(crm.as_of_date)
+    spells["days_in_stage"] = ((end - spells["entered_at"]).dt.total_seconds() / 86400.0).clip(lower=0)
+    spells.loc[terminal, "days_in_stage"] = 0.0
+    spells["stage_order"] = _order(spells["stage"], crm.playbook)
+    spells["exited_at"] = spells["exited_at"].astype("datetime64[ns]")
+    cols = ["opportunity_id", "stage", "stage_order", "entered_at", "exited_at", "next_stage", "days_in_stage"]
+    return spells[cols].reset_index(drop=True)
+
+
+def deal_progress(crm: CRM, spells: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per deal: entry stage, furthest stage and outcome.
+
+    Returns
+    -------
+    DataFrame
+        ``opportunity_id, entry_order, max_order, status`` where orders are
+        positions in ``playbook.stage_names`` (won = number of stages, so a won
+        deal passed every stage; lost stages do not count).
+    """
+    sp = stage_spells(crm) if spells is None else spells
+    sp = sp[sp["stage"] != LOST]
+    g = sp.groupby("opportunity_id", sort=False)["stage_order"]
+    prog = pd.DataFrame({"entry_order": g.first(), "max_order": g.max()})
+    status = crm.opportunities.set_index("opportunity_id")["status"]
+    prog["status"] = status.reindex(prog.index)
+    return prog.reset_index()
+
+
+def stages_reached(crm: CRM, spells: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Long table: one row per (deal, open stage it reached), with the deal's outcome.
+
+    Returns
+    -------
+    DataFrame
+        ``opportunity_id, stage, stage_order, status`` (open/won/lost as of the snapshot).
+    """
+    prog = deal_progress(crm, spells)
+    n = len(crm.playbook.stages)
+    names = np.array(crm.playbook.stage_names, dtype=object)
+    lo = prog["entry_order"].to_numpy()
+    hi = np.minimum(prog["max_order"].to_numpy(), n - 1)
+    ok = ~np.isnan(lo) & ~np.isnan(hi) & (hi >= lo)
+    lo, hi = lo[ok].astype(int), hi[ok].astype(int)
+    counts = hi - lo + 1
+    rep = np.repeat(np.arange(ok.sum()), counts)
+    offs = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    order = lo[rep] + offs
+    sub = prog.loc[ok]
+    return pd.DataFrame(
+        {
+            "opportunity_id": sub["opportunity_id"].to_numpy()[rep],
+            "stage": pd.array(names[order], dtype="string"),
+            "stage_order": order,
+            "status": sub["status"].to_numpy()[rep],
+        }
+    )
+
+
+def current_stage_age(crm: CRM, spells: pd.DataFrame | None = None) -> pd.DataFrame:
+    """For open deals: when they entered their current stage and days since (to the snapshot date).
+
+    Returns
+    -------
+    DataFrame
+        ``opportunity_id, stage, entered_stage_at, days_in_stage, deal_age_days``.
+    """
+    sp = stage_spells(crm) if spells is None else spells
+    last = sp.groupby("opportunity_id", sort=False).tail(1).set_index("opportunity_id")
+    o = crm.open_deals
+    ref = crm.as_of_date
+    out = pd.DataFrame({"opportunity_id": o["opportunity_id"].to_numpy(), "stage": o["stage"].to_numpy()})
+    entered = last["entered_at"].reindex(o["opportunity_id"].to_numpy()).to_numpy()
+    out["entered_stage_at"] = pd.to_datetime(entered)
+    out["days_in_stage"] = ((ref - out["entered_stage_at"]).dt.total_seconds() / 86400.0).clip(lower=0).to_numpy()
+    out["deal_age_days"] = ((ref - o["created_at"]).dt.total_seconds() / 86400.0).clip(lower=0).to_numpy()
+    return out
+
+
+def close_date_pushes(crm: CRM) -> pd.DataFrame:
+    """Close-date moves per deal, from history.
+
+    A push is a history row whose close date is later than the previous row's;
+    a pull-in is an earlier one.
+
+    Returns
+    -------
+    DataFrame
+        ``opportunity_id, pushes, pull_ins, days_pushed`` (total days the close
+        date moved later), one row per deal of the snapshot (zeros without history).
+    """
+    h = crm.history[["opportunity_id", "close_date"]]
+    same = _same_as_previous(h["opportunity_id"])
+    delta = (h["close_date"] - h["close_date"].shift()).dt.days.where(same)
+    df = pd.DataFrame(
+        {
+            "opportunity_id": h["opportunity_id"],
+            "pushes": (delta > 0).astype(int),
+            "pull_ins": (delta < 0).astype(int),
+            "days_pushed": delta.clip(lower=0).fillna(0.0),
+        }
+    )
+    res = df.groupby("opportunity_id", sort=False)[["pushes", "pull_ins", "days_pushed"]].sum()
+    ids = crm.opportunities["opportunity_id"]
+    res = res.reindex(ids.to_numpy()).fillna(0)
+    res["pushes"] = res["pushes"].astype(int)
+    res["pull_ins"] = res["pull_ins"].astype(int)
+    return res.rename_axis("opportunity_id").reset_index()
+
+
+def qualification_completeness(opportunities: pd.DataFrame, playbook: Playbook) -> pd.Series:
+    """Share of the playbook's qualification fields (BANT + MEDDIC) that are filled, per deal (0-1)."""
+    cols = [c for c in playbook.qualification_fields if c in opportunities]
+    if not cols:
+        return pd.Series(np.nan, index=opportunities.index, name="qualification_completeness")
+    return opportunities[cols].notna().mean(axis=1).rename("qualification_completeness")
