@@ -65,8 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rep.add_argument("name", metavar="NAME", help="report name (see `forecastkit list`), or 'all' for every report")
-    rep.add_argument("--data", default="data/sample", metavar="DIR", help="folder of the CRM export (default: data/sample)")
-    rep.add_argument("--as-of", metavar="DATE", help="compute the report as of this date, YYYY-MM-DD (default: the export's date)")
+    rep.add_argument(
+        "--data", default="data/sample", metavar="DIR", help="folder of the CRM export (default: data/sample)"
+    )
+    rep.add_argument(
+        "--as-of", metavar="DATE", help="compute the report as of this date, YYYY-MM-DD (default: the export's date)"
+    )
     rep.add_argument("--period", metavar="P", help="fiscal period, e.g. 2026-Q4, 2026-H1, 2026-11 or FY2026")
     rep.add_argument(
         "-p",
@@ -90,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a synthetic CRM export (with known ground truth) to try forecastkit on.",
     )
     smp.add_argument("--scenario", default="baseline", choices=_SCENARIOS, help="kind of company (default: baseline)")
-    smp.add_argument("--seed", type=int, default=0, metavar="N", help="random seed; the same seed gives the same data (default: 0)")
+    smp.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="random seed; the same seed gives the same data (default: 0)"
+    )
     smp.add_argument("--out", default="data/sample", metavar="DIR", help="output folder (default: data/sample)")
     smp.add_argument("--format", default="csv", choices=("csv", "parquet"), help="file format (default: csv)")
 
@@ -101,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Exits with 1 when any row was rejected or a table is unusable.",
     )
     val.add_argument("dir", metavar="DIR", help="folder of the CRM export")
-    val.add_argument("--examples", type=int, default=3, metavar="N", help="rejected rows shown per table and reason (default: 3)")
+    val.add_argument(
+        "--examples", type=int, default=3, metavar="N", help="rejected rows shown per table and reason (default: 3)"
+    )
 
     sub.add_parser("list", help="list the reports", description="List the reports `forecastkit report` can run.")
     return parser
@@ -165,7 +173,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             print(rejected_examples(rejected, per_group=args.examples).to_string(index=False))
     n_rejected = len(report.rejected) if report.rejected is not None else 0
     if n_rejected or not report.ok:
-        print(f"\n{n_rejected} row(s) rejected: fix them in the export, or they are left out of every report.", file=sys.stderr)
+        print(
+            f"\n{n_rejected} row(s) rejected: fix them in the export, or they are left out of every report.",
+            file=sys.stderr,
+        )
         return 1
     print("\nAll rows kept.")
     return 0

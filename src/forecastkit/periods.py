@@ -50,7 +50,9 @@ class Period:
         return int((self.end - self.start).days)
 
     def contains(self, dates: pd.Series | pd.Timestamp) -> pd.Series | bool:
-        """True where ``start <= date < end`` (vectorised over a Series)."""
+        """True where ``start <= date < end`` (vectorised over a Series; a scalar may be any date-like)."""
+        if not isinstance(dates, pd.Series):
+            dates = to_timestamp(dates)
         return (dates >= self.start) & (dates < self.end)
 
     def shift(self, n: int, playbook: Playbook = DEFAULT_PLAYBOOK) -> Period:
@@ -140,7 +142,9 @@ def period_of(date: object, freq: Freq = "quarter", playbook: Playbook = DEFAULT
 def periods_between(start: object, end: object, freq: Freq = "quarter", playbook: Playbook = DEFAULT_PLAYBOOK) -> list[Period]:
     """Every period of ``freq`` overlapping ``[start, end]``, in order."""
     first = period_of(start, freq, playbook)
-    last_ts = to_timestamp(end)
+    last_ts = to_timestamp(end, what="end")
+    if last_ts < to_timestamp(start, what="start"):
+        raise PeriodError(f"end {last_ts.date()} is before start {to_timestamp(start).date()}; swap them")
     out = [first]
     while out[-1].end <= last_ts:
         out.append(out[-1].shift(1, playbook))

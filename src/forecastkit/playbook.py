@@ -17,11 +17,14 @@ when they only name existing stages, they update those stages' settings.
 from __future__ import annotations
 
 import copy
+import numbers
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from forecastkit.errors import PlaybookError
@@ -218,7 +221,9 @@ class Playbook:
         return self.stage(name).crm_probability
 
     def age_action(self, age_days: float, stage: str) -> str | None:
-        """The action for a deal ``age_days`` old in ``stage`` (None under the cap)."""
+        """The action for a deal ``age_days`` old in ``stage`` (None under the cap, and for closed deals)."""
+        if stage in CLOSED_STAGES:
+            return None
         cap = self.stage(stage).age_cap_days
         action = None
         for ratio in sorted(self.age_actions):
@@ -229,7 +234,7 @@ class Playbook:
     def traffic_light(self, kpi: str, value: float) -> str:
         """``"green"``, ``"orange"``, ``"red"`` (or ``"grey"`` for a missing value/KPI)."""
         rule = self.traffic_lights.get(kpi)
-        if rule is None or value is None or value != value:
+        if rule is None or value is None or value is pd.NA or value != value:
             return "grey"
         hib = bool(rule.get("higher_is_better", True))
         green, orange = float(rule["green"]), float(rule["orange"])
@@ -262,7 +267,11 @@ class Playbook:
                 if not isinstance(value, Mapping):
                     raise PlaybookError(f"{source}: '{key}' must be a mapping, got {value!r}")
                 merged = dict(copy.deepcopy(getattr(base, key)))
-                merged.update(value)
+                for k, v in value.items():
+                    if key == "traffic_lights" and isinstance(v, Mapping) and isinstance(merged.get(k), Mapping):
+                        merged[k] = {**merged[k], **v}  # a partial KPI rule updates the default one
+                    else:
+                        merged[k] = v
                 kwargs[key] = merged
             elif key == "age_actions":
                 if not isinstance(value, Mapping):
@@ -272,9 +281,18 @@ class Playbook:
                 except (TypeError, ValueError):
                     raise PlaybookError(f"{source}: 'age_actions' keys must be numbers (ratio of age to cap), got {list(value)!r}") from None
             elif key == "qualification_fields":
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise PlaybookError(f"{source}: 'qualification_fields' must be a list of field names, got {value!r}")
                 kwargs[key] = tuple(value)
+            elif key == "currency" and isinstance(value, str):
+                kwargs[key] = value.strip().upper()
             else:
                 kwargs[key] = value
+        if "stages" in kwargs:
+            # new stage names: default mandatory fields pointing at stages that no longer exist are dropped
+            names = {s.name for s in kwargs["stages"]}
+            kept = {f: st for f, st in base.mandatory_fields.items() if st in names}
+            kwargs["mandatory_fields"] = {**kept, **dict(data.get("mandatory_fields") or {})}
         try:
             return replace(base, **kwargs)
         except PlaybookError as exc:
@@ -375,7 +393,7 @@ def _validate(pb: Playbook) -> None:
     for s in pb.stages:
         if s.name in CLOSED_STAGES:
             raise PlaybookError(f"'stages' must list open stages only; {s.name!r} is implicit")
-        if not isinstance(s.crm_probability, (int, float)) or not 0 <= s.crm_probability <= 1:
+        if not isinstance(s.crm_probability, (int, float)) or isinstance(s.crm_probability, bool) or not 0 <= s.crm_probability <= 1:
             raise PlaybookError(f"stage {s.name!r}: 'crm_probability' must be a number between 0 and 1, got {s.crm_probability!r}")
         if not isinstance(s.age_cap_days, int) or isinstance(s.age_cap_days, bool) or s.age_cap_days <= 0:
             raise PlaybookError(f"stage {s.name!r}: 'age_cap_days' must be a positive whole number of days, got {s.age_cap_days!r}")
@@ -401,6 +419,10 @@ def _validate(pb: Playbook) -> None:
     for kpi, rule in pb.traffic_lights.items():
         if not isinstance(rule, Mapping) or not {"green", "orange"} <= set(rule):
             raise PlaybookError(f"'traffic_lights.{kpi}' needs 'green' and 'orange' values, got {rule!r}")
+        for level in ("green", "orange"):
+            v = rule[level]
+            if not isinstance(v, numbers.Real) or isinstance(v, bool):
+                raise PlaybookError(f"'traffic_lights.{kpi}.{level}' must be a number, got {v!r}")
     for c in pb.cadence:
         if not isinstance(c.day, int) or isinstance(c.day, bool) or c.day < 0:
             raise PlaybookError(f"cadence step {c.name!r}: 'day' must be a whole number >= 0, got {c.day!r}")
@@ -409,7 +431,7 @@ def _validate(pb: Playbook) -> None:
     m = pb.fiscal_year_start_month
     if not isinstance(m, int) or isinstance(m, bool) or not 1 <= m <= 12:
         raise PlaybookError(f"'fiscal_year_start_month' must be a month number 1-12, got {m!r}")
-    if not isinstance(pb.currency, str) or len(pb.currency) != 3:
+    if not isinstance(pb.currency, str) or not re.fullmatch(r"[A-Z]{3}", pb.currency):
         raise PlaybookError(f"'currency' must be a 3-letter ISO code such as EUR, got {pb.currency!r}")
 
 

@@ -18,7 +18,8 @@ import pandas as pd
 import yaml
 
 from forecastkit.data.schema import TABLES
-from forecastkit.errors import SchemaError
+from forecastkit.errors import PeriodError, SchemaError
+from forecastkit.periods import to_timestamp
 from forecastkit.playbook import Playbook
 
 if TYPE_CHECKING:
@@ -67,6 +68,17 @@ def _read_meta(folder: Path) -> dict:
     bad = sorted(set(meta) - allowed)
     if bad:
         raise SchemaError(f"{meta_path}: unknown key(s) {bad}; allowed: {sorted(allowed)}")
+    if meta.get("as_of") is not None:
+        try:
+            meta["as_of"] = to_timestamp(meta["as_of"], what="as_of")
+        except PeriodError as exc:
+            raise SchemaError(f"{meta_path}: {exc}") from None
+    rates = meta.get("fx_rates")
+    if rates is not None and (
+        not isinstance(rates, dict)
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in rates.values())
+    ):
+        raise SchemaError(f"{meta_path}: 'fx_rates' must map currency codes to positive numbers, e.g. {{USD: 0.92}}; got {rates!r}")
     return meta
 
 
@@ -114,7 +126,7 @@ def load(
     else:
         pb = playbook
     if "currency" in meta and meta["currency"] != pb.currency:
-        pb = Playbook.from_dict({**pb.to_dict(), "currency": meta["currency"]})
+        pb = Playbook.from_dict({**pb.to_dict(), "currency": meta["currency"]}, source=str(folder / "crm.yaml"))
     raw, files = {}, {}
     for name in TABLES:
         f = _find(folder, name)

@@ -213,6 +213,7 @@ ORDERS = Table(
         _c("opportunity_id", "str", description="the deal that produced the order, if any"),
         _c("ordered_at", "date", True, "order date"),
         _c("amount", "float", True, "ordered amount, net of discount", nonnegative=True),
+        _c("currency", "str", description="ISO currency of the amounts (converted with fx_rates when not the playbook's)"),
         _c("margin", "float", description="gross margin amount"),
         _c("discount", "float", description="discount granted (share of list price)", nonnegative=True),
         _c("invoiced_at", "date", description="invoice date (empty = not invoiced yet)"),

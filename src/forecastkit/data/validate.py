@@ -83,7 +83,7 @@ class LoadReport:
         if self.ok:
             return "all rows kept"
         lines = []
-        for (table, file, column, reason), grp in self.rejected.groupby(
+        for (_table, file, column, reason), grp in self.rejected.groupby(
             ["table", "file", "column", "reason"], sort=False, dropna=False
         ):
             ex = ", ".join(f"{r}: {v!r}" for r, v in zip(grp["row"].head(max_examples), grp["value"].head(max_examples), strict=False))
@@ -130,12 +130,12 @@ class _Rejects:
                     "file": self.file,
                     "row": bad[_ROW].to_numpy(),
                     "column": column,
-                    "value": vals.astype(str).str.slice(0, 80).to_numpy(),
+                    "value": vals.astype(object).where(vals.notna(), "").astype(str).str.slice(0, 80).to_numpy(),
                     "reason": reasons.to_numpy() if isinstance(reasons, pd.Series) else reasons,
                 }
             )
         )
-        return df.loc[~mask]
+        return df.loc[~mask].copy()
 
     def frame(self) -> pd.DataFrame:
         if not self.parts:
@@ -261,8 +261,9 @@ def _validate_columns(df: pd.DataFrame, table: Table, file: str, rej: _Rejects, 
             first = out.drop_duplicates(list(table.key), keep="first").set_index(list(table.key))[_ROW]
             keys = out.loc[dupm, list(table.key)]
             firsts = first.reindex(pd.MultiIndex.from_frame(keys) if len(table.key) > 1 else keys.iloc[:, 0]).to_numpy()
-            reason = pd.Series([f"duplicate id (first seen at row {f})" for f in firsts], index=keys.index)
-            out = rej.add(out, dupm, table.key[0], reason)
+            shown = keys.astype(str).agg(" / ".join, axis=1)
+            values = pd.Series([f"{k} (first seen at row {f})" for k, f in zip(shown, firsts, strict=True)], index=keys.index)
+            out = rej.add(out, dupm, table.key[0], "duplicate id", values)
     return out
 
 
@@ -286,7 +287,8 @@ def _check_opportunities(df: pd.DataFrame, rej: _Rejects, playbook: Playbook, no
     if (p > 1).any() and (p.dropna() <= 100).all():
         df["probability"] = p / 100.0
         notes.append(f"{file}: 'probability' read as percentages (0-100) and divided by 100")
-    df = rej.add(df, (df["probability"] > 1).fillna(False), "probability", "probability out of range")
+    p = df["probability"]
+    df = rej.add(df, ((p > 1) | (p < 0)).fillna(False), "probability", "probability out of range")
     return _convert_currency(df, rej, playbook, notes, fx_rates, file)
 
 
@@ -338,10 +340,6 @@ def _check_references(name: str, df: pd.DataFrame, tables: Mapping[str, pd.DataF
     if accounts is not None and name in ("contacts", "orders", "subscriptions"):
         m = df["account_id"].notna() & ~df["account_id"].isin(accounts["account_id"])
         df = rej.add(df, m, "account_id", "unknown account")
-    if accounts is not None and name == "opportunities":
-        n = int((df["account_id"].notna() & ~df["account_id"].isin(accounts["account_id"])).sum())
-        if n:
-            notes.append(f"{file}: {n} deal(s) refer to an account missing from accounts (kept)")
     return df
 
 
@@ -373,11 +371,15 @@ def _reconcile_history(opps: pd.DataFrame, hist: pd.DataFrame, as_of: pd.Timesta
         return hist, 0
     ids = differs[differs].index
     add = cur.loc[ids, ["stage", "amount", "close_date", "forecast_category"]].reset_index()
-    add["changed_at"] = as_of
+    # a closed deal changed state when it closed: date its row at closed_at (when that is after its last
+    # history row), so that as_of() does not show a deal won in March as open until the snapshot date
+    closed_at = cur.loc[ids, "closed_at"].to_numpy()
+    at_close = (cur.loc[ids, "status"] != "open").to_numpy() & (closed_at >= last.loc[ids, "changed_at"].dt.normalize().to_numpy())
+    add["changed_at"] = np.where(at_close, closed_at, np.datetime64(as_of, "ns")).astype("datetime64[ns]")
     add[_ROW] = -1
     notes.append(
         f"history: {len(ids)} deal(s) show a current state that their last history row does not; "
-        "a history row dated at the snapshot was added for each"
+        "a history row was added for each, dated at the close date for closed deals and at the snapshot date otherwise"
     )
     hist = pd.concat([hist, add[hist.columns]], ignore_index=True)
     return hist.sort_values(["opportunity_id", "changed_at"], kind="stable"), len(ids)
@@ -433,6 +435,11 @@ def validate_tables(
         out[name] = clean
         rejects.append(rej.frame())
         counts[name] = (len(df), len(clean))
+    if "accounts" in out:
+        o = out["opportunities"]
+        n = int((o["account_id"].notna() & ~o["account_id"].isin(out["accounts"]["account_id"])).sum())
+        if n:
+            notes.append(f"{files.get('opportunities', 'opportunities')}: {n} deal(s) refer to an account missing from accounts (kept)")
     if as_of is None:
         as_of = _latest_event(out)
     added = {}

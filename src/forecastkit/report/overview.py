@@ -254,7 +254,10 @@ def plot_monthly_flow(frame: pd.DataFrame, *, value: Literal["amount", "deals"] 
         ]
     )
     fig.update_layout(
-        barmode="group", title=title or f"Deals created and won per month ({value})", xaxis_title="month", yaxis_title=value
+        barmode="group",
+        title=title or f"Deals created and won per month ({value})",
+        xaxis_title="month",
+        yaxis_title=value,
     )
     return fig
 
@@ -264,7 +267,10 @@ def plot_pipeline_comparison(frame: pd.DataFrame, *, title: str = "Open pipeline
     import plotly.graph_objects as go
 
     fig = go.Figure(
-        [go.Bar(x=part["label"], y=part["amount"], name=str(snap)) for snap, part in frame.groupby("snapshot", sort=False)]
+        [
+            go.Bar(x=part["label"], y=part["amount"], name=str(snap))
+            for snap, part in frame.groupby("snapshot", sort=False)
+        ]
     )
     fig.update_layout(barmode="group", title=title, xaxis_title="stage", yaxis_title="amount")
     return fig

@@ -234,7 +234,11 @@ def _coerce(report: str, p: _Param, value: Any) -> Any:
         if isinstance(value, os.PathLike):
             return os.fspath(value)
         if isinstance(value, dt.datetime):  # includes pandas.Timestamp
-            return value.date().isoformat() if value == value.replace(hour=0, minute=0, second=0, microsecond=0) else value.isoformat()
+            return (
+                value.date().isoformat()
+                if value == value.replace(hour=0, minute=0, second=0, microsecond=0)
+                else value.isoformat()
+            )
         if isinstance(value, dt.date):
             return value.isoformat()
         raise _bad(report, p, value)
@@ -316,7 +320,9 @@ def _check_kernel(kernel: str) -> None:
     try:
         KernelSpecManager().get_kernel_spec(kernel)
     except NoSuchKernel:
-        raise ReportError(f"the Jupyter kernel {kernel!r} is not installed; {_KERNEL_FIX.format(kernel=kernel)}") from None
+        raise ReportError(
+            f"the Jupyter kernel {kernel!r} is not installed; {_KERNEL_FIX.format(kernel=kernel)}"
+        ) from None
 
 
 def _resolve_data(data: str | os.PathLike[str]) -> str:
@@ -512,7 +518,9 @@ def run_report(
             try:
                 html_text = notebook_to_html(tmp_nb, include_code=include_code)
             except Exception as exc:
-                raise ReportError(f"report {report!r} ran but its HTML export failed: {type(exc).__name__}: {exc}") from exc
+                raise ReportError(
+                    f"report {report!r} ran but its HTML export failed: {type(exc).__name__}: {exc}"
+                ) from exc
         dated_path = None
         if html_text is not None and dated:
             if as_of is not None:

@@ -90,7 +90,7 @@ class SimParams:
     stage_p: tuple[float, ...] = (0.05, 0.10, 0.25, 0.50, 0.75)
     base_shift: float = 0.0
     lead_mult: float = 1.0
-    leads_per_rep_month: float = 6.5
+    leads_per_rep_month: float = 8.0
     dwell_mean: tuple[float, ...] = (7.0, 18.0, 25.0, 20.0, 18.0)
     dwell_shape: float = 2.0
     dwell_mult: float = 1.0
