@@ -211,3 +211,37 @@ def test_inputs_are_not_mutated(small: CRM) -> None:
     before = small.opportunities.copy()
     small.as_of("2025-03-01")
     pd.testing.assert_frame_equal(small.opportunities, before)
+
+
+def test_subset_by_owner_and_team() -> None:
+    from forecastkit.errors import ParameterError
+
+    o = pd.DataFrame(
+        {
+            "opportunity_id": ["a", "b", "c"],
+            "owner": ["ann", "bob", "cat"],
+            "team": ["north", "north", None],
+            "created_at": ["2025-01-01"] * 3,
+            "close_date": ["2025-03-01"] * 3,
+            "amount": [1.0, 2.0, 3.0],
+            "stage": ["proposal"] * 3,
+        }
+    )
+    h = o[["opportunity_id", "created_at", "stage", "amount", "close_date"]].rename(columns={"created_at": "changed_at"})
+    reps = pd.DataFrame({"owner": ["ann", "bob", "cat"], "team": ["north", "north", "south"]})
+    targets = pd.DataFrame(
+        {"owner": ["ann", None, None], "team": [None, "north", "south"], "period": ["2025-Q1"] * 3,
+         "metric": ["bookings"] * 3, "amount": [10.0, 30.0, 20.0]}
+    )
+    crm = CRM.from_tables({"opportunities": o, "history": h, "reps": reps, "targets": targets}, strict=True)
+    north = crm.subset(team="north")
+    assert list(north.opportunities["opportunity_id"]) == ["a", "b"]
+    assert list(north.history["opportunity_id"]) == ["a", "b"]
+    assert sorted(north.targets["amount"]) == [10.0, 30.0]
+    south = crm.subset(team="south")  # cat's deal has no team: the reps table says south
+    assert list(south.opportunities["opportunity_id"]) == ["c"]
+    assert list(crm.subset(owner="bob").opportunities["amount"]) == [2.0]
+    with pytest.raises(ParameterError, match="team='west' is not in this CRM; known: north, south"):
+        crm.subset(team="west")
+    with pytest.raises(ParameterError, match="exactly one of owner=, team= or business_unit="):
+        crm.subset(owner="ann", team="north")

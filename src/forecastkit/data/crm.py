@@ -210,6 +210,64 @@ class CRM:
         tables = {n: out[n] for n in self._present | {"opportunities"}}
         return CRM(tables, as_of_date=d, playbook=self.playbook, load_report=self.load_report)
 
+    # ----------------------------------------------------------------- scope
+    def subset(self, *, owner: str | None = None, team: str | None = None, business_unit: str | None = None) -> CRM:
+        """The snapshot restricted to one rep, team or business unit.
+
+        Deals are selected by their own ``owner`` / ``team`` / ``business_unit``
+        columns (the ``reps`` table fills a missing team or unit); their history,
+        field history and activities follow them. Orders, accounts, forecast calls
+        and activities without a deal follow the owners of the scope; targets keep
+        the scope's owners and, for a team, the team's own rows. Costs and
+        subscriptions are company-wide and kept whole.
+
+        Raises
+        ------
+        ParameterError
+            When no or several selectors are given, or the name is unknown.
+        """
+        from forecastkit.errors import ParameterError
+
+        given = {k: v for k, v in {"owner": owner, "team": team, "business_unit": business_unit}.items() if v is not None}
+        if len(given) != 1:
+            raise ParameterError("subset() takes exactly one of owner=, team= or business_unit=")
+        col, who = next(iter(given.items()))
+        t = self._tables
+        o = t["opportunities"]
+        values = o[col]
+        if col != "owner" and len(t["reps"]):
+            org = t["reps"].drop_duplicates("owner").set_index("owner")[col]
+            values = values.fillna(o["owner"].map(org))
+        keep = (values == who).fillna(False).to_numpy(dtype=bool)
+        if col == "owner":
+            owners = {who}
+        else:
+            reps = t["reps"]
+            owners = set(o.loc[keep, "owner"].dropna()) | set(reps.loc[(reps[col] == who).fillna(False), "owner"])
+        if not keep.any() and not owners:
+            known = sorted(set(values.dropna().astype(str)))
+            raise ParameterError(
+                f"{col}={who!r} is not in this CRM; known: {', '.join(known[:10])}{' ...' if len(known) > 10 else ''}"
+            )
+        out = dict(t)
+        out["opportunities"] = o[keep].reset_index(drop=True)
+        ids = out["opportunities"]["opportunity_id"]
+        for name in ("history", "field_history"):
+            out[name] = t[name][t[name]["opportunity_id"].isin(ids)].reset_index(drop=True)
+        a = t["activities"]
+        mine = a["opportunity_id"].isin(ids) | (a["opportunity_id"].isna() & a["owner"].isin(owners))
+        out["activities"] = a[mine].reset_index(drop=True)
+        for name in ("orders", "forecast_calls", "accounts", "reps"):
+            df = t[name]
+            out[name] = df[df["owner"].isin(owners)].reset_index(drop=True)
+        tg = t["targets"]
+        mine = tg["owner"].isin(owners)
+        if col == "team":
+            mine |= tg["owner"].isna() & (tg["team"] == who).fillna(False)
+        out["targets"] = tg[mine].reset_index(drop=True)
+        present = {n: out[n] for n in self._present | {"opportunities"}}
+        return CRM(present, as_of_date=self.as_of_date, playbook=self.playbook, load_report=self.load_report)
+
     # ------------------------------------------------------------------- save
     def save(self, path: str | Path, format: Literal["csv", "parquet"] = "csv") -> Path:
         """Write every present table as ``<table>.csv`` (or ``.parquet``), plus ``crm.yaml`` and ``playbook.yaml``."""
