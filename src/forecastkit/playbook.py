@@ -103,6 +103,23 @@ _DEFAULT_CADENCE = (
     CadenceStep("d14_call", 14, "call", "D14 call"),
 )
 
+#: Thresholds of the three case patterns (see ``forecastkit.diagnosis``).
+_DEFAULT_DIAGNOSIS = {
+    # case 1 - wide pipeline, low conversion
+    "conversion_low_ratio": 0.6,  # qualified -> won below 60% of the CRM's qualification probability
+    "leads_per_rep_month_high": 12.0,  # new deals a rep can really work per month
+    # case 2 - good conversion, cycle too long (cycle threshold: traffic_lights.sales_cycle_days orange)
+    "pushed_share_high": 0.30,  # share of open deals whose close date was pushed at least once
+    # case 3 - optimistic forecast
+    "forecast_bias_high": 0.20,  # median signed bias of the reps' commit calls (F/A - 1)
+    "biased_periods_min": 3,  # ... and at least this many of the last `bias_periods` periods above +10%
+    "bias_periods": 4,
+    # judging against the company's own history
+    "history_drop": 0.30,  # relative worsening vs the year before that counts as "low"/"long"
+    "history_quarters": 8,  # closed quarters needed before own history is used
+    "min_closed_deals": 60,  # fewer closed deals in the window -> insufficient data
+}
+
 #: Qualification fields (BANT + MEDDIC); "known" means the value is not empty.
 QUALIFICATION_FIELDS = (
     "budget",
@@ -174,8 +191,13 @@ class Playbook:
             "ltv_cac": {"green": 3.0, "orange": 1.0, "higher_is_better": True},
             "nrr": {"green": 1.0, "orange": 0.90, "higher_is_better": True},
             "churn_rate": {"green": 0.02, "orange": 0.05, "higher_is_better": False},
+            "next_step_coverage": {"green": 0.90, "orange": 0.75, "higher_is_better": True},
+            "within_age_cap": {"green": 0.85, "orange": 0.70, "higher_is_better": True},
+            "mandatory_fields_complete": {"green": 0.90, "orange": 0.75, "higher_is_better": True},
+            "wip_load": {"green": 1.0, "orange": 1.2, "higher_is_better": False},
         }
     )
+    diagnosis: Mapping[str, float] = field(default_factory=lambda: dict(_DEFAULT_DIAGNOSIS))
     cadence: tuple[CadenceStep, ...] = _DEFAULT_CADENCE
     fiscal_year_start_month: int = 1
     currency: str = "EUR"
@@ -263,7 +285,7 @@ class Playbook:
                 kwargs["stages"] = _parse_stages(value, base.stages, source)
             elif key == "cadence":
                 kwargs["cadence"] = _parse_cadence(value, source)
-            elif key in ("mandatory_fields", "traffic_lights"):
+            elif key in ("mandatory_fields", "traffic_lights", "diagnosis"):
                 if not isinstance(value, Mapping):
                     raise PlaybookError(f"{source}: '{key}' must be a mapping, got {value!r}")
                 merged = dict(copy.deepcopy(getattr(base, key)))
@@ -323,6 +345,7 @@ class Playbook:
             "best_case_threshold": self.best_case_threshold,
             "pipeline_threshold": self.pipeline_threshold,
             "traffic_lights": {k: dict(v) for k, v in self.traffic_lights.items()},
+            "diagnosis": dict(self.diagnosis),
             "cadence": [c.__dict__.copy() for c in self.cadence],
             "fiscal_year_start_month": self.fiscal_year_start_month,
             "currency": self.currency,
@@ -428,6 +451,11 @@ def _validate(pb: Playbook) -> None:
             raise PlaybookError(f"cadence step {c.name!r}: 'day' must be a whole number >= 0, got {c.day!r}")
         if c.type not in _CADENCE_TYPES:
             raise PlaybookError(f"cadence step {c.name!r}: 'type' must be one of {', '.join(_CADENCE_TYPES)}, got {c.type!r}")
+    for key, value in pb.diagnosis.items():
+        if key not in _DEFAULT_DIAGNOSIS:
+            raise PlaybookError(f"'diagnosis.{key}' is not a diagnosis threshold; allowed: {', '.join(_DEFAULT_DIAGNOSIS)}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise PlaybookError(f"'diagnosis.{key}' must be a number >= 0, got {value!r}")
     m = pb.fiscal_year_start_month
     if not isinstance(m, int) or isinstance(m, bool) or not 1 <= m <= 12:
         raise PlaybookError(f"'fiscal_year_start_month' must be a month number 1-12, got {m!r}")

@@ -340,11 +340,11 @@ def _activities(
     disc = reps.discipline[d.rep]
     # ---- cadence on leads created in to_contact
     lead = np.flatnonzero(d.entry == 0)
-    ft = created[lead] + rng.uniform(0, 1.5, len(lead))
+    ft = created[lead]  # the sequence starts at the lead's creation: due dates are recoverable from the CRM
     exit0 = np.where(np.isnan(d.enter[lead, 1]), d.close[lead], d.enter[lead, 1])
     c_i, c_due, c_created, c_done, c_step, c_type, c_out, c_row = [], [], [], [], [], [], [], []
     for step in pb.cadence:
-        due = ft + step.day + (rng.uniform(0, 0.3, len(lead)) if step.day else 0.0)
+        due = ft + step.day
         ok = (due < exit0) & (due < A)
         i = lead[ok]
         due = due[ok]

@@ -1,0 +1,174 @@
+"""Shared internals of the hygiene checks: the open-deal frame and the deal probability.
+
+Every check reads the same per-deal frame (stage, age in stage, owner, amount,
+next step, mandatory fields), built once by :func:`open_deal_frame` so that the
+full review computes the stage spells only once.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from forecastkit.data.crm import CRM
+from forecastkit.data.timeline import current_stage_age
+from forecastkit.errors import ParameterError
+
+__all__: list[str] = []
+
+_BASE = (
+    "opportunity_id",
+    "account_id",
+    "name",
+    "owner",
+    "team",
+    "stage",
+    "amount",
+    "created_at",
+    "close_date",
+    "next_step",
+    "next_step_date",
+)
+
+#: Columns every check carries to identify a deal in its result.
+DEAL_COLUMNS = ["opportunity_id", "owner", "team", "account_id", "name", "stage", "amount"]
+
+
+def _deal_probability(crm: CRM) -> pd.Series:
+    """Win probability of each open deal, used to rank actions by value at risk.
+
+    For now this is the playbook's CRM probability of the deal's current stage
+    (``playbook.crm_probability``); deals with an unknown stage get NaN. This is
+    the single switch point for recalibrated probabilities: when the
+    ``probability`` module lands, return its calibrated per-deal probabilities
+    here and every hygiene ranking (review order, WIP close-out order, Kanban
+    order) follows.
+
+    Returns
+    -------
+    Series
+        Float probabilities indexed like ``crm.open_deals``.
+    """
+    pb = crm.playbook
+    mapping = {s.name: float(s.crm_probability) for s in pb.stages}
+    return crm.open_deals["stage"].map(mapping).astype("float64")
+
+
+def stage_order(stages: pd.Series, crm: CRM) -> np.ndarray:
+    """Position of each open stage in the playbook (NaN for unknown or closed stages)."""
+    mapping = {name: float(i) for i, name in enumerate(crm.playbook.stage_names)}
+    return stages.map(mapping).astype("float64").to_numpy()
+
+
+def open_deal_frame(crm: CRM, spells: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per open deal with everything the checks need.
+
+    Returns
+    -------
+    DataFrame
+        ``opportunity_id, account_id, name, owner, team, stage, amount,
+        created_at, close_date, next_step, next_step_date``, the playbook's
+        mandatory-field columns, ``stage_order`` (NaN when the stage is
+        unknown), ``entered_stage_at, days_in_stage, deal_age_days`` (to the
+        snapshot date) and ``probability`` (see :func:`_deal_probability`).
+    """
+    o = crm.open_deals
+    extra = [f for f in crm.playbook.mandatory_fields if f in o.columns and f not in _BASE]
+    d = o[list(_BASE) + extra].reset_index(drop=True)
+    age = current_stage_age(crm, spells)
+    d["stage_order"] = stage_order(d["stage"], crm)
+    d["entered_stage_at"] = age["entered_stage_at"].to_numpy()
+    d["days_in_stage"] = age["days_in_stage"].to_numpy()
+    d["deal_age_days"] = age["deal_age_days"].to_numpy()
+    d["probability"] = _deal_probability(crm).to_numpy()
+    return d
+
+
+_CACHE: weakref.WeakKeyDictionary[CRM, dict[str, pd.Series]] = weakref.WeakKeyDictionary()
+
+
+def _cached(crm: CRM, name: str, build: Callable[[CRM], pd.Series]) -> pd.Series:
+    """Per-snapshot memo of a derived lookup (snapshot tables are read-only, so it never goes stale)."""
+    memo = _CACHE.setdefault(crm, {})
+    if name not in memo:
+        memo[name] = build(crm)
+    return memo[name]
+
+
+def _first_by_key(keys: np.ndarray, values: np.ndarray, keep: str = "first") -> pd.Series:
+    ok = ~(pd.isna(keys) | pd.isna(values))
+    s = pd.Series(values[ok], index=pd.Index(keys[ok], dtype=object), dtype=object)
+    return s[~s.index.duplicated(keep=keep)]
+
+
+def team_by_owner(crm: CRM) -> pd.Series:
+    """Team of each owner: the ``reps`` table when given, else the team on their latest deal."""
+
+    def build(c: CRM) -> pd.Series:
+        o = c.opportunities
+        s = _first_by_key(obj(o["owner"]), obj(o["team"]), keep="last")
+        if c.has("reps"):
+            r = _first_by_key(obj(c.reps["owner"]), obj(c.reps["team"]))
+            s = pd.concat([r, s[~isin(s.index, r.index)]])
+        return s
+
+    return _cached(crm, "team_by_owner", build)
+
+
+def account_owner(crm: CRM) -> pd.Series:
+    """Owner of each account: ``accounts.owner``, else the owner of the account's most recently created deal."""
+
+    def build(c: CRM) -> pd.Series:
+        o = c.opportunities
+        order = np.argsort(o["created_at"].to_numpy("datetime64[ns]"), kind="stable")
+        deals = _first_by_key(obj(o["account_id"])[order], obj(o["owner"])[order], "last")
+        a = c.accounts
+        acc = _first_by_key(obj(a["account_id"]), obj(a["owner"]))
+        return pd.concat([acc, deals[~isin(deals.index, acc.index)]])
+
+    return _cached(crm, "account_owner", build)
+
+
+def obj(s: pd.Series | pd.Index) -> np.ndarray:
+    """The values of a column as an object array, without copying text columns (missing = pd.NA or None).
+
+    Read-only: the array may be the column's own storage.
+    """
+    arr = s.array
+    if isinstance(arr, pd.arrays.StringArray):
+        return np.asarray(arr, dtype=object)
+    return s.to_numpy(dtype=object)
+
+
+def isin(values: pd.Series | pd.Index | np.ndarray, wanted: Iterable[object]) -> np.ndarray:
+    """Boolean mask of ``values`` found in ``wanted`` (missing values never match).
+
+    A hash lookup on object arrays: pandas' ``Series.isin`` on the ``string``
+    dtype is about ten times slower on millions of rows.
+    """
+    arr = (
+        values.to_numpy(dtype=object) if isinstance(values, pd.Series | pd.Index) else np.asarray(values, dtype=object)
+    )
+    w = pd.unique(
+        np.asarray(list(wanted) if not isinstance(wanted, pd.Series | pd.Index | np.ndarray) else wanted, dtype=object)
+    )
+    w = w[~pd.isna(w)]
+    if len(arr) == 0 or len(w) == 0:
+        return np.zeros(len(arr), dtype=bool)
+    return pd.Index(w, dtype=object).get_indexer(arr) >= 0
+
+
+def select(df: pd.DataFrame, owner: str | Iterable[str] | None, team: str | Iterable[str] | None) -> pd.DataFrame:
+    """Rows of ``df`` whose ``owner`` / ``team`` is among the ones asked (all when None)."""
+    mask = np.ones(len(df), dtype=bool)
+    for col, want in (("owner", owner), ("team", team)):
+        if want is None:
+            continue
+        values = [want] if isinstance(want, str) else list(want) if isinstance(want, (list, tuple, set)) else [want]
+        if not all(isinstance(v, str) for v in values):
+            raise ParameterError(f"{col} must be a name or a list of names, got {want!r}")
+        mask &= isin(df[col], values)
+    return df[mask] if not mask.all() else df

@@ -1,0 +1,249 @@
+"""Outreach cadence compliance: each step of the playbook's cadence done on time, late or missed.
+
+The cadence (domain section 4; ``playbook.cadence``) is a sequence of touches on
+days counted from the first touch: D0 call + value email, D2 social touch, D5
+reminder, D9 case-study email, D14 call. Activities carry the step they belong
+to in ``activities.cadence_step``.
+
+Rules (all dates compared with ``crm.as_of_date``, never the clock):
+
+* **Leads in outreach** are the deals whose first stage was the playbook's first
+  stage (``to_contact``), plus accounts with cadence activities not attached to
+  any deal. The outreach ends when the deal leaves that stage (moves on, or is
+  won or lost): steps due after that are not expected.
+* **Sequence start** ``t0``: the earliest of ``due_at - day`` over the lead's
+  cadence activities (the D0 touches' due time, when logged); when the lead has
+  no cadence activity at all, the deal's creation time.
+* **Due time of a step**: its activity's ``due_at`` when one is logged, else
+  ``t0 + day``.
+* **Status**: ``on_time`` when done on or before the calendar day it was due;
+  ``late`` when done on a later day; ``missed`` when not done and its due day
+  is before the snapshot day; ``pending`` when not done and due on or after the
+  snapshot day (still doable). Steps not done and due after the lead left
+  outreach are not listed.
+* **Compliance** = on_time / (on_time + late + missed); pending steps do not count.
+
+When no activity carries a cadence step of the playbook, the company does not
+log its cadence and nothing is reported (rather than every step "missed").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from forecastkit.data.crm import CRM
+from forecastkit.data.timeline import stage_spells
+from forecastkit.hygiene._deals import isin, obj, select, team_by_owner
+
+__all__ = ["CadenceReport", "cadence", "CADENCE_STATUSES"]
+
+#: Status of a cadence step.
+CADENCE_STATUSES = ("on_time", "late", "missed", "pending")
+_DAY = np.timedelta64(86_400_000_000_000, "ns")
+
+
+@dataclass(frozen=True)
+class CadenceReport:
+    """Result of :func:`cadence`.
+
+    Attributes
+    ----------
+    steps : DataFrame
+        One row per (lead, cadence step) expected: ``opportunity_id`` (empty for
+        an account-only lead), ``account_id, owner, team, cadence_step, day``,
+        ``due_at`` (the logged due time, or ``t0 + day``), ``done_at``,
+        ``status`` (on_time / late / missed / pending), ``days_late`` (calendar
+        days after the due day; 0 when on time, days since due when missed).
+    by_owner : DataFrame
+        ``owner, leads, steps_due, on_time, late, missed, pending,
+        compliance_rate`` (NaN without any step due), lowest compliance first.
+    """
+
+    steps: pd.DataFrame
+    by_owner: pd.DataFrame
+
+    def to_frame(self) -> pd.DataFrame:
+        """The per-owner table."""
+        return self.by_owner
+
+    def _repr_html_(self) -> str:
+        return "<p><b>Cadence compliance per owner</b></p>" + self.by_owner.to_html(index=False)
+
+
+def cadence(
+    crm: CRM,
+    *,
+    owner: str | Iterable[str] | None = None,
+    team: str | Iterable[str] | None = None,
+) -> CadenceReport:
+    """Cadence steps done on time, late or missed, and compliance per rep.
+
+    Parameters
+    ----------
+    crm : CRM
+        The snapshot; needs the ``activities`` table.
+    owner, team : str or list of str, optional
+        Keep only these owners / teams (the step's owner: its activity's
+        owner, else the deal's).
+
+    Returns
+    -------
+    CadenceReport
+        ``steps`` and ``by_owner`` (columns listed in :class:`CadenceReport`;
+        the rules are in the module docstring).
+
+    Raises
+    ------
+    SchemaError
+        The snapshot has no ``activities`` table.
+    """
+    crm.require("activities", "cadence compliance")
+    steps = select(_steps(crm), owner, team).reset_index(drop=True)
+    return CadenceReport(steps, _by_owner(steps))
+
+
+def _steps(crm: CRM, spells: pd.DataFrame | None = None) -> pd.DataFrame:
+    pb = crm.playbook
+    names = [c.name for c in pb.cadence]
+    days = np.array([c.day for c in pb.cadence], dtype="int64")
+    n_steps = len(names)
+    opps = crm.opportunities
+    as_of = np.datetime64(crm.as_of_date.to_datetime64(), "ns")
+
+    # leads: deals whose first spell is the first playbook stage
+    sp = stage_spells(crm) if spells is None else spells
+    first = sp[~sp["opportunity_id"].duplicated()]
+    first = first[(first["stage_order"] == 0).to_numpy()]
+    lead_opp = obj(first["opportunity_id"])
+    lead_exit = first["exited_at"].to_numpy("datetime64[ns]")
+
+    acts = crm.activities
+    a = acts[isin(acts["cadence_step"], names)]
+    if a.empty:  # the company does not log cadence steps: nothing to check
+        lead_opp, lead_exit = lead_opp[:0], lead_exit[:0]
+    a_opp = obj(a["opportunity_id"])
+    a_acc = obj(a["account_id"])
+    acc_only = pd.isna(a_opp)
+    # account-only leads
+    acc_keys = pd.unique(a_acc[acc_only & ~pd.isna(a_acc)])
+    keys = np.concatenate([lead_opp, acc_keys.astype(object)])
+    n_deal_leads = len(lead_opp)
+    key_index = pd.Index(keys)
+    a_keys = np.where(acc_only, a_acc, a_opp)
+    lead_of = key_index.get_indexer(a_keys)
+    ok = lead_of >= 0
+    a = a[ok]
+    lead_of = lead_of[ok]
+    step_of = pd.Index(names).get_indexer(obj(a["cadence_step"]))
+    n_leads = len(keys)
+
+    # one row per (lead, step): first due, first done, owner of the first row
+    cell = lead_of.astype("int64") * n_steps + step_of
+    due = a["due_at"].to_numpy("datetime64[ns]")
+    done = a["done_at"].to_numpy("datetime64[ns]")
+    owner_a = obj(a["owner"])
+    n_cells = n_leads * n_steps
+    big = np.iinfo(np.int64).max
+    due_i = due.view("int64")
+    done_i = np.where(np.isnat(done), big, done.view("int64"))
+    cell_due = np.full(n_cells, big, dtype="int64")
+    _min_at(cell_due, cell, due_i)
+    cell_done = np.full(n_cells, big, dtype="int64")
+    _min_at(cell_done, cell, done_i)
+    cell_owner = np.full(n_cells, None, dtype=object)
+    order = np.argsort(cell, kind="stable")
+    firsts = order[np.r_[True, cell[order][1:] != cell[order][:-1]]] if len(order) else order
+    cell_owner[cell[firsts]] = owner_a[firsts]
+
+    # sequence start per lead
+    t0 = np.full(n_leads, big, dtype="int64")
+    _min_at(t0, lead_of, due_i - days[step_of] * _DAY.astype("int64"))
+    lead_pos = pd.Index(obj(opps["opportunity_id"])).get_indexer(lead_opp)
+    created = opps["created_at"].to_numpy("datetime64[ns]")[lead_pos].view("int64")
+    no_rows = t0 == big
+    t0[:n_deal_leads] = np.where(no_rows[:n_deal_leads], created, t0[:n_deal_leads])
+    exit_i = np.full(n_leads, big, dtype="int64")
+    exit_i[:n_deal_leads] = np.where(np.isnat(lead_exit), big, lead_exit.view("int64"))
+
+    lead_rep = np.repeat(np.arange(n_leads), n_steps)
+    step_rep = np.tile(np.arange(n_steps), n_leads)
+    logged = cell_due != big
+    planned = np.where(logged, cell_due, t0[lead_rep] + days[step_rep] * _DAY.astype("int64"))
+    is_done = cell_done != big
+    valid_t0 = t0[lead_rep] != big
+    keep = is_done | (valid_t0 & (planned < exit_i[lead_rep]))
+    due_day = planned // _DAY.astype("int64")
+    done_day = cell_done // _DAY.astype("int64")
+    as_of_day = as_of.view("int64") // _DAY.astype("int64")
+    status = np.select(
+        [is_done & (done_day <= due_day), is_done, due_day < as_of_day],
+        ["on_time", "late", "missed"],
+        default="pending",
+    )
+    days_late = np.select([status == "late", status == "missed"], [done_day - due_day, as_of_day - due_day], default=0)
+    idx = np.flatnonzero(keep)
+    li, si = lead_rep[idx], step_rep[idx]
+
+    # owner: the activity's, else the deal's (or the account's for account-only leads)
+    pos = lead_pos
+    none = np.full(len(acc_keys), None, dtype=object)
+    key_owner = np.concatenate([obj(opps["owner"])[pos], none])
+    owner = cell_owner[idx]
+    miss = pd.isna(owner)
+    owner[miss] = key_owner[li[miss]]
+    key_acc = np.concatenate([obj(opps["account_id"])[pos], acc_keys.astype(object)])
+    key_opp = np.concatenate([lead_opp, none])
+    teams = team_by_owner(crm)
+    team = np.concatenate([obj(opps["team"])[pos], none])[li]
+    tmiss = pd.isna(team) | (owner != key_owner[li])
+    team[tmiss] = pd.Series(owner[tmiss], dtype=object).map(teams).to_numpy(dtype=object)
+
+    def _ts(v: np.ndarray) -> np.ndarray:
+        return np.where(v == big, np.iinfo(np.int64).min, v).view("datetime64[ns]")
+
+    out = pd.DataFrame(
+        {
+            "opportunity_id": pd.array(key_opp[li], dtype="string"),
+            "account_id": pd.array(key_acc[li], dtype="string"),
+            "owner": pd.array(owner, dtype="string"),
+            "team": pd.array(team, dtype="string"),
+            "cadence_step": pd.array(np.asarray(names, dtype=object)[si], dtype="string"),
+            "day": days[si],
+            "due_at": _ts(planned[idx]),
+            "done_at": _ts(cell_done[idx]),
+            "status": pd.array(status[idx], dtype="string"),
+            "days_late": days_late[idx].astype("int64"),
+        }
+    )
+    return out
+
+
+def _min_at(target: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
+    """``target[index] = min(target[index], values)`` with repeated indices, vectorised (faster than ufunc.at)."""
+    if len(index) == 0:
+        return
+    order = np.lexsort((values, index))
+    idx = index[order]
+    first = np.r_[True, idx[1:] != idx[:-1]]
+    sel = order[first]
+    target[index[sel]] = np.minimum(target[index[sel]], values[sel])
+
+
+def _by_owner(steps: pd.DataFrame) -> pd.DataFrame:
+    s = steps.dropna(subset=["owner"])
+    counts = pd.crosstab(s["owner"], s["status"]).reindex(columns=list(CADENCE_STATUSES), fill_value=0)
+    lead_key = s["opportunity_id"].fillna("account:" + s["account_id"].fillna(""))
+    leads = lead_key.groupby(s["owner"]).nunique()
+    out = counts.astype("int64")
+    out.insert(0, "leads", leads.reindex(out.index).fillna(0).astype("int64"))
+    due = out["on_time"] + out["late"] + out["missed"]
+    out.insert(1, "steps_due", due.astype("int64"))
+    out["compliance_rate"] = (out["on_time"] / due.where(due > 0)).astype("float64")
+    out = out.rename_axis("owner").reset_index()
+    out.columns.name = None
+    out["owner"] = out["owner"].astype("string")
+    return out.sort_values(["compliance_rate", "owner"], kind="stable", na_position="last").reset_index(drop=True)

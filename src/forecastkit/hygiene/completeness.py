@@ -1,0 +1,329 @@
+"""Customer-data health: completeness and validity of contacts and accounts, new prospects per period.
+
+Dashboard 3 of domain section 9: completeness of the contact base (name, job
+title, department, email, phone), a data-quality index, and the number of new
+prospects created per period.
+
+Definitions
+-----------
+* **Completeness** of an entity: share of its checked cells that are filled.
+* **Valid**: an e-mail matches ``local@domain.tld``; a phone, once spaces, dots,
+  dashes, slashes and parentheses are removed, is an optional ``+`` followed by
+  8 to 15 digits, not all zeros. Other fields are valid when filled.
+* **Duplicate**: a contact with the same e-mail (case-insensitive) as an earlier
+  one, or the same name at the same account; an account with the same name
+  (case- and space-insensitive) as an earlier one. The first record is the
+  original, the others are duplicates.
+* **Data-quality index**: the share of checked cells that are filled *and*
+  valid, counting every cell of a duplicate record as unusable. 1 = every
+  record complete, valid and unique.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from forecastkit.data.crm import CRM
+from forecastkit.errors import ParameterError
+from forecastkit.hygiene._deals import account_owner, select
+from forecastkit.periods import Freq, parse_period, period_of
+
+__all__ = ["CompletenessReport", "completeness", "CONTACT_FIELDS", "ACCOUNT_FIELDS", "valid_email", "valid_phone"]
+
+CONTACT_FIELDS = ("name", "job_title", "department", "email", "phone")
+ACCOUNT_FIELDS = ("name", "segment", "industry", "owner", "phone", "website")
+_EMAIL = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
+_PHONE = r"^\+?[0-9]{8,15}$"
+
+
+@dataclass(frozen=True)
+class CompletenessReport:
+    """Result of :func:`completeness`.
+
+    Attributes
+    ----------
+    summary : DataFrame
+        One row per entity (``contacts``, ``accounts``): ``entity, records,
+        completeness, invalid_values`` (filled e-mails and phones that are not
+        valid), ``duplicates, duplicate_rate, quality_index``.
+    fields : DataFrame
+        ``entity, field, filled, invalid, records, completeness`` per checked field.
+    by_owner : DataFrame
+        Contacts per account owner (``accounts.owner``, else the owner of the account's latest deal):
+        ``owner, contacts, completeness, quality_index``.
+    by_account : DataFrame
+        Accounts with at least one contact problem: ``account_id, owner,
+        contacts, incomplete_contacts, invalid_values, duplicates, missing``
+        (the missing contact fields with their counts, e.g. ``"phone x2, email"``).
+    new_prospects : DataFrame
+        ``period, new_accounts, new_contacts`` per period (accounts and contacts
+        by creation date), oldest first.
+    """
+
+    summary: pd.DataFrame
+    fields: pd.DataFrame
+    by_owner: pd.DataFrame
+    by_account: pd.DataFrame
+    new_prospects: pd.DataFrame
+
+    def to_frame(self) -> pd.DataFrame:
+        """The per-entity summary."""
+        return self.summary
+
+    def _repr_html_(self) -> str:
+        return (
+            "<p><b>Data completeness and quality</b></p>"
+            + self.summary.to_html(index=False)
+            + "<p><b>New prospects per period</b></p>"
+            + self.new_prospects.tail(12).to_html(index=False)
+        )
+
+
+def _arrow(s: pd.Series) -> pa.Array:
+    """A text column as a pyarrow string array (nulls where missing), for fast vectorised string functions."""
+    return pa.array(s.astype(object).to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+
+
+def _bool(arr: pa.Array, index: pd.Index) -> pd.Series:
+    return pd.Series(pd.array(arr.to_pandas(), dtype="boolean"), index=index)
+
+
+def valid_email(s: pd.Series) -> pd.Series:
+    """True where a filled e-mail looks like ``local@domain.tld`` (NA where empty)."""
+    a = pc.utf8_trim_whitespace(_arrow(s))
+    return _bool(pc.match_substring_regex(a, _EMAIL), s.index)
+
+
+def valid_phone(s: pd.Series) -> pd.Series:
+    """True where a filled phone has 8-15 digits (after removing separators) and is not all zeros (NA where empty)."""
+    digits = pc.replace_substring_regex(_arrow(s), r"[\s.\-/()]", "")
+    ok = pc.and_(pc.match_substring_regex(digits, _PHONE), pc.invert(pc.match_substring_regex(digits, r"^\+?0+$")))
+    return _bool(ok, s.index)
+
+
+def _dup_key(*cols: pd.Series) -> np.ndarray:
+    """True for every record after the first with the same normalised key (lowercase, trimmed, single spaces)."""
+    parts = [pc.replace_substring_regex(pc.utf8_trim_whitespace(pc.utf8_lower(_arrow(c))), r"\s+", " ") for c in cols]
+    key = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "|")
+    codes = pc.dictionary_encode(key).indices.to_numpy(zero_copy_only=False)
+    valid = ~np.asarray(pc.is_null(key).to_numpy(zero_copy_only=False), dtype=bool)
+    codes = np.where(valid, codes, -1)
+    _, first = np.unique(codes, return_index=True)
+    dup = np.ones(len(codes), dtype=bool)
+    dup[first] = False
+    return dup & valid
+
+
+def completeness(
+    crm: CRM,
+    *,
+    freq: Freq = "month",
+    contact_fields: Sequence[str] = CONTACT_FIELDS,
+    account_fields: Sequence[str] = ACCOUNT_FIELDS,
+    owner: str | Iterable[str] | None = None,
+) -> CompletenessReport:
+    """Completeness, validity and duplicates of contacts and accounts; new prospects per period.
+
+    Parameters
+    ----------
+    crm : CRM
+        The snapshot; needs ``contacts`` (``accounts`` is used when present).
+        Only records created on or before the snapshot date count.
+    freq : {"month", "quarter", "half", "year"}
+        Period of the new-prospect counts (fiscal periods of the playbook).
+    contact_fields, account_fields : sequence of str
+        Columns checked for completeness.
+    owner : str or list of str, optional
+        Keep only the accounts of these owners (and their contacts).
+
+    Returns
+    -------
+    CompletenessReport
+        Frames listed in :class:`CompletenessReport`; the rules are in the module docstring.
+
+    Raises
+    ------
+    SchemaError
+        The snapshot has no ``contacts`` table.
+    ParameterError
+        A checked field is not a column of the table.
+    """
+    contacts = crm.require("contacts", "data completeness")
+    accounts = crm.accounts
+    _check_cols(contacts, contact_fields, "contacts", "contact_fields")
+    _check_cols(accounts, account_fields, "accounts", "account_fields")
+    acc_owner = account_owner(crm)
+    c = contacts.assign(owner=contacts["account_id"].map(acc_owner).astype("string"))
+    a = accounts
+    if owner is not None:
+        c = select(c, owner, None)
+        keep = select(pd.DataFrame({"owner": accounts["account_id"].map(acc_owner).astype("string")}), owner, None)
+        a = accounts.loc[keep.index]
+    c_cells = _cells(c, contact_fields, _contact_dups(c))
+    a_cells = _cells(a, account_fields, _account_dups(a))
+    summary = pd.DataFrame([_summary("contacts", *c_cells), _summary("accounts", *a_cells)])
+    fields = pd.concat([_fields("contacts", contact_fields, *c_cells), _fields("accounts", account_fields, *a_cells)])
+    return CompletenessReport(
+        summary=summary,
+        fields=fields.reset_index(drop=True),
+        by_owner=_by_owner(c, *c_cells),
+        by_account=_by_account(c, contact_fields, *c_cells),
+        new_prospects=_new_prospects(a, c, freq, crm),
+    )
+
+
+def _check_cols(df: pd.DataFrame, cols: Sequence[str], table: str, arg: str) -> None:
+    bad = [x for x in cols if x not in df.columns]
+    if bad:
+        raise ParameterError(f"{arg}: {bad} are not columns of the '{table}' table; available: {', '.join(df.columns)}")
+
+
+def _contact_dups(c: pd.DataFrame) -> np.ndarray:
+    return _dup_key(c["email"]) | _dup_key(c["account_id"], c["name"])
+
+
+def _account_dups(a: pd.DataFrame) -> np.ndarray:
+    return _dup_key(a["name"])
+
+
+def _cells(df: pd.DataFrame, cols: Sequence[str], dup: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(filled, valid, dup): boolean matrices records x fields (valid = filled and well-formed) and duplicates."""
+    n = len(df)
+    filled = np.zeros((n, len(cols)), dtype=bool)
+    valid = np.zeros((n, len(cols)), dtype=bool)
+    for j, col in enumerate(cols):
+        s = df[col]
+        f = s.notna().to_numpy(bool)
+        filled[:, j] = f
+        if col == "email":
+            valid[:, j] = valid_email(s).fillna(False).to_numpy(bool)
+        elif col == "phone":
+            valid[:, j] = valid_phone(s).fillna(False).to_numpy(bool)
+        else:
+            valid[:, j] = f
+    return filled, valid, dup
+
+
+def _summary(entity: str, filled: np.ndarray, valid: np.ndarray, dup: np.ndarray) -> dict[str, object]:
+    n, k = filled.shape
+    cells = n * k
+    invalid = int((filled & ~valid).sum())
+    usable = (valid & ~dup[:, None]).sum()
+    return {
+        "entity": entity,
+        "records": n,
+        "completeness": filled.sum() / cells if cells else np.nan,
+        "invalid_values": invalid,
+        "duplicates": int(dup.sum()),
+        "duplicate_rate": dup.mean() if n else np.nan,
+        "quality_index": usable / cells if cells else np.nan,
+    }
+
+
+def _fields(entity: str, cols: Sequence[str], filled: np.ndarray, valid: np.ndarray, dup: np.ndarray) -> pd.DataFrame:
+    n = filled.shape[0]
+    return pd.DataFrame(
+        {
+            "entity": entity,
+            "field": list(cols),
+            "records": n,
+            "filled": filled.sum(axis=0).astype("int64"),
+            "invalid": (filled & ~valid).sum(axis=0).astype("int64"),
+            "completeness": filled.mean(axis=0) if n else np.full(len(cols), np.nan),
+        }
+    )
+
+
+def _by_owner(c: pd.DataFrame, filled: np.ndarray, valid: np.ndarray, dup: np.ndarray) -> pd.DataFrame:
+    k = filled.shape[1]
+    df = pd.DataFrame(
+        {
+            "owner": c["owner"].to_numpy(dtype=object),
+            "filled": filled.sum(axis=1),
+            "usable": (valid & ~dup[:, None]).sum(axis=1),
+        }
+    ).dropna(subset=["owner"])
+    g = df.groupby("owner", sort=True)
+    out = pd.DataFrame({"contacts": g.size().astype("int64")})
+    out["completeness"] = g["filled"].sum() / (out["contacts"] * k)
+    out["quality_index"] = g["usable"].sum() / (out["contacts"] * k)
+    out = out.rename_axis("owner").reset_index()
+    out["owner"] = out["owner"].astype("string")
+    return out
+
+
+def _by_account(
+    c: pd.DataFrame, cols: Sequence[str], filled: np.ndarray, valid: np.ndarray, dup: np.ndarray
+) -> pd.DataFrame:
+    incomplete = ~filled.all(axis=1)
+    invalid = (filled & ~valid).sum(axis=1)
+    bad = incomplete | (invalid > 0) | dup
+    cols_out = ["account_id", "owner", "contacts", "incomplete_contacts", "invalid_values", "duplicates", "missing"]
+    if not bad.any():
+        return pd.DataFrame(
+            {
+                col: pd.Series(dtype="string" if col in ("account_id", "owner", "missing") else "int64")
+                for col in cols_out
+            }
+        )
+    df = pd.DataFrame(
+        {
+            "account_id": c["account_id"].to_numpy(dtype=object),
+            "owner": c["owner"].to_numpy(dtype=object),
+            "incomplete": incomplete,
+            "invalid": invalid,
+            "dup": dup,
+        }
+    )
+    missing = pd.DataFrame(~filled, columns=list(cols))
+    missing["account_id"] = df["account_id"]
+    df = df.dropna(subset=["account_id"])
+    g = df.groupby("account_id", sort=False)
+    out = pd.DataFrame(
+        {
+            "owner": g["owner"].first(),
+            "contacts": g.size(),
+            "incomplete_contacts": g["incomplete"].sum(),
+            "invalid_values": g["invalid"].sum(),
+            "duplicates": g["dup"].sum(),
+        }
+    )
+    out = out[(out["incomplete_contacts"] > 0) | (out["invalid_values"] > 0) | (out["duplicates"] > 0)]
+    counts = missing.groupby("account_id", sort=False)[list(cols)].sum().reindex(out.index)
+    text = pd.Series("", index=out.index, dtype=object)
+    for col in cols:
+        n = counts[col].to_numpy()
+        part = np.where(n > 1, col + " x" + n.astype(str), np.where(n == 1, col, ""))
+        sep = np.where((text.to_numpy() != "") & (part != ""), ", ", "")
+        text = pd.Series(text.to_numpy() + sep + part, index=out.index, dtype=object)
+    out["missing"] = text
+    out = out.rename_axis("account_id").reset_index()
+    for col in ("contacts", "incomplete_contacts", "invalid_values", "duplicates"):
+        out[col] = out[col].astype("int64")
+    for col in ("account_id", "owner", "missing"):
+        out[col] = out[col].astype("string")
+    return out[cols_out]
+
+
+def _new_prospects(a: pd.DataFrame, c: pd.DataFrame, freq: Freq, crm: CRM) -> pd.DataFrame:
+    def labels(dates: pd.Series) -> pd.Series:
+        month = dates.dt.to_period("M").dt.to_timestamp()
+        uniq = month.dropna().unique()
+        mapping = {m: str(period_of(m, freq, crm.playbook)) for m in uniq}
+        return month.map(mapping)
+
+    na = labels(a["created_at"]).value_counts()
+    nc = labels(c["created_at"]).value_counts()
+    out = pd.concat({"new_accounts": na, "new_contacts": nc}, axis=1).fillna(0).astype("int64")
+    out = out.rename_axis("period").reset_index()
+    if len(out):
+        starts = {p: parse_period(p, crm.playbook).start for p in out["period"]}
+        out = out.assign(_s=out["period"].map(starts)).sort_values("_s").drop(columns="_s")
+    out["period"] = out["period"].astype("string")
+    return out.reset_index(drop=True)[["period", "new_accounts", "new_contacts"]]

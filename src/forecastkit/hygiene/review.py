@@ -1,0 +1,373 @@
+"""The pipeline review: one tidy action list for a rep or a team, sorted by value at risk.
+
+Each hygiene check (aging, mandatory fields, dated next step, WIP limit,
+cadence, visit reports, contact data) becomes rows of the same table, one per
+(deal or account, problem), with the action to take. This is the drill-down
+list every hygiene KPI of the scorecard leads to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from forecastkit.data.crm import CRM
+from forecastkit.data.timeline import stage_spells
+from forecastkit.errors import ParameterError
+from forecastkit.hygiene._deals import (
+    _deal_probability,
+    account_owner,
+    isin,
+    obj,
+    open_deal_frame,
+    select,
+    team_by_owner,
+)
+from forecastkit.hygiene.aging import _aging
+from forecastkit.hygiene.cadence import _steps
+from forecastkit.hygiene.completeness import completeness
+from forecastkit.hygiene.fields import _check_fields, _join_bits, _missing_long, _next_steps, _per_deal
+from forecastkit.hygiene.visits import _visit_reports
+from forecastkit.hygiene.wip import _wip
+from forecastkit.periods import period_of
+
+__all__ = ["review", "PROBLEMS", "CHECKS", "_deal_probability"]
+
+Check = Literal["aging", "missing_fields", "next_steps", "wip", "cadence", "visit_reports", "contact_data"]
+#: The checks :func:`review` runs, in this order.
+CHECKS: tuple[str, ...] = ("aging", "missing_fields", "next_steps", "wip", "cadence", "visit_reports", "contact_data")
+
+#: problem -> (severity, action). Severity ``red`` = act now, ``orange`` = fix this week.
+PROBLEMS: dict[str, tuple[str, str]] = {
+    "no_next_step": ("red", "book the next action with the customer and date it"),
+    "overdue_next_step": ("red", "do the overdue next action or reschedule it with the customer"),
+    "stale_abandon": ("red", "abandon: close the deal as lost, or justify keeping it"),
+    "stale_requalify": ("red", "requalify: check budget, decision maker and timing with the customer"),
+    "stale_follow_up": ("orange", "follow up: get the fact that moves the deal to the next stage"),
+    "undated_next_step": ("orange", "put a date on the next action"),
+    "missing_fields": ("orange", "fill the mandatory fields"),
+    "over_wip_limit": ("orange", "close out: win it, requalify it or abandon it to get back under the WIP limit"),
+    "cadence_missed": ("orange", "do the missed cadence touches today and keep the next ones on their day"),
+    "visit_report": ("orange", "write the missing visit reports (five boxes)"),
+    "contact_data": ("orange", "complete and correct the contacts of the account"),
+}
+_ORDER = {p: i for i, p in enumerate(PROBLEMS)}
+_NEXT_STEP_FIELDS = ("next_step", "next_step_date")
+COLUMNS = [
+    "owner",
+    "team",
+    "opportunity_id",
+    "account_id",
+    "name",
+    "stage",
+    "amount",
+    "probability",
+    "value_at_risk",
+    "problem",
+    "severity",
+    "detail",
+    "action",
+]
+
+
+def review(
+    crm: CRM,
+    owner: str | Iterable[str] | None = None,
+    *,
+    team: str | Iterable[str] | None = None,
+    checks: Iterable[Check] | None = None,
+) -> pd.DataFrame:
+    """One action list for a rep or a team: every hygiene problem, by value at risk.
+
+    Value at risk of a deal = ``amount x probability``, with the probability from
+    ``_deal_probability`` (for now the playbook's CRM probability of the stage;
+    recalibrated probabilities later). An account-level row (contact data, a
+    visit not tied to a deal) carries the value at risk of the account's open
+    deals. Checks and their problems:
+
+    * ``aging``: ``stale_follow_up`` / ``stale_requalify`` / ``stale_abandon``
+      (the playbook's age action);
+    * ``missing_fields``: ``missing_fields`` (mandatory fields other than the
+      next step, which ``next_steps`` covers);
+    * ``next_steps``: ``no_next_step``, ``undated_next_step``, ``overdue_next_step``;
+    * ``wip``: ``over_wip_limit`` for the deals an over-limit rep should close out first;
+    * ``cadence``: ``cadence_missed`` on open deals still in the first stage
+      with missed cadence steps;
+    * ``visit_reports``: ``visit_report`` per deal (or account, for visits not
+      tied to a deal in the current fiscal quarter) with visits lacking a
+      report or boxes, on open deals only;
+    * ``contact_data``: ``contact_data`` per account with incomplete, invalid
+      or duplicated contacts.
+
+    Checks whose table is absent (activities, contacts) are skipped.
+
+    Parameters
+    ----------
+    crm : CRM
+        The snapshot; everything is compared with ``crm.as_of_date``, so
+        ``review(crm.as_of(d))`` is the list a rep would have seen on ``d``.
+    owner : str or list of str, optional
+        The rep(s); all reps when None.
+    team : str or list of str, optional
+        The team(s).
+    checks : iterable of str, optional
+        A subset of :data:`CHECKS` (all by default).
+
+    Returns
+    -------
+    DataFrame
+        One row per (deal or account, problem), highest value at risk first,
+        then red before orange: ``owner, team, opportunity_id`` (empty for an
+        account row), ``account_id, name, stage, amount, probability,
+        value_at_risk, problem`` (a key of :data:`PROBLEMS`), ``severity``
+        (``red`` / ``orange``), ``detail`` (the facts, in words), ``action``.
+
+    Raises
+    ------
+    ParameterError
+        An unknown check name.
+    """
+    wanted = tuple(CHECKS if checks is None else checks)
+    bad = [c for c in wanted if c not in CHECKS]
+    if bad:
+        raise ParameterError(f"review: unknown check(s) {bad}; allowed: {', '.join(CHECKS)}")
+    spells = stage_spells(crm)
+    deals = open_deal_frame(crm, spells)
+    return _review(crm, deals, spells, owner, team, wanted)
+
+
+def _review(
+    crm: CRM,
+    deals: pd.DataFrame,
+    spells: pd.DataFrame,
+    owner: str | Iterable[str] | None,
+    team: str | Iterable[str] | None,
+    wanted: tuple[str, ...],
+) -> pd.DataFrame:
+    pb = crm.playbook
+    d = select(deals, owner, team).reset_index(drop=True)
+    d["value_at_risk"] = d["amount"] * d["probability"]
+    parts: list[pd.DataFrame] = []
+    if "aging" in wanted:
+        a = _aging(d, pb)
+        detail = (
+            a["days_in_stage"].round().astype("int64").astype(str)
+            + " days in "
+            + a["stage"].astype(str)
+            + " (cap "
+            + a["age_cap_days"].astype(str)
+            + ")"
+        )
+        problem = "stale_" + a["action"].fillna("follow_up").astype(str)
+        parts.append(_rows(a, problem, detail))
+    if "missing_fields" in wanted:
+        _check_fields(crm)
+        fields = [f for f in pb.mandatory_fields if f not in _NEXT_STEP_FIELDS]
+        m = _per_deal(_missing_long(d, pb, fields))
+        parts.append(_rows(m, "missing_fields", "missing: " + m["missing_fields"].astype(str)))
+    if "next_steps" in wanted:
+        n = _next_steps(d, crm.as_of_date)
+        kind = n["problem"].astype(str)
+        problem = np.select(
+            [kind == "missing", kind == "undated"], ["no_next_step", "undated_next_step"], "overdue_next_step"
+        )
+        txt = n["next_step"].astype(object).fillna("").astype(str)
+        date = n["next_step_date"].dt.strftime("%Y-%m-%d").fillna("")
+        detail = np.select(
+            [kind == "missing", kind == "undated"],
+            ["no next step", "'" + txt + "' has no date"],
+            "'" + txt + "' was due " + date + " (" + n["days_overdue"].astype(str) + " days overdue)",
+        )
+        parts.append(_rows(n, problem, detail))
+    if "wip" in wanted:
+        by_owner, close = _wip(d, pb)
+        active = close["owner"].map(by_owner.set_index("owner")["active_deals"])
+        detail = (
+            active.astype("int64").astype(str)
+            + " active deals for a limit of "
+            + str(pb.wip_limit)
+            + "; close-out rank "
+            + close["rank"].astype(str)
+        )
+        parts.append(_rows(close, "over_wip_limit", detail))
+    if "cadence" in wanted and crm.has("activities"):
+        parts.append(_cadence_rows(crm, d, spells))
+    if "visit_reports" in wanted and crm.has("activities"):
+        parts.append(_visit_rows(crm, d, owner, team))
+    if "contact_data" in wanted and crm.has("contacts"):
+        parts.append(_contact_rows(crm, d, owner, team))
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return _empty()
+    cols = [c for c in COLUMNS if c not in ("severity", "action")]
+    out = pd.concat([_as_object(p[cols]) for p in parts], ignore_index=True)
+    out["severity"] = out["problem"].map({k: v[0] for k, v in PROBLEMS.items()})
+    out["action"] = out["problem"].map({k: v[1] for k, v in PROBLEMS.items()})
+    sev = (out["severity"] != "red").to_numpy(dtype="int64")
+    prob = out["problem"].map(_ORDER).to_numpy(dtype="int64")
+    var = out["value_at_risk"].to_numpy(dtype="float64")
+    ident = out["opportunity_id"].where(out["opportunity_id"].notna(), "account:" + out["account_id"].astype(str))
+    grp, _ = pd.factorize(ident.to_numpy(dtype=object))
+    # highest value first (NaN last); a deal's rows together, red before orange, then the problem order
+    order = np.lexsort((prob, sev, grp, np.where(np.isnan(var), np.inf, -var)))
+    out = out.iloc[order]
+    out = out[COLUMNS].reset_index(drop=True)
+    for col in (
+        "owner",
+        "team",
+        "opportunity_id",
+        "account_id",
+        "name",
+        "stage",
+        "problem",
+        "severity",
+        "detail",
+        "action",
+    ):
+        out[col] = out[col].astype("string")
+    return out
+
+
+def _as_object(p: pd.DataFrame) -> pd.DataFrame:
+    """Same dtypes in every part (text as object, numbers as float) so that concatenation is stable."""
+    out = p.copy()
+    for c in out.columns:
+        if c in ("amount", "probability", "value_at_risk"):
+            out[c] = out[c].astype("float64")
+        else:
+            out[c] = out[c].astype(object)
+    return out
+
+
+def _empty() -> pd.DataFrame:
+    out = pd.DataFrame({c: pd.Series(dtype="string") for c in COLUMNS})
+    for c in ("amount", "probability", "value_at_risk"):
+        out[c] = pd.Series(dtype="float64")
+    return out
+
+
+def _rows(df: pd.DataFrame, problem: object, detail: object) -> pd.DataFrame:
+    out = df[["owner", "team", "opportunity_id", "account_id", "name", "stage", "amount", "probability"]].copy()
+    out["value_at_risk"] = out["amount"] * out["probability"]
+    out["problem"] = np.asarray(problem, dtype=object) if not isinstance(problem, str) else problem
+    out["detail"] = np.asarray(detail, dtype=object)
+    return out
+
+
+def _account_value(d: pd.DataFrame) -> pd.Series:
+    return d.groupby("account_id", sort=False)["value_at_risk"].sum(min_count=1)
+
+
+def _cadence_rows(crm: CRM, d: pd.DataFrame, spells: pd.DataFrame) -> pd.DataFrame:
+    steps = _steps(crm, spells)
+    first_stage = d[(d["stage_order"] == 0).to_numpy()]
+    s = steps[
+        (steps["status"] == "missed").to_numpy(bool) & isin(steps["opportunity_id"], first_stage["opportunity_id"])
+    ]
+    if s.empty:
+        return s.iloc[:0]
+    names = [c.name for c in crm.playbook.cadence]
+    ids, deal = np.unique(obj(s["opportunity_id"]).astype(str), return_inverse=True)
+    bits = np.zeros(len(ids), dtype="int64")
+    np.bitwise_or.at(bits, deal, 1 << pd.Index(names).get_indexer(obj(s["cadence_step"])))
+    detail = _join_bits(bits, names, {n: k for k, n in enumerate(names)})
+    deals = first_stage.iloc[pd.Index(first_stage["opportunity_id"].astype(object)).get_indexer(ids)]
+    return _rows(deals, "cadence_missed", "missed: " + detail)
+
+
+def _visit_rows(crm: CRM, d: pd.DataFrame, owner: object, team: object) -> pd.DataFrame:
+    v = _visit_reports(crm.activities, crm, ("visit", "meeting"))
+    q = period_of(crm.as_of_date, "quarter", crm.playbook)
+    on_open = isin(v["opportunity_id"], d["opportunity_id"])
+    acc_only = v["opportunity_id"].isna().to_numpy(bool) & q.contains(v["done_at"]).to_numpy(bool)
+    v = v[on_open | acc_only]
+    if v.empty:
+        return v.iloc[:0]
+    opp = obj(v["opportunity_id"])
+    code_o, uniq_o = pd.factorize(opp)
+    code_a, _ = pd.factorize(obj(v["account_id"]))
+    key = np.where(code_o >= 0, code_o, len(uniq_o) + code_a)
+    no_rep = (v["problem"] == "no_report").to_numpy()
+    agg = pd.DataFrame(
+        {
+            "key": key,
+            "no": no_rep,
+            "inc": ~no_rep,
+            "owner": obj(v["owner"]),
+            "account_id": obj(v["account_id"]),
+            "opp": opp,
+        }
+    )
+    g = agg.groupby("key", sort=False)
+    res = pd.DataFrame(
+        {
+            "no": g["no"].sum(),
+            "inc": g["inc"].sum(),
+            "owner": g["owner"].first(),
+            "account_id": g["account_id"].first(),
+            "opportunity_id": g["opp"].first(),
+        }
+    )
+    detail = np.where(res["no"] > 0, res["no"].astype(str) + " visit(s) without report", "")
+    sep = np.where((res["no"] > 0) & (res["inc"] > 0), ", ", "")
+    detail = detail + sep + np.where(res["inc"] > 0, res["inc"].astype(str) + " report(s) missing boxes", "")
+    res["detail"] = detail
+    deal_part = res[res["opportunity_id"].notna()]
+    deals = d.iloc[pd.Index(d["opportunity_id"]).get_indexer(deal_part["opportunity_id"])].reset_index(drop=True)
+    rows = [_rows(deals, "visit_report", obj(deal_part["detail"]))]
+    acc_part = res[res["opportunity_id"].isna()]
+    if len(acc_part):
+        rows.append(_account_rows(crm, d, acc_part, "visit_report", owner, team))
+    return pd.concat(rows, ignore_index=True)
+
+
+def _contact_rows(crm: CRM, d: pd.DataFrame, owner: object, team: object) -> pd.DataFrame:
+    acc = completeness(crm).by_account
+    if acc.empty:
+        return acc.iloc[:0]
+    parts = []
+    inc = acc["incomplete_contacts"]
+    parts.append(
+        np.where(inc > 0, inc.astype(str) + " incomplete contact(s) (missing " + acc["missing"].astype(str) + ")", "")
+    )
+    inv = acc["invalid_values"]
+    parts.append(np.where(inv > 0, inv.astype(str) + " invalid e-mail/phone", ""))
+    dup = acc["duplicates"]
+    parts.append(np.where(dup > 0, dup.astype(str) + " duplicate(s)", ""))
+    detail = pd.Series(parts[0], dtype=object)
+    for p in parts[1:]:
+        detail = pd.Series(np.where((detail != "") & (p != ""), detail + "; " + p, detail + p), dtype=object)
+    acc = acc.assign(detail=detail.to_numpy())
+    return _account_rows(crm, d, acc, "contact_data", owner, team)
+
+
+def _account_rows(
+    crm: CRM, d: pd.DataFrame, acc: pd.DataFrame, problem: str, owner: object, team: object
+) -> pd.DataFrame:
+    names = (
+        crm.accounts.drop_duplicates("account_id").set_index("account_id")["name"]
+        if crm.has("accounts")
+        else pd.Series(dtype=object)
+    )
+    value = _account_value(d)
+    out = pd.DataFrame(
+        {
+            "owner": obj(acc["owner"]),
+            "opportunity_id": None,
+            "account_id": obj(acc["account_id"]),
+        }
+    )
+    out["owner"] = out["owner"].where(out["owner"].notna(), out["account_id"].map(account_owner(crm)))
+    out["team"] = out["owner"].map(team_by_owner(crm))
+    out["name"] = out["account_id"].map(names)
+    out["stage"] = None
+    out["amount"] = np.nan
+    out["probability"] = np.nan
+    out["value_at_risk"] = out["account_id"].map(value).to_numpy(dtype="float64")
+    out["problem"] = problem
+    out["detail"] = obj(acc["detail"])
+    out = select(out, owner, team)
+    return out
