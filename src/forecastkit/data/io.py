@@ -8,6 +8,7 @@ and an optional ``playbook.yaml``. Only ``opportunities`` is required.
 
 from __future__ import annotations
 
+import gzip
 import os
 import tempfile
 from collections.abc import Mapping
@@ -37,14 +38,42 @@ def _find(folder: Path, name: str) -> Path | None:
     return found[0] if found else None
 
 
+def _separator(path: Path) -> str:
+    """The CSV separator, from the header line: ``,`` unless the header has none and has ``;`` or a tab."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(1 << 16)
+    except (OSError, EOFError):
+        return ","  # read_csv reports the problem
+    text = head.decode("utf-8-sig", errors="replace").lstrip("\r\n")
+    header = text.splitlines()[0] if text else ""
+    if "," in header:
+        return ","
+    counts = {sep: header.count(sep) for sep in (";", "\t", "|")}
+    best = max(counts, key=lambda k: counts[k])
+    return best if counts[best] else ","
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read one table file as raw data (CSV: every cell as text, only empty cells missing)."""
+    """Read one table file as raw data (CSV: every cell as text, only empty cells missing).
+
+    CSV files are UTF-8 (a byte-order mark is allowed); the separator is a comma,
+    or a semicolon / tab / ``|`` when the header line has no comma (exports from
+    spreadsheets in locales whose decimal separator is a comma).
+    """
     path = Path(path)
     try:
         if path.name.endswith(".parquet"):
             return pd.read_parquet(path)
         return pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig", low_memory=False
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            encoding="utf-8-sig",
+            low_memory=False,
+            sep=_separator(path),
         )
     except pd.errors.EmptyDataError:
         raise SchemaError(f"{path.name}: the file is empty (not even a header line); delete it or export the table again") from None
@@ -95,7 +124,9 @@ def load(
     Parameters
     ----------
     path : str or Path
-        The folder (see the module docstring for its layout).
+        The folder (see the module docstring for its layout), or a database URL:
+        ``duckdb:///path/crm.duckdb`` or any SQLAlchemy URL such as
+        ``postgresql+psycopg://user@host/db`` (see :mod:`forecastkit.adapters.sql`).
     as_of : date, optional
         Rewind the loaded snapshot to this date (``crm.as_of(as_of)``).
     playbook : Playbook or path to YAML, optional
@@ -111,8 +142,11 @@ def load(
     CRM
         The snapshot; ``crm.load_report`` accounts for every row read.
     """
+    from forecastkit.adapters import sql
     from forecastkit.data.crm import CRM
 
+    if sql.is_url(path):
+        return sql.load(str(path), as_of=as_of, playbook=playbook, strict=strict, fx_rates=fx_rates)
     folder = Path(path)
     if not folder.exists():
         raise SchemaError(f"{folder}: no such folder; point load() at the folder holding opportunities.csv")
@@ -164,6 +198,11 @@ def _atomic_write(path: Path, write) -> None:  # type: ignore[no-untyped-def]
 
 def save(crm: CRM, path: str | Path, format: Literal["csv", "parquet"] = "csv") -> Path:
     """Write a snapshot folder that :func:`load` reads back to the same tables."""
+    from forecastkit.adapters import sql
+
+    if sql.is_url(path):
+        sql.save(crm, str(path))
+        return Path(str(path))
     if format not in ("csv", "parquet"):
         raise SchemaError(f"format must be 'csv' or 'parquet', got {format!r}")
     folder = Path(path)
