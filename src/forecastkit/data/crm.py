@@ -210,6 +210,11 @@ class CRM:
         tables = {n: out[n] for n in self._present | {"opportunities"}}
         return CRM(tables, as_of_date=d, playbook=self.playbook, load_report=self.load_report)
 
+    def with_playbook(self, playbook: Playbook) -> CRM:
+        """The same snapshot judged with another playbook (thresholds, stages' CRM probabilities...)."""
+        present = {n: self._tables[n] for n in self._present | {"opportunities"}}
+        return CRM(present, as_of_date=self.as_of_date, playbook=playbook, load_report=self.load_report)
+
     # ----------------------------------------------------------------- scope
     def subset(self, *, owner: str | None = None, team: str | None = None, business_unit: str | None = None) -> CRM:
         """The snapshot restricted to one rep, team or business unit.
@@ -293,7 +298,9 @@ def _rewind_opportunities(opps: pd.DataFrame, hist: pd.DataFrame, fh: pd.DataFra
         for col in ("stage", "amount", "close_date", "forecast_category"):
             vals = last[col].reindex(idx.to_numpy()).to_numpy()
             if col == "forecast_category":
-                keep = pd.isna(vals)
+                # history without a category: the current one only while the deal is still in the same stage
+                unchanged = (o.loc[has, "stage"].to_numpy(dtype=object) == last["stage"].reindex(idx.to_numpy()).to_numpy(dtype=object))
+                keep = pd.isna(vals) & unchanged & ~o.loc[has, "stage"].isin(CLOSED_STAGES).to_numpy()
                 vals = np.where(keep, o.loc[has, col].to_numpy(dtype=object), vals)
             o.loc[has, col] = vals
         closed_when = last["changed_at"].reindex(idx.to_numpy()).to_numpy()
@@ -316,6 +323,7 @@ def _rewind_opportunities(opps: pd.DataFrame, hist: pd.DataFrame, fh: pd.DataFra
     o["closed_at"] = closed_at.astype("datetime64[ns]")
     o.loc[status != "lost", "loss_reason"] = pd.NA
     o.loc[status == "won", "forecast_category"] = "closed"
+    o.loc[status == "lost", "forecast_category"] = "omitted"
     o.loc[(o["stage"] != cur_stage).fillna(True).astype(bool), "probability"] = np.nan
     if len(fh):
         later = fh[(fh["changed_at"] >= cutoff) & fh["opportunity_id"].isin(ids)]

@@ -34,6 +34,15 @@ def _same_as_previous(s: pd.Series) -> pd.Series:
     return s.eq(s.shift()).fillna(False).astype(bool)
 
 
+def _is_sorted(h: pd.DataFrame) -> bool:
+    ids = h["opportunity_id"]
+    if not ids.is_monotonic_increasing:
+        return False
+    same = _same_as_previous(ids).to_numpy()
+    t = h["changed_at"].to_numpy()
+    return bool((t[1:][same[1:]] >= t[:-1][same[1:]]).all())
+
+
 def _order(stages: pd.Series, playbook: Playbook) -> pd.Series:
     mapping = {name: i for i, name in enumerate(playbook.stage_names)}
     mapping[WON] = len(playbook.stages)
@@ -58,8 +67,10 @@ def stage_spells(crm: CRM) -> pd.DataFrame:
     o = crm.opportunities
     missing = o.loc[~o["opportunity_id"].isin(h["opportunity_id"]), ["opportunity_id", "created_at", "stage"]]
     missing = missing.rename(columns={"created_at": "changed_at"}).dropna(subset=["stage"])
-    h = pd.concat([h, missing], ignore_index=True) if len(missing) else h
-    h = h.sort_values(["opportunity_id", "changed_at"], kind="stable")
+    if len(missing):
+        h = pd.concat([h, missing], ignore_index=True).sort_values(["opportunity_id", "changed_at"], kind="stable")
+    elif not _is_sorted(h):  # validated snapshots keep history sorted; others are sorted here
+        h = h.sort_values(["opportunity_id", "changed_at"], kind="stable")
     same_deal = _same_as_previous(h["opportunity_id"])
     new_spell = ~(same_deal & _same_as_previous(h["stage"]))
     spells = h.loc[new_spell, ["opportunity_id", "stage", "changed_at"]].rename(columns={"changed_at": "entered_at"})

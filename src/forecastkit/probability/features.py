@@ -1,0 +1,377 @@
+"""Point-in-time deal features and training rows, leak-proof by construction.
+
+Every feature is computed by :func:`point_in_time_features` from **one snapshot
+only** - ``crm.as_of(d)`` - for the deals open in it; nothing else is passed in,
+so nothing learned after ``d`` can reach a feature. The registry :data:`FEATURES`
+lists what may be asked for; :data:`FORBIDDEN_FEATURES` lists the columns that are
+only known once a deal closes (loss reason, close timestamp, status, final stage,
+cycle length...): asking for one raises :class:`~forecastkit.errors.LeakageError`.
+
+:func:`training_rows` builds the ``(deal, as-of date)`` rows at regular dates, with
+the label ``won`` (1 won, 0 lost) read from the full snapshot; rows of deals still
+open in the full snapshot have no label and are dropped (their count is in
+``rows.attrs["unlabelled"]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from forecastkit.data.crm import CRM
+from forecastkit.data.timeline import close_date_pushes, current_stage_age, qualification_completeness, stage_spells
+from forecastkit.errors import InsufficientDataError, LeakageError, ParameterError
+
+__all__ = [
+    "Feature",
+    "FEATURES",
+    "FORBIDDEN_FEATURES",
+    "as_of_dates",
+    "DEFAULT_FEATURES",
+    "check_features",
+    "point_in_time_features",
+    "training_rows",
+]
+
+_MISSING = "(missing)"
+_OWNER_PRIOR = 10.0  # pseudo-deals at the company rate in the owner's win rate
+_OWNER_WINDOW = pd.Timedelta(days=730)
+_ACTIVITY_WINDOW = pd.Timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One point-in-time feature: its name, kind and what it measures at the as-of date."""
+
+    name: str
+    kind: Literal["numeric", "categorical"]
+    description: str
+
+
+_F = [
+    Feature("stage", "categorical", "current stage"),
+    Feature("stage_order", "numeric", "position of the current stage in the pipeline (0 = first)"),
+    Feature("days_in_stage", "numeric", "days since the deal entered its current stage"),
+    Feature("deal_age_days", "numeric", "days since the deal was created"),
+    Feature("stage_age_ratio", "numeric", "days in the current stage over the stage's age cap (playbook)"),
+    Feature("log_amount", "numeric", "log(1 + amount)"),
+    Feature("amount_change", "numeric", "log of the amount now over the amount at creation (history)"),
+    Feature("close_date_pushes", "numeric", "times the expected close date moved later so far"),
+    Feature("days_pushed", "numeric", "total days the expected close date moved later so far"),
+    Feature("days_to_close_date", "numeric", "expected close date minus the as-of date, in days (negative = overdue)"),
+    Feature("segment", "categorical", "customer segment"),
+    Feature("source", "categorical", "lead source"),
+    Feature("product", "categorical", "main product"),
+    Feature(
+        "forecast_category", "categorical", "the rep's forecast category (from history rows at or before the date)"
+    ),
+    Feature("qualification_completeness", "numeric", "share of BANT/MEDDIC fields filled"),
+    Feature("champion_known", "numeric", "a champion is named (1/0)"),
+    Feature("decision_maker_known", "numeric", "the decision maker is named (1/0)"),
+    Feature("budget_known", "numeric", "a budget is given (1/0)"),
+    Feature("competitor_present", "numeric", "a competitor is named (1/0)"),
+    Feature("discount", "numeric", "discount granted so far (share of list price)"),
+    Feature("activities_30d", "numeric", "activities done on the deal in the last 30 days"),
+    Feature("days_since_activity", "numeric", "days since the last activity done on the deal (deal age if none)"),
+    Feature(
+        "owner_win_rate",
+        "numeric",
+        "owner's win rate over deals closed in the previous 730 days, shrunk toward the company's (10 deals)",
+    ),
+    Feature("owner_open_deals", "numeric", "open deals of the owner past the first stage (work in progress)"),
+]
+#: The feature registry: name -> :class:`Feature`. Only these can be requested.
+FEATURES: dict[str, Feature] = {f.name: f for f in _F}
+#: Every registered feature, the default of :class:`~forecastkit.probability.model.WinModel`.
+DEFAULT_FEATURES: tuple[str, ...] = tuple(FEATURES)
+
+#: Known only once a deal closes: name -> why. Requesting one raises LeakageError.
+FORBIDDEN_FEATURES: dict[str, str] = {
+    "loss_reason": "a loss reason is entered when the deal is lost",
+    "closed_at": "the close timestamp exists only once the deal is won or lost",
+    "status": "won/lost status is the label itself",
+    "is_won": "derived from the final status",
+    "is_lost": "derived from the final status",
+    "won": "the label itself",
+    "lost": "derived from the final status",
+    "outcome": "the label itself",
+    "final_stage": "the last stage is known only at close",
+    "max_stage": "the furthest stage reached is known only at close",
+    "stages_reached": "the final count of stages reached is known only at close",
+    "n_stages": "the final count of stages is known only at close",
+    "cycle_days": "creation-to-close days are known only at close",
+    "days_to_close": "the actual days to close are known only at close",
+    "actual_close_date": "the actual close date is known only at close",
+    "final_amount": "the amount at close is known only at close",
+    "order_amount": "orders follow a won deal",
+}
+
+
+def check_features(features: Sequence[str] | None) -> list[str]:
+    """Validate requested feature names; return them as a list (default: every registered feature).
+
+    Raises
+    ------
+    LeakageError
+        A requested name is only known at close (see :data:`FORBIDDEN_FEATURES`).
+    ParameterError
+        A requested name is not in the registry.
+    """
+    names = list(DEFAULT_FEATURES if features is None else ([features] if isinstance(features, str) else features))
+    leaks = [n for n in names if n in FORBIDDEN_FEATURES]
+    if leaks:
+        why = "; ".join(f"{n!r}: {FORBIDDEN_FEATURES[n]}" for n in leaks)
+        raise LeakageError(
+            f"feature(s) {leaks} are only known once a deal closes ({why}); using them would leak the outcome "
+            "into the win model. Remove them: features are computed from the as-of snapshot only"
+        )
+    unknown = [n for n in names if n not in FEATURES]
+    if unknown:
+        raise ParameterError(f"unknown feature(s) {unknown}; registered features: {', '.join(FEATURES)}")
+    if not names:
+        raise ParameterError("features is empty; pass None for every registered feature")
+    return names
+
+
+def point_in_time_features(snapshot: CRM, features: Sequence[str] | None = None) -> pd.DataFrame:
+    """Features of the deals open in ``snapshot``, computed from that snapshot alone.
+
+    Parameters
+    ----------
+    snapshot : CRM
+        Typically ``crm.as_of(d)``: what was known at the end of day ``d``.
+    features : list of str, optional
+        Names from :data:`FEATURES` (default: all of them).
+
+    Returns
+    -------
+    DataFrame
+        ``opportunity_id`` then one column per requested feature (see :data:`FEATURES`),
+        one row per open deal; categorical features are strings (``"(missing)"`` when empty).
+    """
+    names = check_features(features)
+    o = snapshot.open_deals.reset_index(drop=True)
+    pb = snapshot.playbook
+    d = snapshot.as_of_date
+    ids = o["opportunity_id"]
+    cols: dict[str, object] = {"opportunity_id": ids.to_numpy()}
+    need = set(names)
+    compact = _open_compact(snapshot, o)  # open deals only, renumbered 0..n-1: same timeline, much faster
+    h = compact.history
+    if need & {"days_in_stage", "deal_age_days", "days_since_activity", "stage_age_ratio"}:
+        age = current_stage_age(compact, stage_spells(compact))  # aligned with o
+        cols["days_in_stage"] = age["days_in_stage"].fillna(age["deal_age_days"]).to_numpy(float)
+        cols["deal_age_days"] = age["deal_age_days"].to_numpy(float)
+    if "stage_age_ratio" in need:
+        caps = {st.name: float(st.age_cap_days) for st in pb.stages}
+        cap = o["stage"].map(caps).astype(float).to_numpy()
+        cols["stage_age_ratio"] = cols["days_in_stage"] / cap
+    if "stage" in need:
+        cols["stage"] = _text(o["stage"])
+    if "stage_order" in need:
+        order = {s: i for i, s in enumerate(pb.stage_names)}
+        cols["stage_order"] = o["stage"].map(order).astype(float).to_numpy()
+    if "log_amount" in need:
+        cols["log_amount"] = np.log1p(o["amount"].clip(lower=0).to_numpy(float))
+    if "amount_change" in need:
+        first = h.groupby("opportunity_id", sort=False)["amount"].first()
+        a0 = first.reindex(np.arange(len(o))).to_numpy(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ch = np.log1p(o["amount"].to_numpy(float)) - np.log1p(a0)
+        cols["amount_change"] = np.nan_to_num(ch, nan=0.0)
+    if need & {"close_date_pushes", "days_pushed"}:
+        pushes = close_date_pushes(compact).set_index("opportunity_id").reindex(np.arange(len(o)))
+        cols["close_date_pushes"] = pushes["pushes"].fillna(0).to_numpy(float)
+        cols["days_pushed"] = pushes["days_pushed"].fillna(0).to_numpy(float)
+    if "days_to_close_date" in need:
+        cols["days_to_close_date"] = ((o["close_date"] - d).dt.total_seconds() / 86400.0).to_numpy(float)
+    for c in ("segment", "source", "product"):
+        if c in need:
+            cols[c] = _text(o[c])
+    if "forecast_category" in need:
+        # from the snapshot's history only: a deal's current category ("closed", "omitted") is set at
+        # close, and a rewound snapshot keeps it where history rows carry no category
+        fc = h.dropna(subset=["forecast_category"])
+        last = fc.groupby("opportunity_id", sort=False)["forecast_category"].last()
+        cols["forecast_category"] = _text(last.reindex(np.arange(len(o))).reset_index(drop=True))
+    if "qualification_completeness" in need:
+        cols["qualification_completeness"] = qualification_completeness(o, pb).to_numpy(float)
+    for name, col in (
+        ("champion_known", "champion"),
+        ("decision_maker_known", "decision_maker"),
+        ("budget_known", "budget"),
+        ("competitor_present", "competitor"),
+    ):
+        if name in need:
+            cols[name] = o[col].notna().to_numpy(float)
+    if "discount" in need:
+        cols["discount"] = o["discount"].fillna(0.0).to_numpy(float)
+    if need & {"activities_30d", "days_since_activity"}:
+        recent, last = _activity_features(snapshot, ids)
+        cols["activities_30d"] = recent
+        cols["days_since_activity"] = np.where(np.isnan(last), cols["deal_age_days"], last)
+    if "owner_win_rate" in need:
+        cols["owner_win_rate"] = _owner_win_rate(snapshot, o["owner"])
+    if "owner_open_deals" in need:
+        active = o["stage"] != (pb.stage_names[0] if pb.stage_names else "")
+        wip = o.loc[active.fillna(True).astype(bool), "owner"].value_counts()
+        cols["owner_open_deals"] = o["owner"].map(wip).fillna(0).to_numpy(float)
+    return pd.DataFrame({k: cols[k] for k in ["opportunity_id", *names]})
+
+
+def training_rows(
+    crm: CRM,
+    start: object = None,
+    end: object = None,
+    freq: str = "30D",
+    *,
+    settle: str | pd.Timedelta = "180D",
+    features: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Labelled ``(deal, as-of date)`` rows: features from ``crm.as_of(d)``, label from ``crm``.
+
+    Parameters
+    ----------
+    crm : CRM
+        The full snapshot (labels are read from it; features never are).
+    start, end : date, optional
+        First and last as-of dates. Default ``end`` = snapshot date - ``settle``
+        (so that most deals open then have closed by the snapshot date) and
+        ``start`` = ``end`` - 730 days (not before 60 days after the first deal).
+    freq : str
+        Spacing of the as-of dates (pandas frequency, e.g. ``"30D"``, ``"MS"``).
+    settle : str or Timedelta
+        Gap kept between the last as-of date and the snapshot date by default.
+    features : list of str, optional
+        Feature names (default all; forbidden ones raise :class:`LeakageError`).
+
+    Returns
+    -------
+    DataFrame
+        ``opportunity_id, as_of, <features...>, won`` (1 = won, 0 = lost), one row
+        per deal open at each as-of date whose outcome is known in ``crm``.
+        ``attrs["unlabelled"]`` counts the rows dropped because the deal is still open.
+    """
+    names = check_features(features)
+    dates = as_of_dates(crm, start, end, freq, settle=settle)
+    status = crm.opportunities.set_index("opportunity_id")["status"]
+    parts, unlabelled = [], 0
+    for d in dates:
+        f = point_in_time_features(crm.as_of(d), names)
+        st = status.reindex(f["opportunity_id"].to_numpy()).to_numpy(dtype=object)
+        known = (st == "won") | (st == "lost")
+        unlabelled += int((~known).sum())
+        f = f[known].assign(won=(st[known] == "won").astype(np.int64))
+        f.insert(1, "as_of", d)
+        parts.append(f)
+    rows = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=["opportunity_id", "as_of", *names, "won"])
+    )
+    rows.attrs["unlabelled"] = unlabelled
+    return rows
+
+
+def as_of_dates(
+    crm: CRM, start: object = None, end: object = None, freq: str = "30D", *, settle: str | pd.Timedelta = "180D"
+) -> pd.DatetimeIndex:
+    """The as-of dates of :func:`training_rows` (see its parameters).
+
+    A fixed spacing (``"30D"``) counts back from ``end``, so ``end`` is always a date;
+    a calendar frequency (``"MS"``) runs from ``start``.
+    """
+    try:
+        settle_td = pd.Timedelta(settle)
+    except (ValueError, TypeError):
+        raise ParameterError(f"settle={settle!r} is not a duration; use e.g. '180D'") from None
+    end_ts = crm.as_of_date - settle_td if end is None else pd.Timestamp(end).normalize()
+    if start is None:
+        first = crm.opportunities["created_at"].min()
+        start_ts = max(end_ts - pd.Timedelta(days=730), (first if pd.notna(first) else end_ts) + pd.Timedelta(days=60))
+    else:
+        start_ts = pd.Timestamp(start).normalize()
+    if end_ts > crm.as_of_date:
+        raise ParameterError(f"end={end_ts.date()} is after the snapshot date {crm.as_of_date.date()}")
+    if start_ts > end_ts:
+        raise InsufficientDataError(
+            f"no as-of dates between {start_ts.date()} and {end_ts.date()}: the history is too short "
+            f"(snapshot {crm.as_of_date.date()}, settle {settle}); pass an earlier start or a shorter settle"
+        )
+    try:
+        step = pd.Timedelta(freq)
+    except (ValueError, TypeError):
+        step = None
+    if step is not None:  # fixed spacing: count back from end so that the last date is end
+        if step <= pd.Timedelta(0):
+            raise ParameterError(f"freq={freq!r} must be a positive duration, e.g. '30D'")
+        k = int((end_ts - start_ts) / step)
+        return pd.DatetimeIndex([end_ts - i * step for i in range(k, -1, -1)])
+    try:
+        dates = pd.date_range(start=start_ts, end=end_ts, freq=freq)
+    except ValueError:
+        raise ParameterError(f"freq={freq!r} is not a pandas frequency; use e.g. '30D', '14D' or 'MS'") from None
+    return dates
+
+
+# --------------------------------------------------------------------------- helpers
+def _open_compact(snapshot: CRM, o: pd.DataFrame) -> CRM:
+    """The open deals ``o`` of ``snapshot`` and their history, deals renumbered by position (int ids).
+
+    Integer ids and categorical stages make the shared timeline functions fast on
+    large snapshots; nothing but the snapshot's own rows goes in.
+    """
+    pb = snapshot.playbook
+    stage_t = pd.CategoricalDtype(list(pb.all_stage_names))
+    h = snapshot.history
+    code = pd.Index(o["opportunity_id"]).get_indexer(h["opportunity_id"])
+    keep = code >= 0
+    hist = pd.DataFrame(
+        {
+            "opportunity_id": code[keep].astype(np.int64),
+            "changed_at": h["changed_at"].to_numpy()[keep],
+            "stage": pd.Categorical(h["stage"].to_numpy(dtype=object, na_value=None)[keep], dtype=stage_t),
+            "amount": h["amount"].to_numpy(float)[keep],
+            "close_date": h["close_date"].to_numpy()[keep],
+            "forecast_category": h["forecast_category"].to_numpy(dtype=object, na_value=None)[keep],
+        }
+    )
+    opps = pd.DataFrame(
+        {
+            "opportunity_id": np.arange(len(o), dtype=np.int64),
+            "created_at": o["created_at"].to_numpy(),
+            "stage": pd.Categorical(o["stage"].to_numpy(dtype=object, na_value=None), dtype=stage_t),
+            "status": "open",
+        }
+    )
+    return CRM({"opportunities": opps, "history": hist}, as_of_date=snapshot.as_of_date, playbook=pb)
+
+
+def _text(s: pd.Series) -> np.ndarray:
+    return s.astype("string").fillna(_MISSING).to_numpy(dtype=object)
+
+
+def _activity_features(snapshot: CRM, ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    a = snapshot.activities
+    d_end = snapshot.as_of_date + pd.Timedelta(days=1)
+    done = a[a["done_at"].notna() & a["opportunity_id"].notna()]
+    recent = done[done["done_at"] >= d_end - _ACTIVITY_WINDOW]
+    n = recent.groupby("opportunity_id", sort=False).size().reindex(ids.to_numpy()).fillna(0).to_numpy(float)
+    last = done.groupby("opportunity_id", sort=False)["done_at"].max().reindex(ids.to_numpy())
+    days = ((snapshot.as_of_date - last).dt.total_seconds() / 86400.0).clip(lower=0).to_numpy(float)
+    return n, days
+
+
+def _owner_win_rate(snapshot: CRM, owners: pd.Series) -> np.ndarray:
+    c = snapshot.closed_deals
+    when = c["closed_at"].fillna(c["close_date"])
+    c = c[when > snapshot.as_of_date - _OWNER_WINDOW]
+    won = (c["status"] == "won").astype(float)
+    m = float(won.mean()) if len(c) else np.nan  # no closed deal yet: unknown
+    g = won.groupby(c["owner"].to_numpy()).agg(["sum", "count"])
+    rate = (g["sum"] + _OWNER_PRIOR * m) / (g["count"] + _OWNER_PRIOR)
+    return owners.map(rate).fillna(m).to_numpy(float)
