@@ -71,6 +71,10 @@ _SUBMODULES = {
     "adapters": "forecastkit.adapters",
     "timeline": "forecastkit.data.timeline",
     "report": "forecastkit.report",
+    "diagnosis": "forecastkit.diagnosis",
+    "winloss": "forecastkit.winloss",
+    "kpi": "forecastkit.kpi",
+    "probability": "forecastkit.probability",
 }
 __all__ += sorted(_LAZY) + sorted(set(_SUBMODULES) - set(__all__))
 

@@ -32,6 +32,8 @@ effects, no rep skill); combine with ``+``.
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,9 +78,9 @@ class Sample:
     scenario: str = "baseline"
     seed: int = 0
 
-    @property
+    @functools.cached_property
     def crm(self) -> CRM:
-        """The tables loaded as a :class:`forecastkit.data.crm.CRM` (as of :attr:`as_of`)."""
+        """The tables loaded as a :class:`forecastkit.data.crm.CRM` (as of :attr:`as_of`), built once."""
         from forecastkit.data.crm import CRM
 
         return CRM.from_tables(self.tables, as_of=self.as_of, playbook=self.playbook)
