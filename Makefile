@@ -12,7 +12,7 @@ DEV    := $(VENV)/.dev-$(HASH)
 OUT    ?= reports
 DATA   ?= data/sample
 
-.PHONY: reports test lab lint format sample bench system clean
+.PHONY: reports test lab lint format sample bench system browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +30,14 @@ $(DEV): $(BASE)
 system:
 	bash scripts/system-packages.sh
 
+browser:
+	bash scripts/browser-packages.sh
+
 reports: $(BASE)
 	$(BIN)/forecastkit report all --data $(DATA) --out $(OUT)
 	@echo "Reports written to $(OUT)/ (open the .html files in a browser)"
 
-test: $(DEV) system
+test: $(DEV) system browser
 	$(BIN)/python -m pytest
 	$(BIN)/python -m pytest --nbval-lax notebooks/ -q
 

@@ -44,33 +44,74 @@ def companies(draw: st.DrawFn) -> dict[str, pd.DataFrame]:
                 break
             steps.append((t, OPEN[stage_i], amount, max(close, created)))
         for s in steps:
-            hist.append({"opportunity_id": oid, "changed_at": _day(s[0]), "stage": s[1], "amount": s[2], "close_date": _day(s[3])})
+            hist.append(
+                {
+                    "opportunity_id": oid,
+                    "changed_at": _day(s[0]),
+                    "stage": s[1],
+                    "amount": s[2],
+                    "close_date": _day(s[3]),
+                }
+            )
         last = steps[-1]
         closed = last[1] in ("won", "lost")
         opps.append(
             {
-                "opportunity_id": oid, "owner": f"rep{i % 2}", "created_at": _day(created), "close_date": _day(last[3]),
-                "amount": last[2], "stage": last[1], "closed_at": _day(last[0]) if closed else pd.NaT,
-                "loss_reason": "price" if last[1] == "lost" else None, "next_step_date": _day(created + 30),
+                "opportunity_id": oid,
+                "owner": f"rep{i % 2}",
+                "created_at": _day(created),
+                "close_date": _day(last[3]),
+                "amount": last[2],
+                "stage": last[1],
+                "closed_at": _day(last[0]) if closed else pd.NaT,
+                "loss_reason": "price" if last[1] == "lost" else None,
+                "next_step_date": _day(created + 30),
             }
         )
-        fh.append({"opportunity_id": oid, "changed_at": _day(created + 5), "field": "next_step_date",
-                   "old_value": str(_day(created + 10).date()), "new_value": str(_day(created + 30).date())})
+        fh.append(
+            {
+                "opportunity_id": oid,
+                "changed_at": _day(created + 5),
+                "field": "next_step_date",
+                "old_value": str(_day(created + 10).date()),
+                "new_value": str(_day(created + 30).date()),
+            }
+        )
         for j in range(draw(st.integers(0, 3))):
             due = created + draw(st.integers(0, 100))
             done = draw(st.one_of(st.none(), st.integers(0, 20)))
-            acts.append({"activity_id": f"A{i}-{j}", "opportunity_id": oid, "owner": f"rep{i % 2}", "type": "call",
-                         "created_at": _day(created), "due_at": _day(due),
-                         "done_at": _day(due + done) if done is not None else pd.NaT})
+            acts.append(
+                {
+                    "activity_id": f"A{i}-{j}",
+                    "opportunity_id": oid,
+                    "owner": f"rep{i % 2}",
+                    "type": "call",
+                    "created_at": _day(created),
+                    "due_at": _day(due),
+                    "done_at": _day(due + done) if done is not None else pd.NaT,
+                }
+            )
         if last[1] == "won":
-            orders.append({"order_id": f"R{i}", "account_id": f"C{i}", "ordered_at": _day(last[0]), "amount": last[2],
-                           "invoiced_at": _day(last[0] + 10), "invoiced_amount": last[2]})
+            orders.append(
+                {
+                    "order_id": f"R{i}",
+                    "account_id": f"C{i}",
+                    "ordered_at": _day(last[0]),
+                    "amount": last[2],
+                    "invoiced_at": _day(last[0] + 10),
+                    "invoiced_amount": last[2],
+                }
+            )
     return {
         "opportunities": pd.DataFrame(opps),
         "history": pd.DataFrame(hist),
         "field_history": pd.DataFrame(fh),
-        "activities": pd.DataFrame(acts, columns=["activity_id", "opportunity_id", "owner", "type", "created_at", "due_at", "done_at"]),
-        "orders": pd.DataFrame(orders, columns=["order_id", "account_id", "ordered_at", "amount", "invoiced_at", "invoiced_amount"]),
+        "activities": pd.DataFrame(
+            acts, columns=["activity_id", "opportunity_id", "owner", "type", "created_at", "due_at", "done_at"]
+        ),
+        "orders": pd.DataFrame(
+            orders, columns=["order_id", "account_id", "ordered_at", "amount", "invoiced_at", "invoiced_amount"]
+        ),
     }
 
 
@@ -96,7 +137,13 @@ def test_as_of_never_shows_the_future(tables: dict[str, pd.DataFrame], offset: i
     for name, table in TABLES.items():
         df = past.tables[name]
         for col in table.columns:
-            if col.kind != "date" or col.name in ("close_date", "next_step_date", "due_at", "timing", "promised_delivery"):
+            if col.kind != "date" or col.name in (
+                "close_date",
+                "next_step_date",
+                "due_at",
+                "timing",
+                "promised_delivery",
+            ):
                 continue  # planned dates may lie in the future
             assert not (df[col.name] >= end).any(), f"{name}.{col.name} shows a date after {d.date()}"
     o = past.opportunities
@@ -176,7 +223,9 @@ def test_as_of_rules_by_hand(small: CRM) -> None:
     past = small.as_of("2025-03-01")  # the proposal change at 10:00 that day is known at the end of the day
     o = past.opportunities.set_index("opportunity_id")
     assert o.loc["a", "stage"] == "proposal" and o.loc["a", "amount"] == 100.0 and o.loc["a", "status"] == "open"
-    assert o.loc["b", "stage"] == "discovery" and pd.isna(o.loc["b", "loss_reason"]) and pd.isna(o.loc["b", "closed_at"])
+    assert (
+        o.loc["b", "stage"] == "discovery" and pd.isna(o.loc["b", "loss_reason"]) and pd.isna(o.loc["b", "closed_at"])
+    )
     a = past.activities.set_index("activity_id")
     assert list(a.index) == ["x1"]  # x2 was planned later
     assert pd.isna(a.loc["x1", "done_at"]) and pd.isna(a.loc["x1", "report"]) and pd.isna(a.loc["x1", "report_context"])
@@ -227,11 +276,18 @@ def test_subset_by_owner_and_team() -> None:
             "stage": ["proposal"] * 3,
         }
     )
-    h = o[["opportunity_id", "created_at", "stage", "amount", "close_date"]].rename(columns={"created_at": "changed_at"})
+    h = o[["opportunity_id", "created_at", "stage", "amount", "close_date"]].rename(
+        columns={"created_at": "changed_at"}
+    )
     reps = pd.DataFrame({"owner": ["ann", "bob", "cat"], "team": ["north", "north", "south"]})
     targets = pd.DataFrame(
-        {"owner": ["ann", None, None], "team": [None, "north", "south"], "period": ["2025-Q1"] * 3,
-         "metric": ["bookings"] * 3, "amount": [10.0, 30.0, 20.0]}
+        {
+            "owner": ["ann", None, None],
+            "team": [None, "north", "south"],
+            "period": ["2025-Q1"] * 3,
+            "metric": ["bookings"] * 3,
+            "amount": [10.0, 30.0, 20.0],
+        }
     )
     crm = CRM.from_tables({"opportunities": o, "history": h, "reps": reps, "targets": targets}, strict=True)
     north = crm.subset(team="north")

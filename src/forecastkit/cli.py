@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -30,10 +31,16 @@ examples:
   forecastkit report all --data exports/latest --dated
                                                   every report, plus a dated copy of each page
   forecastkit report overview --as-of 2026-06-30 --period 2026-Q3 -p owner "Ana Ruiz"
+  forecastkit report forecast --as-of today --dated --out /srv/reports
+                                                  the scheduled run: 'today' is the export's date
+  forecastkit report overview --mask-personal-data --mask-names
+                                                  a page safe to forward: people pseudonymised
 
 Reports are written to reports/ (change with --out) as an HTML page that opens
 in any browser without network access, plus the executed notebook.
-Exit codes: 0 success, 1 failure (a report failed, rows were rejected), 2 wrong usage.
+Exit codes: 0 success, 1 failure (a report failed, rows were rejected, the export
+is older than --max-age-days), 2 wrong usage. A failed report names the failing cell
+and leaves the last good page in place.
 """
 
 
@@ -69,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", default="data/sample", metavar="DIR", help="folder of the CRM export (default: data/sample)"
     )
     rep.add_argument(
-        "--as-of", metavar="DATE", help="compute the report as of this date, YYYY-MM-DD (default: the export's date)"
+        "--as-of",
+        metavar="DATE",
+        help="compute the report as of this date, YYYY-MM-DD, or 'today' for the snapshot date of the export "
+        "(read once at the start from its crm.yaml or latest event, never from the clock; default: the export's date)",
     )
     rep.add_argument("--period", metavar="P", help="fiscal period, e.g. 2026-Q4, 2026-H1, 2026-11 or FY2026")
     rep.add_argument(
@@ -85,6 +95,23 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-html", action="store_true", help="only write the executed notebook")
     rep.add_argument("--with-code", action="store_true", help="show the Python code in the HTML page")
     rep.add_argument("--dated", action="store_true", help="also write <name>-<as-of date>.html, to keep a history")
+    rep.add_argument(
+        "--mask-personal-data",
+        action="store_true",
+        help="replace contact names, e-mails, phones, people named on deals and visit notes by pseudonyms",
+    )
+    rep.add_argument(
+        "--mask-names",
+        action="store_true",
+        help="also replace rep, manager, deal and account names by pseudonyms (implies --mask-personal-data)",
+    )
+    rep.add_argument(
+        "--max-age-days",
+        type=int,
+        metavar="N",
+        help="fail (exit 1) without running when the export's snapshot date is more than N days before today's "
+        "date on this computer: catches a stale export in a scheduled run",
+    )
     rep.add_argument("--quiet", action="store_true", help="no progress bar")
     rep.add_argument("--timeout", type=float, metavar="SECONDS", help="time allowed per notebook cell")
 
@@ -115,9 +142,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_age(data: str, max_age_days: int) -> None:
+    """Fail when the export is older than ``max_age_days`` (the one place that reads the clock)."""
+    import datetime as dt
+
+    from forecastkit.errors import DataError
+    from forecastkit.report.runner import _resolve_data
+    from forecastkit.report.schedule import snapshot_date
+
+    if max_age_days < 0:
+        raise ParameterError(f"--max-age-days must be 0 or more, got {max_age_days}")
+    snap = dt.date.fromisoformat(snapshot_date(_resolve_data(data)))
+    age = (dt.date.today() - snap).days
+    if age > max_age_days:
+        raise DataError(
+            f"the export in {data} is dated {snap} ({age} days ago), older than --max-age-days {max_age_days}: "
+            "the CRM export did not refresh; no report was written and the last good one is still in place"
+        )
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from forecastkit.report import run_all, run_report
 
+    if args.max_age_days is not None:
+        _check_age(args.data, args.max_age_days)
     params = dict(args.param)
     kwargs = dict(
         data=args.data,
@@ -129,6 +177,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         timeout=args.timeout,
         dated=args.dated,
+        mask_personal_data=args.mask_personal_data,
+        mask_names=args.mask_names,
     )
     if args.name == "all":
         results = run_all(params=params, **kwargs)
@@ -214,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, argparse usage errors
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    previous = _terminate_as_interrupt()
     try:
         return _COMMANDS[args.command](args)
     except _USAGE_ERRORS as exc:
@@ -223,8 +274,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"forecastkit {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: the last good report was left in place", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _terminate_as_interrupt() -> object:
+    """Treat SIGTERM (``kill``, a scheduler's timeout) like Ctrl-C, so that temp files are removed and the
+    kernel is shut down; returns the previous handler (None when it cannot be set, e.g. in a thread)."""
+    try:
+        return signal.signal(signal.SIGTERM, _raise_interrupt)
+    except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM on this platform
+        return None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -157,7 +157,9 @@ class CRM:
             first = last = pd.NaT
             if col and len(df) and col in df:
                 first, last = df[col].min(), df[col].max()
-            rows.append({"table": name, "rows": len(df), "columns": df.shape[1], "first_date": first, "last_date": last})
+            rows.append(
+                {"table": name, "rows": len(df), "columns": df.shape[1], "first_date": first, "last_date": last}
+            )
         return pd.DataFrame(rows)
 
     def __repr__(self) -> str:
@@ -233,7 +235,9 @@ class CRM:
         """
         from forecastkit.errors import ParameterError
 
-        given = {k: v for k, v in {"owner": owner, "team": team, "business_unit": business_unit}.items() if v is not None}
+        given = {
+            k: v for k, v in {"owner": owner, "team": team, "business_unit": business_unit}.items() if v is not None
+        }
         if len(given) != 1:
             raise ParameterError("subset() takes exactly one of owner=, team= or business_unit=")
         col, who = next(iter(given.items()))
@@ -285,7 +289,9 @@ def _before(df: pd.DataFrame, col: str, cutoff: pd.Timestamp) -> pd.DataFrame:
     return df[df[col] < cutoff].reset_index(drop=True)
 
 
-def _rewind_opportunities(opps: pd.DataFrame, hist: pd.DataFrame, fh: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
+def _rewind_opportunities(
+    opps: pd.DataFrame, hist: pd.DataFrame, fh: pd.DataFrame, cutoff: pd.Timestamp
+) -> pd.DataFrame:
     o = opps[opps["created_at"] < cutoff].copy()
     if o.empty:
         return o.reset_index(drop=True)
@@ -299,7 +305,9 @@ def _rewind_opportunities(opps: pd.DataFrame, hist: pd.DataFrame, fh: pd.DataFra
             vals = last[col].reindex(idx.to_numpy()).to_numpy()
             if col == "forecast_category":
                 # history without a category: the current one only while the deal is still in the same stage
-                unchanged = (o.loc[has, "stage"].to_numpy(dtype=object) == last["stage"].reindex(idx.to_numpy()).to_numpy(dtype=object))
+                unchanged = o.loc[has, "stage"].to_numpy(dtype=object) == last["stage"].reindex(
+                    idx.to_numpy()
+                ).to_numpy(dtype=object)
                 keep = pd.isna(vals) & unchanged & ~o.loc[has, "stage"].isin(CLOSED_STAGES).to_numpy()
                 vals = np.where(keep, o.loc[has, col].to_numpy(dtype=object), vals)
             o.loc[has, col] = vals
@@ -361,4 +369,3 @@ def _rewind_orders(orders: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
     o.loc[inv, "invoiced_amount"] = np.nan
     o.loc[o["delivered_at"] >= cutoff, "delivered_at"] = pd.NaT
     return o.reset_index(drop=True)
-

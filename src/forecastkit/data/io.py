@@ -34,7 +34,9 @@ _SUFFIXES = (".parquet", ".csv", ".csv.gz")
 def _find(folder: Path, name: str) -> Path | None:
     found = [folder / f"{name}{s}" for s in _SUFFIXES if (folder / f"{name}{s}").exists()]
     if len(found) > 1:
-        raise SchemaError(f"{folder}: table '{name}' is given twice ({', '.join(p.name for p in found)}); keep one file")
+        raise SchemaError(
+            f"{folder}: table '{name}' is given twice ({', '.join(p.name for p in found)}); keep one file"
+        )
     return found[0] if found else None
 
 
@@ -76,9 +78,13 @@ def read_table(path: str | Path) -> pd.DataFrame:
             sep=_separator(path),
         )
     except pd.errors.EmptyDataError:
-        raise SchemaError(f"{path.name}: the file is empty (not even a header line); delete it or export the table again") from None
+        raise SchemaError(
+            f"{path.name}: the file is empty (not even a header line); delete it or export the table again"
+        ) from None
     except UnicodeDecodeError as exc:
-        raise SchemaError(f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-export the file as UTF-8") from None
+        raise SchemaError(
+            f"{path.name}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-export the file as UTF-8"
+        ) from None
     except (pd.errors.ParserError, OSError, ValueError) as exc:
         raise SchemaError(f"{path.name}: cannot be read: {exc}") from None
 
@@ -107,7 +113,9 @@ def _read_meta(folder: Path) -> dict:
         not isinstance(rates, dict)
         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in rates.values())
     ):
-        raise SchemaError(f"{meta_path}: 'fx_rates' must map currency codes to positive numbers, e.g. {{USD: 0.92}}; got {rates!r}")
+        raise SchemaError(
+            f"{meta_path}: 'fx_rates' must map currency codes to positive numbers, e.g. {{USD: 0.92}}; got {rates!r}"
+        )
     return meta
 
 
@@ -151,7 +159,9 @@ def load(
     if not folder.exists():
         raise SchemaError(f"{folder}: no such folder; point load() at the folder holding opportunities.csv")
     if not folder.is_dir():
-        raise SchemaError(f"{folder}: expected a folder of table files (opportunities.csv, history.csv, ...), got a file")
+        raise SchemaError(
+            f"{folder}: expected a folder of table files (opportunities.csv, history.csv, ...), got a file"
+        )
     meta = _read_meta(folder)
     if isinstance(playbook, (str, Path)):
         pb = Playbook.from_yaml(playbook)
@@ -177,9 +187,13 @@ def load(
         raw, as_of=meta.get("as_of"), playbook=pb, strict=strict, fx_rates=fx_rates or meta.get("fx_rates"), files=files
     )
     known = {f"{n}{s}" for n in TABLES for s in _SUFFIXES} | {"crm.yaml", "playbook.yaml", "README.md"}
-    ignored = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in known and not p.name.startswith("."))
+    ignored = sorted(
+        p.name for p in folder.iterdir() if p.is_file() and p.name not in known and not p.name.startswith(".")
+    )
     if ignored:
-        crm.load_report.notes.append(f"{folder}: ignored file(s) that are not canonical tables: {', '.join(ignored[:10])}")
+        crm.load_report.notes.append(
+            f"{folder}: ignored file(s) that are not canonical tables: {', '.join(ignored[:10])}"
+        )
     if as_of is not None:
         crm = crm.as_of(as_of)
     return crm

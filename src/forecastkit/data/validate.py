@@ -86,7 +86,10 @@ class LoadReport:
         for (_table, file, column, reason), grp in self.rejected.groupby(
             ["table", "file", "column", "reason"], sort=False, dropna=False
         ):
-            ex = ", ".join(f"{r}: {v!r}" for r, v in zip(grp["row"].head(max_examples), grp["value"].head(max_examples), strict=False))
+            ex = ", ".join(
+                f"{r}: {v!r}"
+                for r, v in zip(grp["row"].head(max_examples), grp["value"].head(max_examples), strict=False)
+            )
             more = f" and {len(grp) - max_examples} more" if len(grp) > max_examples else ""
             key = reason.split(" (")[0].split(":")[0]
             fix = _FIXES.get(key, "")
@@ -114,13 +117,20 @@ class _Rejects:
         self.table, self.file = table, file
         self.parts: list[pd.DataFrame] = []
 
-    def add(self, df: pd.DataFrame, mask: pd.Series | np.ndarray, column: str, reason: str | pd.Series, values: pd.Series | None = None) -> pd.DataFrame:
+    def add(
+        self,
+        df: pd.DataFrame,
+        mask: pd.Series | np.ndarray,
+        column: str,
+        reason: str | pd.Series,
+        values: pd.Series | None = None,
+    ) -> pd.DataFrame:
         """Record rows of ``df`` where ``mask`` holds; return the rows kept."""
         mask = np.asarray(mask, dtype=bool)
         if not mask.any():
             return df
         bad = df.loc[mask]
-        vals = (values if values is not None else bad[column] if column in bad else pd.Series("", index=bad.index))
+        vals = values if values is not None else bad[column] if column in bad else pd.Series("", index=bad.index)
         vals = vals.loc[bad.index] if len(vals) != len(bad) else vals
         reasons = reason.loc[bad.index] if isinstance(reason, pd.Series) else reason
         self.parts.append(
@@ -164,7 +174,9 @@ def coerce_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
         if isinstance(raw.dtype, pd.StringDtype):
             out = raw
         else:
-            out = raw.astype(TEXT_DTYPE) if raw.dtype == object else raw.astype(str).astype(TEXT_DTYPE).where(raw.notna())
+            out = (
+                raw.astype(TEXT_DTYPE) if raw.dtype == object else raw.astype(str).astype(TEXT_DTYPE).where(raw.notna())
+            )
         out = out.astype(TEXT_DTYPE)
         out = out.mask(out.str.strip() == "")
         return out, pd.Series(False, index=raw.index)
@@ -176,6 +188,9 @@ def coerce_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
             out = raw
             if getattr(raw.dt, "tz", None) is not None:
                 out = raw.dt.tz_convert("UTC").dt.tz_localize(None)
+            if out.dtype != "datetime64[ns]":  # e.g. Parquet timestamp[us]: years 1-9999, beyond the ns range
+                in_range = out.isna() | ((out >= pd.Timestamp.min) & (out <= pd.Timestamp.max))
+                out = out.where(in_range)
             out = out.astype("datetime64[ns]")
         else:
             txt = raw.where(present).astype(object)
@@ -204,18 +219,22 @@ def coerce_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
     raise ValueError(kind)
 
 
-def _validate_columns(df: pd.DataFrame, table: Table, file: str, rej: _Rejects, playbook: Playbook, notes: list[str]) -> pd.DataFrame:
+def _validate_columns(
+    df: pd.DataFrame, table: Table, file: str, rej: _Rejects, playbook: Playbook, notes: list[str]
+) -> pd.DataFrame:
     cols = [str(c).strip() for c in df.columns]
     df = df.copy()
     df.columns = cols
     dup = sorted({c for c in cols if cols.count(c) > 1})
     if dup:
-        raise SchemaError(f"{file}: column(s) {', '.join(map(repr, dup))} appear more than once; rename or drop the duplicates")
+        raise SchemaError(
+            f"{file}: column(s) {', '.join(map(repr, dup))} appear more than once; rename or drop the duplicates"
+        )
     missing = [c for c in table.required if c not in df.columns]
     if missing:
         raise SchemaError(
             f"{file}: required column(s) {', '.join(map(repr, missing))} missing from table '{table.name}'. "
-            f"Found columns: {', '.join(cols) or '(none)'}. Rename your columns to the canonical names "
+            f"Found columns: {', '.join(c for c in cols if c != _ROW) or '(none)'}. Rename your columns to the canonical names "
             f"({', '.join(table.required)} are required) or use an adapter/mapping file."
         )
     extra = [c for c in df.columns if c not in table.column_names and c != _ROW]
@@ -230,7 +249,11 @@ def _validate_columns(df: pd.DataFrame, table: Table, file: str, rej: _Rejects, 
             continue
         values, bad = coerce_column(df[col.name], col.kind)
         if bad.any():
-            what = {"date": "not a date", "float": "not a number" if col.kind == "float" else "", "bool": "not true/false"}[col.kind]
+            what = {
+                "date": "not a date",
+                "float": "not a number" if col.kind == "float" else "",
+                "bool": "not true/false",
+            }[col.kind]
             if col.kind == "float":
                 what = "not a number"
             reasons.append((bad & ~bad_any, col.name, what, df[col.name]))
@@ -262,25 +285,42 @@ def _validate_columns(df: pd.DataFrame, table: Table, file: str, rej: _Rejects, 
             keys = out.loc[dupm, list(table.key)]
             firsts = first.reindex(pd.MultiIndex.from_frame(keys) if len(table.key) > 1 else keys.iloc[:, 0]).to_numpy()
             shown = keys.astype(str).agg(" / ".join, axis=1)
-            values = pd.Series([f"{k} (first seen at row {f})" for k, f in zip(shown, firsts, strict=True)], index=keys.index)
+            values = pd.Series(
+                [f"{k} (first seen at row {f})" for k, f in zip(shown, firsts, strict=True)], index=keys.index
+            )
             out = rej.add(out, dupm, table.key[0], "duplicate id", values)
     return out
 
 
-def _check_opportunities(df: pd.DataFrame, rej: _Rejects, playbook: Playbook, notes: list[str], fx_rates: Mapping[str, float] | None, file: str) -> pd.DataFrame:
+def _check_opportunities(
+    df: pd.DataFrame,
+    rej: _Rejects,
+    playbook: Playbook,
+    notes: list[str],
+    fx_rates: Mapping[str, float] | None,
+    file: str,
+) -> pd.DataFrame:
     stage_status = df["stage"].where(df["stage"].isin(CLOSED_STAGES), "open")
     if df["status"].isna().all():
         df["status"] = stage_status.astype(TEXT_DTYPE)
     else:
         m = df["status"].notna() & (df["status"] != stage_status)
-        df = rej.add(df, m, "status", "status does not match stage", df["status"].astype(str) + " / " + df["stage"].astype(str))
+        df = rej.add(
+            df, m, "status", "status does not match stage", df["status"].astype(str) + " / " + df["stage"].astype(str)
+        )
         df["status"] = df["stage"].where(df["stage"].isin(CLOSED_STAGES), "open").astype(TEXT_DTYPE)
     closed = df["status"] != "open"
     df.loc[closed & df["closed_at"].isna(), "closed_at"] = df.loc[closed & df["closed_at"].isna(), "close_date"]
     df.loc[~closed, "closed_at"] = pd.NaT
     created_day = df["created_at"].dt.normalize()
     m = (df["close_date"] < created_day) | (df["closed_at"].notna() & (df["closed_at"] < created_day))
-    df = rej.add(df, m, "close_date", "closed before created", df["close_date"].astype(str) + " < " + df["created_at"].astype(str))
+    df = rej.add(
+        df,
+        m,
+        "close_date",
+        "closed before created",
+        df["close_date"].astype(str) + " < " + df["created_at"].astype(str),
+    )
     df.loc[df["status"] == "won", "forecast_category"] = "closed"
     df.loc[df["status"] == "lost", "forecast_category"] = "omitted"
     p = df["probability"]
@@ -292,7 +332,14 @@ def _check_opportunities(df: pd.DataFrame, rej: _Rejects, playbook: Playbook, no
     return _convert_currency(df, rej, playbook, notes, fx_rates, file)
 
 
-def _convert_currency(df: pd.DataFrame, rej: _Rejects, playbook: Playbook, notes: list[str], fx_rates: Mapping[str, float] | None, file: str) -> pd.DataFrame:
+def _convert_currency(
+    df: pd.DataFrame,
+    rej: _Rejects,
+    playbook: Playbook,
+    notes: list[str],
+    fx_rates: Mapping[str, float] | None,
+    file: str,
+) -> pd.DataFrame:
     if "currency" not in df:
         return df
     cur = df["currency"].str.upper().str.strip()
@@ -318,11 +365,15 @@ def _convert_currency(df: pd.DataFrame, rej: _Rejects, playbook: Playbook, notes
         if col in df:
             df[col] = df[col] * factor
     df["currency"] = pd.Series(playbook.currency, index=df.index, dtype=TEXT_DTYPE)
-    notes.append(f"{file}: converted {int((cur != playbook.currency).sum())} amounts to {playbook.currency} with the given rates")
+    notes.append(
+        f"{file}: converted {int((cur != playbook.currency).sum())} amounts to {playbook.currency} with the given rates"
+    )
     return df
 
 
-def _check_references(name: str, df: pd.DataFrame, tables: Mapping[str, pd.DataFrame], rej: _Rejects, notes: list[str], file: str) -> pd.DataFrame:
+def _check_references(
+    name: str, df: pd.DataFrame, tables: Mapping[str, pd.DataFrame], rej: _Rejects, notes: list[str], file: str
+) -> pd.DataFrame:
     opps = tables.get("opportunities")
     if name in ("history", "field_history") and opps is not None:
         m = ~df["opportunity_id"].isin(opps["opportunity_id"])
@@ -343,7 +394,9 @@ def _check_references(name: str, df: pd.DataFrame, tables: Mapping[str, pd.DataF
     return df
 
 
-def _reconcile_history(opps: pd.DataFrame, hist: pd.DataFrame, as_of: pd.Timestamp, notes: list[str]) -> tuple[pd.DataFrame, int]:
+def _reconcile_history(
+    opps: pd.DataFrame, hist: pd.DataFrame, as_of: pd.Timestamp, notes: list[str]
+) -> tuple[pd.DataFrame, int]:
     """Add a history row at the snapshot date for deals whose current state differs from their last history row."""
     if hist.empty:
         if len(opps):
@@ -374,7 +427,9 @@ def _reconcile_history(opps: pd.DataFrame, hist: pd.DataFrame, as_of: pd.Timesta
     # a closed deal changed state when it closed: date its row at closed_at (when that is after its last
     # history row), so that as_of() does not show a deal won in March as open until the snapshot date
     closed_at = cur.loc[ids, "closed_at"].to_numpy()
-    at_close = (cur.loc[ids, "status"] != "open").to_numpy() & (closed_at >= last.loc[ids, "changed_at"].dt.normalize().to_numpy())
+    at_close = (cur.loc[ids, "status"] != "open").to_numpy() & (
+        closed_at >= last.loc[ids, "changed_at"].dt.normalize().to_numpy()
+    )
     add["changed_at"] = np.where(at_close, closed_at, np.datetime64(as_of, "ns")).astype("datetime64[ns]")
     add[_ROW] = -1
     notes.append(
@@ -413,7 +468,9 @@ def validate_tables(
     if unknown:
         raise SchemaError(f"unknown table(s) {', '.join(map(repr, unknown))}; canonical tables: {', '.join(TABLES)}")
     if "opportunities" not in raw:
-        raise SchemaError("no 'opportunities' table: it is the one table a CRM snapshot needs (opportunities.csv or .parquet)")
+        raise SchemaError(
+            "no 'opportunities' table: it is the one table a CRM snapshot needs (opportunities.csv or .parquet)"
+        )
     files = dict(files or {})
     notes: list[str] = []
     out: dict[str, pd.DataFrame] = {}
@@ -439,7 +496,9 @@ def validate_tables(
         o = out["opportunities"]
         n = int((o["account_id"].notna() & ~o["account_id"].isin(out["accounts"]["account_id"])).sum())
         if n:
-            notes.append(f"{files.get('opportunities', 'opportunities')}: {n} deal(s) refer to an account missing from accounts (kept)")
+            notes.append(
+                f"{files.get('opportunities', 'opportunities')}: {n} deal(s) refer to an account missing from accounts (kept)"
+            )
     if as_of is None:
         as_of = _latest_event(out)
     added = {}
@@ -447,14 +506,20 @@ def validate_tables(
         hist, n_added = _reconcile_history(out["opportunities"], out["history"], as_of, notes)
         out["history"], added["history"] = hist, n_added
     elif len(out["opportunities"]):
-        notes.append("history: no history table; stage timing is unknown and as_of() cannot rewind stages, amounts or close dates")
+        notes.append(
+            "history: no history table; stage timing is unknown and as_of() cannot rewind stages, amounts or close dates"
+        )
     tables = {}
     for name, df in out.items():
         df = df.drop(columns=[_ROW]).reset_index(drop=True)
         if name in ("history", "field_history"):
             df = df.sort_values(["opportunity_id", "changed_at"], kind="stable").reset_index(drop=True)
         tables[name] = df
-    rejected = pd.concat([r for r in rejects if len(r)], ignore_index=True) if any(len(r) for r in rejects) else LoadReport().rejected
+    rejected = (
+        pd.concat([r for r in rejects if len(r)], ignore_index=True)
+        if any(len(r) for r in rejects)
+        else LoadReport().rejected
+    )
     summary = pd.DataFrame(
         [
             {
@@ -474,8 +539,12 @@ def validate_tables(
 def _latest_event(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
     cands = []
     for name, col in (
-        ("opportunities", "created_at"), ("opportunities", "closed_at"), ("history", "changed_at"),
-        ("field_history", "changed_at"), ("activities", "done_at"), ("orders", "ordered_at"),
+        ("opportunities", "created_at"),
+        ("opportunities", "closed_at"),
+        ("history", "changed_at"),
+        ("field_history", "changed_at"),
+        ("activities", "done_at"),
+        ("orders", "ordered_at"),
         ("forecast_calls", "submitted_at"),
     ):
         if name in tables and len(tables[name]):
@@ -483,5 +552,7 @@ def _latest_event(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
             if pd.notna(v):
                 cands.append(v)
     if not cands:
-        raise SchemaError("the data holds no dated event (no created_at, changed_at...): cannot tell the snapshot date; pass as_of=")
+        raise SchemaError(
+            "the data holds no dated event (no created_at, changed_at...): cannot tell the snapshot date; pass as_of="
+        )
     return max(cands).normalize()

@@ -13,8 +13,16 @@ runner
   file with a unique name in the same folder, then :func:`os.replace`, so a
   failed run never overwrites the last good report and two concurrent runs
   never corrupt each other;
+* publishes the set of files (page, notebook, dated copy) under a lock on the
+  output folder (:func:`forecastkit.report.schedule.publish_lock`), so two
+  runs at once never mix one run's page with the other's notebook;
 * on a failing cell raises :class:`~forecastkit.errors.ReportError` naming the
-  cell and keeps the executed notebook as ``<out>/<name>.failed.ipynb``.
+  cell and keeps the executed notebook as ``<out>/<name>.failed.ipynb``;
+* resolves ``as_of="today"`` once, before anything runs, to the snapshot date
+  of the data (never the clock; see :mod:`forecastkit.report.schedule`);
+* with ``mask_personal_data=True`` runs the notebook on a masked copy of the
+  export (:func:`forecastkit.report.privacy.mask_export`), so any report can
+  be sent to a wide audience.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import importlib.resources
 import json
 import os
 import re
+import shutil
 import time
 import uuid
 from collections.abc import Mapping
@@ -338,29 +347,40 @@ def _resolve_data(data: str | os.PathLike[str]) -> str:
     return str(path)
 
 
-def _normalise_as_of(as_of: Any) -> str:
-    import pandas as pd
+def _normalise_as_of(as_of: Any, data: Any = None) -> str:
+    from forecastkit.report.schedule import resolve_as_of
 
-    try:
-        ts = pd.Timestamp(as_of)
-    except (ValueError, TypeError):
-        ts = None
-    if ts is None or ts is pd.NaT:
-        raise ParameterError(f"as_of {as_of!r} is not a date; use YYYY-MM-DD, e.g. 2026-06-30")
-    return ts.date().isoformat()
+    resolved = resolve_as_of(as_of, data if data is not None else ".")
+    if resolved is None:
+        raise ParameterError("as_of None is not a date; use YYYY-MM-DD, e.g. 2026-06-30, or 'today'")
+    return resolved
 
 
 def _tmp_path(out: Path, name: str, suffix: str) -> Path:
     return out / f".{name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp{suffix}"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = _tmp_path(path.parent, path.stem, path.suffix)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+_TEMP_NAME = re.compile(r"^\.(?P<stem>.+)\.(?P<pid>\d+)-[0-9a-f]{12}\.tmp(?:\.\w+)?$")
+
+
+def _remove_stale_temps(out_dir: Path, report: str) -> None:
+    """Delete temp files that runs of ``report`` killed before they could clean up (their process is gone)."""
+    for path in out_dir.glob(f".{report}*.tmp*"):
+        m = _TEMP_NAME.match(path.name)
+        if not m or not m.group("stem").startswith(report):
+            continue
+        pid = int(m.group("pid"))
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        except (PermissionError, OSError):  # alive (someone else's) or cannot tell: leave it
+            continue
 
 
 def _first_line(source: str) -> str:
@@ -384,9 +404,28 @@ def _source_index(path: Path, source: str, fallback: int) -> int:
 
 
 def _snapshot_date(data: str) -> str:
-    import forecastkit
+    from forecastkit.report.schedule import snapshot_date
 
-    return forecastkit.load(data).as_of_date.date().isoformat()
+    return snapshot_date(data)
+
+
+def _stable_cell_ids(path: Path) -> None:
+    """Give papermill's injected-parameters cell a fixed id (papermill draws a random one), so that
+    the same inputs publish byte-identical pages and notebooks."""
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    changed = False
+    for cell in nb.get("cells", []):
+        if (
+            "injected-parameters" in cell.get("metadata", {}).get("tags", [])
+            and cell.get("id") != "injected-parameters"
+        ):
+            cell["id"] = "injected-parameters"
+            changed = True
+    if changed:
+        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def run_report(
@@ -403,6 +442,9 @@ def run_report(
     progress: bool = True,
     timeout: float | None = None,
     dated: bool = False,
+    mask_personal_data: bool = False,
+    mask_names: bool = False,
+    dated_as: Any = None,
 ) -> ReportResult:
     """Execute a report notebook and publish it as ``<out>/<name>.ipynb`` and ``.html``.
 
@@ -413,8 +455,11 @@ def run_report(
     data : str or path, default "data/sample"
         The CRM export folder (or a database URL); relative paths are resolved
         against the current directory before the kernel starts.
-    as_of : date-like, optional
+    as_of : date-like or "today", optional
         Compute the report as of this date (default: the snapshot's date).
+        ``"today"`` is resolved once, before the kernel starts, to the
+        snapshot date of the data (``crm.yaml``'s ``as_of``, else its latest
+        event) -- never to the computer's clock.
     period : str, optional
         Fiscal period such as ``"2026-Q4"`` for reports that take one.
     params : mapping, optional
@@ -433,7 +478,19 @@ def run_report(
         Seconds allowed per cell (None: no limit).
     dated : bool, default False
         Also write ``<out>/<name>-<as_of>.html`` (the snapshot's date when
-        ``as_of`` is not given), to keep a history of reports.
+        ``as_of`` is not given, read before the kernel starts), to keep a
+        history of reports.
+    mask_personal_data : bool, default False
+        Run the report on a masked copy of the export: contact names, e-mails,
+        phones, the people named on deals and visit-report texts are replaced
+        by pseudonyms (:mod:`forecastkit.report.privacy`). For reports sent to
+        a wide audience. Needs an export folder (not a database URL).
+    mask_names : bool, default False
+        Also mask rep, manager, deal and account names (implies
+        ``mask_personal_data``).
+    dated_as : date-like, optional
+        The date in the dated file name when it must differ from ``as_of``
+        (``run_all`` passes the date it resolved once for every report).
 
     Returns
     -------
@@ -442,8 +499,9 @@ def run_report(
     Raises
     ------
     ParameterError
-        Unknown report, unknown parameter, wrong type, missing data folder or
-        bad ``as_of`` -- all detected before any kernel starts.
+        Unknown report, unknown parameter, wrong type, missing data folder,
+        bad ``as_of`` or masking asked for a database URL -- all detected
+        before any kernel starts.
     ReportError
         The kernel is missing, a cell failed (the message names the cell and
         the exception; the executed notebook is kept as
@@ -458,18 +516,39 @@ def run_report(
     report = src.stem
     declared = _declared(src)
     merged: dict[str, Any] = dict(params or {})
+    data_path = None
+    mask = bool(mask_personal_data or mask_names)
+    from forecastkit.report.schedule import is_today
+
+    if mask or "data" in declared or (dated and as_of is None and dated_as is None) or is_today(as_of):
+        data_path = _resolve_data(data)
+    if mask and data_path is not None and "://" in data_path:
+        raise ParameterError(
+            f"cannot mask personal data in {data_path!r}: masking works on an export folder; "
+            "export the database to a folder first, or run without --mask-personal-data"
+        )
     for key, value in (("data", data), ("as_of", as_of), ("period", period)):
         if key in merged:
             raise ParameterError(f"pass {key!r} as the {key}= argument (or --{key.replace('_', '-')}), not in params")
         if value is None or (key == "data" and key not in declared):
             continue
         if key == "data":
-            value = _resolve_data(value)
+            value = data_path
         elif key == "as_of":
-            value = _normalise_as_of(value)
+            value = _normalise_as_of(value, data_path)
         merged[key] = value
     parameters = validate_parameters(src, merged)
     _check_kernel(kernel)
+    stamp = None
+    if dated:
+        if dated_as is not None:
+            stamp = _normalise_as_of(dated_as, data_path)
+        elif "as_of" in merged:
+            stamp = merged["as_of"]
+        elif as_of is not None:
+            stamp = _normalise_as_of(as_of, data_path)
+        else:
+            stamp = _snapshot_date(str(data_path))
 
     out_dir = Path(out).expanduser().resolve()
     try:
@@ -479,8 +558,18 @@ def run_report(
     final_nb = out_dir / f"{report}.ipynb"
     final_html = out_dir / f"{report}.html"
     failed_nb = out_dir / f"{report}.failed.ipynb"
+    _remove_stale_temps(out_dir, report)
     tmp_nb = _tmp_path(out_dir, report, ".ipynb")
+    masked_dir = None
     try:
+        if mask:
+            from forecastkit.report.privacy import mask_export
+
+            masked_dir = _tmp_path(out_dir, report, ".masked")
+            masked_dir.mkdir()
+            masked = mask_export(data_path, masked_dir / "data", names=mask_names)
+            if "data" in parameters:
+                parameters["data"] = str(masked)
         try:
             papermill.execute_notebook(
                 str(src),
@@ -511,6 +600,7 @@ def run_report(
                 "The last good report was left untouched."
             ) from exc
 
+        _stable_cell_ids(tmp_nb)
         html_text = None
         if html:
             from forecastkit.report.html import notebook_to_html
@@ -521,20 +611,35 @@ def run_report(
                 raise ReportError(
                     f"report {report!r} ran but its HTML export failed: {type(exc).__name__}: {exc}"
                 ) from exc
-        dated_path = None
-        if html_text is not None and dated:
-            if as_of is not None:
-                stamp = _normalise_as_of(as_of)
-            else:
-                stamp = _snapshot_date(str(parameters.get("data") or _resolve_data(data)))
-            dated_path = out_dir / f"{report}-{stamp}.html"
-            _write_atomic(dated_path, html_text)
-        if html_text is not None:
-            _write_atomic(final_html, html_text)
-        os.replace(tmp_nb, final_nb)
-        failed_nb.unlink(missing_ok=True)  # the last run succeeded: the failure is history
+        dated_path = out_dir / f"{report}-{stamp}.html" if html_text is not None and stamp else None
+        from forecastkit.report.schedule import publish_lock
+
+        # write the pages next to their final names first (slow), then swap the set in under the lock (fast)
+        staged: list[tuple[Path, Path]] = []
+        try:
+            for target in [p for p in (dated_path, final_html if html_text is not None else None) if p]:
+                tmp = _tmp_path(out_dir, target.stem, target.suffix)
+                staged.append((tmp, target))
+                tmp.write_text(html_text or "", encoding="utf-8")
+            with publish_lock(out_dir, report):
+                for tmp, target in staged:
+                    os.replace(tmp, target)
+                os.replace(tmp_nb, final_nb)
+                failed_nb.unlink(missing_ok=True)  # the last run succeeded: the failure is history
+        except OSError as exc:
+            raise ReportError(
+                f"report {report!r} ran but could not be written to {out_dir}: {exc}. "
+                "The last good report was left untouched."
+            ) from exc
+        finally:
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
     finally:
         tmp_nb.unlink(missing_ok=True)
+        if masked_dir is not None:
+            shutil.rmtree(masked_dir, ignore_errors=True)
+    if mask and "data" in parameters:
+        parameters["data"] = data_path
     return ReportResult(
         notebook_path=final_nb,
         html_path=final_html if html else None,
@@ -579,6 +684,14 @@ def run_all(
     unused = [k for k in params if not any(k in d for d in declared.values())]
     if unused:
         raise ParameterError(f"no report accepts parameter {', '.join(map(repr, unused))}")
+    kwargs = dict(kwargs)
+    if kwargs.get("as_of") is not None or kwargs.get("dated"):
+        # one date for every report, resolved before the first one runs ("today" included)
+        data_path = _resolve_data(kwargs.get("data", "data/sample"))
+        if kwargs.get("as_of") is not None:
+            kwargs["as_of"] = _normalise_as_of(kwargs["as_of"], data_path)
+        if kwargs.get("dated") and kwargs.get("dated_as") is None:
+            kwargs["dated_as"] = kwargs.get("as_of") or _snapshot_date(data_path)
     results, failures = [], []
     for report_name, decl in declared.items():
         own = {k: v for k, v in params.items() if k in decl}
