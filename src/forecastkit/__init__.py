@@ -62,6 +62,10 @@ _LAZY = {
     "unit_economics": "forecastkit.kpi.economics",
     "customer_activity": "forecastkit.kpi.customers",
     "dashboard": "forecastkit.kpi.dashboards",
+    "dashboards": "forecastkit.kpi.dashboards",
+    "customer_churn": "forecastkit.kpi.customers",
+    "fit_sbg": "forecastkit.kpi.economics",
+    "fit_bgnbd": "forecastkit.kpi.economics",
     # diagnosis
     "diagnose": "forecastkit.diagnosis.cases",
 }
