@@ -89,7 +89,9 @@ class CadenceStep:
 _DEFAULT_STAGES = (
     Stage("to_contact", "To contact", 0.05, 14, "a first conversation took place"),
     Stage("qualification", "Qualification", 0.10, 30, "BANT confirmed: budget, authority, need, timing"),
-    Stage("discovery", "Discovery", 0.25, 45, "the buyer validated the decision criteria and the economic buyer is known"),
+    Stage(
+        "discovery", "Discovery", 0.25, 45, "the buyer validated the decision criteria and the economic buyer is known"
+    ),
     Stage("proposal", "Proposal", 0.50, 30, "a proposal was sent and reviewed with the economic buyer"),
     Stage("negotiation", "Negotiation", 0.75, 30, "terms agreed, signature date booked"),
 )
@@ -195,6 +197,22 @@ class Playbook:
             "within_age_cap": {"green": 0.85, "orange": 0.70, "higher_is_better": True},
             "mandatory_fields_complete": {"green": 0.90, "orange": 0.75, "higher_is_better": True},
             "wip_load": {"green": 1.0, "orange": 1.2, "higher_is_better": False},
+        "margin_rate": {"green": 0.35, "orange": 0.25, "higher_is_better": True},
+        "basket_trend": {"green": 1.0, "orange": 0.9, "higher_is_better": True},
+        "late_visits": {"green": 0, "orange": 3, "higher_is_better": False},
+        "quotes_to_follow_up": {"green": 0, "orange": 3, "higher_is_better": False},
+        "late_deliveries": {"green": 0, "orange": 3, "higher_is_better": False},
+        "uninvoiced_deliveries": {"green": 0, "orange": 5, "higher_is_better": False},
+        "overdue_actions": {"green": 0, "orange": 5, "higher_is_better": False},
+        "wip_usage": {"green": 1.0, "orange": 1.2, "higher_is_better": False},
+        "data_quality_index": {"green": 0.85, "orange": 0.70, "higher_is_better": True},
+        "prospect_trend": {"green": 1.0, "orange": 0.8, "higher_is_better": True},
+        "inactive_share": {"green": 0.05, "orange": 0.10, "higher_is_better": False},
+        "lost_share": {"green": 0.05, "orange": 0.10, "higher_is_better": False},
+        "visit_report_rate": {"green": 0.90, "orange": 0.70, "higher_is_better": True},
+        "visit_to_order": {"green": 0.50, "orange": 0.25, "higher_is_better": True},
+        "action_plan_progress": {"green": 0.85, "orange": 0.70, "higher_is_better": True},
+        "qualified_lead_trend": {"green": 1.0, "orange": 0.8, "higher_is_better": True},
         }
     )
     diagnosis: Mapping[str, float] = field(default_factory=lambda: dict(_DEFAULT_DIAGNOSIS))
@@ -297,14 +315,20 @@ class Playbook:
                 kwargs[key] = merged
             elif key == "age_actions":
                 if not isinstance(value, Mapping):
-                    raise PlaybookError(f"{source}: 'age_actions' must map a ratio (e.g. 1.0) to an action, got {value!r}")
+                    raise PlaybookError(
+                        f"{source}: 'age_actions' must map a ratio (e.g. 1.0) to an action, got {value!r}"
+                    )
                 try:
                     kwargs[key] = {float(k): v for k, v in value.items()}
                 except (TypeError, ValueError):
-                    raise PlaybookError(f"{source}: 'age_actions' keys must be numbers (ratio of age to cap), got {list(value)!r}") from None
+                    raise PlaybookError(
+                        f"{source}: 'age_actions' keys must be numbers (ratio of age to cap), got {list(value)!r}"
+                    ) from None
             elif key == "qualification_fields":
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                    raise PlaybookError(f"{source}: 'qualification_fields' must be a list of field names, got {value!r}")
+                    raise PlaybookError(
+                        f"{source}: 'qualification_fields' must be a list of field names, got {value!r}"
+                    )
                 kwargs[key] = tuple(value)
             elif key == "currency" and isinstance(value, str):
                 kwargs[key] = value.strip().upper()
@@ -388,9 +412,15 @@ def _parse_stages(value: Any, defaults: tuple[Stage, ...], source: str) -> tuple
             missing = {"crm_probability", "age_cap_days"} - set(it)
             if missing:
                 raise PlaybookError(f"{source}: new stage {it['name']!r} (stages[{i}]) needs {sorted(missing)}")
-            out.append(Stage(name=it["name"], label=it.get("label", it["name"].replace("_", " ").capitalize()),
-                             crm_probability=it["crm_probability"], age_cap_days=it["age_cap_days"],
-                             exit_criteria=it.get("exit_criteria", "")))
+            out.append(
+                Stage(
+                    name=it["name"],
+                    label=it.get("label", it["name"].replace("_", " ").capitalize()),
+                    crm_probability=it["crm_probability"],
+                    age_cap_days=it["age_cap_days"],
+                    exit_criteria=it.get("exit_criteria", ""),
+                )
+            )
         else:
             out.append(replace(base, **{k: v for k, v in it.items() if k != "name"}))
     return tuple(out)
@@ -416,13 +446,23 @@ def _validate(pb: Playbook) -> None:
     for s in pb.stages:
         if s.name in CLOSED_STAGES:
             raise PlaybookError(f"'stages' must list open stages only; {s.name!r} is implicit")
-        if not isinstance(s.crm_probability, (int, float)) or isinstance(s.crm_probability, bool) or not 0 <= s.crm_probability <= 1:
-            raise PlaybookError(f"stage {s.name!r}: 'crm_probability' must be a number between 0 and 1, got {s.crm_probability!r}")
+        if (
+            not isinstance(s.crm_probability, (int, float))
+            or isinstance(s.crm_probability, bool)
+            or not 0 <= s.crm_probability <= 1
+        ):
+            raise PlaybookError(
+                f"stage {s.name!r}: 'crm_probability' must be a number between 0 and 1, got {s.crm_probability!r}"
+            )
         if not isinstance(s.age_cap_days, int) or isinstance(s.age_cap_days, bool) or s.age_cap_days <= 0:
-            raise PlaybookError(f"stage {s.name!r}: 'age_cap_days' must be a positive whole number of days, got {s.age_cap_days!r}")
+            raise PlaybookError(
+                f"stage {s.name!r}: 'age_cap_days' must be a positive whole number of days, got {s.age_cap_days!r}"
+            )
     for fld, st in pb.mandatory_fields.items():
         if st not in names:
-            raise PlaybookError(f"'mandatory_fields': field {fld!r} is required from stage {st!r}, which is not a stage; allowed: {', '.join(names)}")
+            raise PlaybookError(
+                f"'mandatory_fields': field {fld!r} is required from stage {st!r}, which is not a stage; allowed: {', '.join(names)}"
+            )
     for ratio, action in pb.age_actions.items():
         if action not in AGE_ACTIONS:
             raise PlaybookError(f"'age_actions': {action!r} is not an action; allowed: {', '.join(AGE_ACTIONS)}")
@@ -450,10 +490,14 @@ def _validate(pb: Playbook) -> None:
         if not isinstance(c.day, int) or isinstance(c.day, bool) or c.day < 0:
             raise PlaybookError(f"cadence step {c.name!r}: 'day' must be a whole number >= 0, got {c.day!r}")
         if c.type not in _CADENCE_TYPES:
-            raise PlaybookError(f"cadence step {c.name!r}: 'type' must be one of {', '.join(_CADENCE_TYPES)}, got {c.type!r}")
+            raise PlaybookError(
+                f"cadence step {c.name!r}: 'type' must be one of {', '.join(_CADENCE_TYPES)}, got {c.type!r}"
+            )
     for key, value in pb.diagnosis.items():
         if key not in _DEFAULT_DIAGNOSIS:
-            raise PlaybookError(f"'diagnosis.{key}' is not a diagnosis threshold; allowed: {', '.join(_DEFAULT_DIAGNOSIS)}")
+            raise PlaybookError(
+                f"'diagnosis.{key}' is not a diagnosis threshold; allowed: {', '.join(_DEFAULT_DIAGNOSIS)}"
+            )
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
             raise PlaybookError(f"'diagnosis.{key}' must be a number >= 0, got {value!r}")
     m = pb.fiscal_year_start_month

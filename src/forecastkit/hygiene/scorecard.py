@@ -16,10 +16,8 @@ cadence_compliance         cadence steps on time / steps due                    
 data_completeness          filled contact fields of the owner's accounts                contact_data
 ========================== ============================================================ ==========================
 
-Lights come from ``playbook.traffic_lights``. The playbook defaults do not yet
-define ``next_step_coverage``, ``within_age_cap``, ``mandatory_fields_complete``
-and ``wip_load``; until they do, :data:`DEFAULT_LIGHTS` fills in only the keys
-the playbook lacks (a playbook value always wins).
+Lights come from ``playbook.traffic_lights`` (``next_step_coverage``,
+``within_age_cap``, ``mandatory_fields_complete``, ``wip_load``...).
 """
 
 from __future__ import annotations
@@ -41,7 +39,7 @@ from forecastkit.hygiene.completeness import completeness
 from forecastkit.hygiene.fields import _check_fields, _missing_long, _next_steps
 from forecastkit.playbook import Playbook
 
-__all__ = ["scorecard", "KPIS", "DEFAULT_LIGHTS"]
+__all__ = ["scorecard", "KPIS"]
 
 #: kpi -> label, in display order.
 KPIS: dict[str, str] = {
@@ -55,16 +53,10 @@ KPIS: dict[str, str] = {
 }
 
 #: Traffic-light rules used only for the KPIs the playbook does not define (to move into the playbook defaults).
-DEFAULT_LIGHTS: dict[str, dict[str, Any]] = {
-    "next_step_coverage": {"green": 0.90, "orange": 0.75, "higher_is_better": True},
-    "within_age_cap": {"green": 0.85, "orange": 0.70, "higher_is_better": True},
-    "mandatory_fields_complete": {"green": 0.90, "orange": 0.75, "higher_is_better": True},
-    "wip_load": {"green": 1.0, "orange": 1.2, "higher_is_better": False},
-}
 
 
 def _lights(pb: Playbook) -> Playbook:
-    merged: Mapping[str, Mapping[str, Any]] = {**DEFAULT_LIGHTS, **pb.traffic_lights}
+    merged: Mapping[str, Mapping[str, Any]] = pb.traffic_lights
     return replace(pb, traffic_lights=merged)
 
 

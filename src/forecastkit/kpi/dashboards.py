@@ -25,8 +25,7 @@ Conventions
   figures; snapshot figures (late visits, open quotes...) are at the snapshot date.
 * Targets against a period not over yet are prorated by elapsed days for the status
   (``attainment = value / (target x elapsed share)``); the tile shows the full target.
-* Traffic lights come from ``playbook.traffic_lights``; KPIs the playbook does not
-  list yet fall back to :data:`DEFAULT_TRAFFIC_LIGHTS` (override any of them in the
+* Traffic lights come from ``playbook.traffic_lights`` (override any of them in the
   playbook YAML). Informational tiles are ``grey``.
 * Forecast accuracy is not a tile here: it belongs to
   :func:`forecastkit.forecast.accuracy.forecast_accuracy`.
@@ -36,7 +35,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -50,7 +49,7 @@ from forecastkit.kpi.sales import win_probabilities
 from forecastkit.periods import Period, parse_period, period_of
 from forecastkit.playbook import WON, Playbook
 
-__all__ = ["Tile", "Dashboard", "dashboard", "dashboards", "DASHBOARDS", "LEVELS", "DEFAULT_TRAFFIC_LIGHTS"]
+__all__ = ["Tile", "Dashboard", "dashboard", "dashboards", "DASHBOARDS", "LEVELS"]
 
 Which = Literal["sales_activity", "organisation", "data_health", "field_dynamics"]
 Level = Literal["rep", "team", "business_unit"]
@@ -65,24 +64,6 @@ _MAX_TILES = 7
 _ALL = "all"
 
 #: Traffic lights used when the playbook does not define the KPI (same format as ``playbook.traffic_lights``).
-DEFAULT_TRAFFIC_LIGHTS: dict[str, dict[str, Any]] = {
-    "margin_rate": {"green": 0.35, "orange": 0.25, "higher_is_better": True},
-    "basket_trend": {"green": 1.0, "orange": 0.9, "higher_is_better": True},
-    "late_visits": {"green": 0, "orange": 3, "higher_is_better": False},
-    "quotes_to_follow_up": {"green": 0, "orange": 3, "higher_is_better": False},
-    "late_deliveries": {"green": 0, "orange": 3, "higher_is_better": False},
-    "uninvoiced_deliveries": {"green": 0, "orange": 5, "higher_is_better": False},
-    "overdue_actions": {"green": 0, "orange": 5, "higher_is_better": False},
-    "wip_usage": {"green": 1.0, "orange": 1.2, "higher_is_better": False},
-    "data_quality_index": {"green": 0.85, "orange": 0.70, "higher_is_better": True},
-    "prospect_trend": {"green": 1.0, "orange": 0.8, "higher_is_better": True},
-    "inactive_share": {"green": 0.05, "orange": 0.10, "higher_is_better": False},
-    "lost_share": {"green": 0.05, "orange": 0.10, "higher_is_better": False},
-    "visit_report_rate": {"green": 0.90, "orange": 0.70, "higher_is_better": True},
-    "visit_to_order": {"green": 0.50, "orange": 0.25, "higher_is_better": True},
-    "action_plan_progress": {"green": 0.85, "orange": 0.70, "higher_is_better": True},
-    "qualified_lead_trend": {"green": 1.0, "orange": 0.8, "higher_is_better": True},
-}
 
 
 # ------------------------------------------------------------------ objects
@@ -194,7 +175,7 @@ class Dashboard:
 # ------------------------------------------------------------------ helpers
 def _lights_playbook(pb: Playbook) -> Playbook:
     """The playbook with :data:`DEFAULT_TRAFFIC_LIGHTS` added for the KPIs it does not define."""
-    return replace(pb, traffic_lights={**DEFAULT_TRAFFIC_LIGHTS, **dict(pb.traffic_lights)})
+    return pb
 
 
 class _Ctx:
@@ -428,7 +409,7 @@ def _sales_activity(c: _Ctx) -> tuple[list[_TileSpec], set]:
 
 
 def _rule(c: _Ctx, kpi: str) -> Mapping[str, Any]:
-    return c.pb.traffic_lights.get(kpi) or DEFAULT_TRAFFIC_LIGHTS[kpi]
+    return c.pb.traffic_lights[kpi]
 
 
 # --------------------------------------------------------- 2. organisation
