@@ -145,6 +145,8 @@ def cycle_survival(
     *,
     alpha: float = 0.05,
     seed: int = 0,
+    curves: Sequence[str] = ("still_open", "won", "lost"),
+    intervals: bool = True,
 ) -> pd.DataFrame:
     """The curves behind the cycle: Kaplan-Meier share still open, and cumulative incidence of won and lost.
 
@@ -156,6 +158,8 @@ def cycle_survival(
     DataFrame
         ``<by>..., period, curve`` (``still_open``: Kaplan-Meier survival; ``won`` and
         ``lost``: Aalen-Johansen cumulative incidence), ``days, estimate, lower, upper``.
+        ``curves`` picks which curves to compute; ``intervals=False`` skips the
+        confidence intervals (``lower``/``upper`` NaN), which is much faster.
     """
     b = _by_list(by)
     d = cycle_data(crm, b)
@@ -165,20 +169,27 @@ def cycle_survival(
         if not g["closed"].any():
             continue
         days, event = g["days"].to_numpy(dtype=float), g["event"].to_numpy()
-        kmf = KaplanMeierFitter(alpha=alpha).fit(days, event > 0)
-        ci = kmf.confidence_interval_survival_function_
-        curves = [("still_open", kmf.survival_function_.iloc[:, 0], ci.iloc[:, 0], ci.iloc[:, 1])]
+        found = []
+        if "still_open" in curves:
+            kmf = KaplanMeierFitter(alpha=alpha).fit(days, event > 0)
+            ci = kmf.confidence_interval_survival_function_
+            found.append(("still_open", kmf.survival_function_.iloc[:, 0], ci.iloc[:, 0], ci.iloc[:, 1]))
         for name, code in _EVENT.items():
-            if not (event == code).any():
+            if name not in curves or not (event == code).any():
                 continue
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Tied event times")
-                ajf = AalenJohansenFitter(alpha=alpha, seed=seed).fit(days, event, event_of_interest=code)
+                ajf = AalenJohansenFitter(alpha=alpha, seed=seed, calculate_variance=intervals)
+                ajf.fit(days, event, event_of_interest=code)
             est = ajf.cumulative_density_.iloc[:, 0]
-            aci = ajf.confidence_interval_.reindex(est.index)
-            curves.append((name, est, aci.iloc[:, 0], aci.iloc[:, 1]))
+            if intervals:
+                aci = ajf.confidence_interval_.reindex(est.index)
+                lo, hi = aci.iloc[:, 0], aci.iloc[:, 1]
+            else:
+                lo = hi = pd.Series(np.nan, index=est.index)
+            found.append((name, est, lo, hi))
         head = dict(zip([*b, "_pcode", "period"], key, strict=True))
-        for name, est, lo, hi in curves:
+        for name, est, lo, hi in found:
             f = pd.DataFrame(
                 {
                     "curve": name,

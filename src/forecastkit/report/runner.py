@@ -61,6 +61,12 @@ __all__ = [
 #: Adding a report is one line here plus its notebook.
 REPORTS: dict[str, str] = {
     "overview": "overview.ipynb",
+    "forecast": "forecast.ipynb",
+    "diagnosis": "diagnosis.ipynb",
+    "winloss": "winloss.ipynb",
+    "dashboards": "dashboards.ipynb",
+    "pipeline_review": "pipeline_review.ipynb",
+    "probabilities": "probabilities.ipynb",
 }
 
 _TRUE = {"true", "yes", "y", "1", "on"}

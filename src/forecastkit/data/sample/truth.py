@@ -178,7 +178,7 @@ class GroundTruth:
             f0 = stats.gamma.cdf(age, k, scale=sc_s)
             u = f0[:, None] + rng.random((len(i), n_sims)) * (1 - f0)[:, None]
             rem = stats.gamma.ppf(np.clip(u, 0, 1 - 1e-12), k, scale=sc_s[:, None]) - age[:, None]
-            total = lat["enter"][i, s][:, None] + rem
+            total = t[sl][:, None] + rem  # now + remaining time in the current stage
             for j in range(1, n_st):
                 later = (s + j) < n_st
                 add = rng.gamma(k, 1.0, (len(i), n_sims)) * sc[np.arange(len(i)), np.minimum(s + j, n_st - 1)][:, None]

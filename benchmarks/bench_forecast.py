@@ -1,0 +1,223 @@
+"""Forecast benchmarks: speed at scale and backtest accuracy on the sample generator.
+
+Usage::
+
+    python benchmarks/bench_forecast.py speed [n_open]          # forecast of 100,000 open deals
+    python benchmarks/bench_forecast.py backtest                # 8 quarters x 4 checkpoints on the sample
+    python benchmarks/bench_forecast.py accuracy SCENARIO N_REPS SEEDS CHECKPOINTS
+        # e.g. accuracy baseline 72 0,1,2 week1,week4,week8,week13
+
+Prints seconds (wall and CPU) and peak memory (ru_maxrss). ``accuracy`` prints the
+acceptance figures: median |F - A| / A per method at week 4, the calibrated / oracle
+ratio, P10-P90 coverage, the reps' commit bias. The oracle is reported twice: with the
+generator's ``GroundTruth.p_win_by`` as shipped, and with ``oracle_fixed`` - the same
+computation with the remaining-time bug corrected (the exit time of the current stage
+is ``t + remaining``; the shipped code uses ``enter + remaining``, ``age`` days too early).
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timed(label: str, fn, *a, **k):
+    t, c = time.perf_counter(), time.process_time()
+    out = fn(*a, **k)
+    print(
+        f"{label:<48s} wall {time.perf_counter() - t:7.2f} s  cpu {time.process_time() - c:7.2f} s  "
+        f"peak {_peak_mb():7.0f} MB"
+    )
+    return out
+
+
+# --------------------------------------------------------------------------- speed
+def _synthetic_crm(n_open: int, n_closed: int, seed: int = 0):
+    """A company with ``n_open`` open and ``n_closed`` closed deals, two history rows each."""
+    from forecastkit.data.crm import CRM
+
+    rng = np.random.default_rng(seed)
+    pb_stages = np.array(["to_contact", "qualification", "discovery", "proposal", "negotiation"], dtype=object)
+    n = n_open + n_closed
+    as_of = pd.Timestamp("2026-11-20")
+    created = as_of - pd.to_timedelta(rng.integers(5, 720, n), unit="D")
+    stage0 = rng.integers(0, 4, n)
+    moved = created + pd.to_timedelta(rng.integers(1, 60, n), unit="D")
+    moved = moved.where(moved < as_of, as_of - pd.Timedelta(days=1))
+    is_open = np.arange(n) < n_open
+    won = ~is_open & (rng.random(n) < 0.3)
+    stage1 = np.where(is_open, pb_stages[np.minimum(stage0 + 1, 4)], np.where(won, "won", "lost"))
+    close = moved + pd.to_timedelta(rng.integers(0, 150, n), unit="D")
+    close = np.where(is_open, close, moved)
+    amount = np.round(np.exp(rng.normal(9.5, 1.0, n)), -2)
+    ids = np.char.add("D", np.arange(n).astype(str)).astype(object)
+    owners = np.char.add("rep", rng.integers(0, 400, n).astype(str)).astype(object)
+    opps = pd.DataFrame(
+        {
+            "opportunity_id": ids,
+            "owner": owners,
+            "team": "t",
+            "created_at": created,
+            "close_date": close,
+            "amount": amount,
+            "stage": stage1,
+            "status": np.where(is_open, "open", stage1),
+            "closed_at": pd.Series(moved).where(~is_open),
+            "forecast_category": rng.choice(["commit", "best_case", "pipeline", "omitted"], n),
+        }
+    )
+    hist = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "opportunity_id": ids,
+                    "changed_at": created,
+                    "stage": pb_stages[stage0],
+                    "amount": amount,
+                    "close_date": pd.Series(close) - pd.Timedelta(days=20),
+                }
+            ),
+            pd.DataFrame(
+                {"opportunity_id": ids, "changed_at": moved, "stage": stage1, "amount": amount, "close_date": close}
+            ),
+        ]
+    ).sort_values(["opportunity_id", "changed_at"], kind="stable")
+    return CRM.from_tables({"opportunities": opps, "history": hist}, as_of=as_of)
+
+
+def speed(n_open: int = 100_000) -> None:
+    from forecastkit.forecast.forecast import forecast
+    from forecastkit.forecast.montecarlo import simulate_bookings
+
+    crm = _timed(f"build synthetic CRM ({n_open:,} open deals)", _synthetic_crm, n_open, n_open // 2)
+    rng = np.random.default_rng(0)
+    a, p = rng.lognormal(9.5, 1.0, n_open), rng.uniform(0, 0.6, n_open)
+    _timed("simulate_bookings (10,000 draws)", simulate_bookings, a, p, n_sims=10_000, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for method in ("crm", "stage"):
+            f = _timed(f"forecast(method={method!r}) with distribution", forecast, crm, method=method)
+            print("   ", f.distribution[["expected", "p10", "p50", "p90"]].round(0).to_dict("records")[0])
+        from forecastkit.data.sample import generate
+        from forecastkit.forecast.forecast import fit_win_model
+
+        s = generate("baseline", seed=0)
+        model = _timed("fit_win_model on the sample (not at scale)", fit_win_model, s.crm)
+        _timed("forecast(method='model', model=<fitted>)", forecast, crm, method="model", model=model)
+
+
+def backtest_speed() -> None:
+    from forecastkit.data.sample import generate
+    from forecastkit.forecast.backtest import backtest
+
+    s = _timed("generate baseline sample", generate, "baseline", seed=0)
+    crm = _timed("load as CRM", lambda: s.crm)
+    bt = _timed("backtest 8 quarters x 4 checkpoints, 6 methods + oracle", backtest, crm, truth=s.truth)
+    print(bt.groupby(["checkpoint", "method"])["abs_pct_error"].median().unstack().round(3).to_string())
+
+
+# --------------------------------------------------------------------------- accuracy
+class _FixedOracle:
+    """``GroundTruth.p_win_by`` with the exit time of the current stage at ``t + remaining``."""
+
+    def __init__(self, truth) -> None:
+        self.truth = truth
+
+    def p_win_by(self, opportunity_ids, at, by, n_sims: int = 2000):
+        from scipy import stats
+
+        tr = self.truth
+        lat = tr._lat
+        idx, t, stage, cc = tr._state(opportunity_ids, at)
+        tb = (pd.Timestamp(by).normalize() + pd.Timedelta(days=1) - lat["start"]) / pd.Timedelta(days=1)
+        pw = tr.p_win(opportunity_ids, at)
+        out = np.full(len(idx), np.nan)
+        rng = np.random.default_rng(12345)
+        k = tr.params.dwell_shape
+        n_st = lat["scale"].shape[1]
+        chunk = max(1, 2_000_000 // n_sims)
+        for a0 in range(0, len(idx), chunk):
+            sl = slice(a0, a0 + chunk)
+            i, s = idx[sl], stage[sl]
+            sc = lat["scale"][i]
+            age = np.nan_to_num(np.maximum(t[sl] - lat["enter"][i, s], 0.0))
+            sc_s = sc[np.arange(len(i)), s]
+            f0 = stats.gamma.cdf(age, k, scale=sc_s)
+            u = f0[:, None] + rng.random((len(i), n_sims)) * (1 - f0)[:, None]
+            rem = stats.gamma.ppf(np.clip(u, 0, 1 - 1e-12), k, scale=sc_s[:, None]) - age[:, None]
+            total = t[sl][:, None] + rem  # the fix: from now, not from the stage entry
+            for j in range(1, n_st):
+                later = (s + j) < n_st
+                add = rng.gamma(k, 1.0, (len(i), n_sims)) * sc[np.arange(len(i)), np.minimum(s + j, n_st - 1)][:, None]
+                total = total + np.where(later[:, None], add, 0.0)
+            out[sl] = (total < tb).mean(axis=1)
+        res = pw * out
+        closed = cc[:, 1] <= t[0] if len(t) else np.zeros(0, bool)
+        res = np.where(closed, (lat["will_win"][idx] & (lat["close"][idx] < tb)).astype(float), res)
+        return np.where(cc[:, 0] > t, np.nan, res)
+
+
+def accuracy(scenario: str, n_reps: int, seeds: list[int], checkpoints: tuple[str, ...]) -> pd.DataFrame:
+    from forecastkit.data.sample import generate
+    from forecastkit.forecast.backtest import backtest
+
+    frames = []
+    for seed in seeds:
+        s = generate(scenario, seed=seed, n_reps=n_reps)
+        crm = s.crm
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bt = _timed(
+                f"{scenario} seed {seed} n_reps {n_reps} backtest",
+                backtest,
+                crm,
+                truth=s.truth,
+                checkpoints=checkpoints,
+                seed=seed,
+            )
+            fixed = backtest(crm, checkpoints=checkpoints, methods=("oracle",), truth=_FixedOracle(s.truth), seed=seed)
+        fixed["method"] = "oracle_fixed"
+        frames.append(pd.concat([bt, fixed], ignore_index=True).assign(seed=seed))
+    allbt = pd.concat(frames, ignore_index=True)
+    allbt.to_pickle(f"/tmp/bench_forecast_{scenario}_{n_reps}.pkl")
+    w4 = allbt[allbt["checkpoint"] == "week4"]
+    med = w4.groupby(["seed", "method"])["abs_pct_error"].median().unstack()
+    med["model/oracle"] = med["model"] / med["oracle"]
+    med["model/oracle_fixed"] = med["model"] / med["oracle_fixed"]
+    bias = (
+        w4.groupby(["seed", "method"])
+        .apply(lambda g: (g["forecast"] - g["actual"]).sum() / g["actual"].sum(), include_groups=False)
+        .unstack()
+    )
+    cov = allbt[allbt["method"] == "model"].groupby("seed")["covered"].mean()
+    print("\nmedian |F - A| / A at week4, per seed:\n", med.round(3).to_string())
+    print("\nbias sum(F - A) / sum(A) at week4, per seed:\n", bias.round(3).to_string())
+    print("\nmodel P10-P90 coverage over all checkpoints, per seed:\n", cov.round(3).to_string())
+    pooled = allbt[allbt["method"] == "model"]["covered"]
+    print(f"pooled coverage: {pooled.mean():.3f} ({int(pooled.sum())}/{pooled.notna().sum()})")
+    print(
+        "\npooled over seeds, median |F - A| / A at week4:\n",
+        w4.groupby("method")["abs_pct_error"].median().round(3).to_string(),
+    )
+    return allbt
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1] if len(sys.argv) > 1 else "speed"
+    if mode == "speed":
+        speed(int(sys.argv[2]) if len(sys.argv) > 2 else 100_000)
+    elif mode == "backtest":
+        backtest_speed()
+    elif mode == "accuracy":
+        accuracy(sys.argv[2], int(sys.argv[3]), [int(x) for x in sys.argv[4].split(",")], tuple(sys.argv[5].split(",")))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}; use speed, backtest or accuracy")

@@ -1,0 +1,406 @@
+"""Backtests: forecast past periods at fixed checkpoints and compare with what was booked.
+
+For each past period and checkpoint, the pipeline is rebuilt with ``crm.as_of(d)``
+and every method forecasts the period from that snapshot alone (leakage-free by
+construction: nothing after ``d`` reaches a method). The actual is the amount of the
+deals won with ``closed_at`` in the period, read from the full snapshot.
+
+Checkpoints: ``"weekN"`` is the end of the first day of the N-th week of the period
+(``start + 7 (N - 1)`` days: ``week1`` is the period's first day, ``week13`` the first
+day of its last full week); an integer is a number of days after the start.
+
+Methods (each forecasts total period bookings = won so far + still to come):
+
+``crm``
+    CRM default probabilities x amount of the open deals dated in the period (the
+    weighted pipeline of Salesforce / HubSpot; typed-in probability where present).
+``stage``
+    historical stage win rates (:func:`~forecastkit.probability.stages.stage_probabilities`)
+    x slip model x amount, plus not-yet-created deals.
+``model``
+    the calibrated :class:`~forecastkit.probability.model.WinModel` x slip model x amount,
+    plus not-yet-created deals (:func:`~forecastkit.forecast.forecast.forecast`'s default).
+``commit``, ``best_case``
+    the sum of the reps' latest calls (``forecast_calls``) submitted by the checkpoint.
+``run_rate``
+    won so far + the average, over the last 4 completed periods, of what was booked
+    from the same point of the period to its end.
+``oracle`` (only with ``truth=``)
+    the generator's true ``P(won by the period end)`` per open deal
+    (``truth.p_win_by``) x amount, plus the same not-yet-created deals term: the best a
+    pipeline method can do.
+
+``crm``, ``stage``, ``model`` and ``oracle`` also give P10 / P50 / P90 (seeded Monte Carlo).
+
+Win model refits: ``refit="period"`` (default) fits the win model once per period on
+the snapshot of its first checkpoint and uses it at the later checkpoints (still
+leakage-free: a model fitted on older data); ``refit="checkpoint"`` refits at every
+checkpoint (then each forecast equals ``forecast(crm.as_of(d), method="model")``,
+about 3 s more per checkpoint).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from forecastkit.data.crm import CRM
+from forecastkit.errors import FallbackWarning, InsufficientDataError, ParameterError, PeriodError
+from forecastkit.forecast.forecast import _WIN_SPAN_DAYS, _WIN_STEP_DAYS, _win_dates, fit_win_model, win_probabilities
+from forecastkit.forecast.montecarlo import NewDeals, new_deal_run_rate, simulate_bookings, summarise
+from forecastkit.forecast.slips import SlipModel, p_in_period, slip_rows
+from forecastkit.periods import Period, parse_period, period_of
+
+__all__ = ["backtest", "checkpoint_date", "past_periods", "METHODS", "BACKTEST_COLUMNS"]
+
+#: Methods compared by default (``oracle`` is added when ``truth`` is given).
+METHODS = ("crm", "stage", "model", "commit", "best_case", "run_rate")
+_ALL = (*METHODS, "oracle")
+_DISTRIBUTION = ("crm", "stage", "model", "oracle")
+#: Columns of the backtest frame.
+BACKTEST_COLUMNS = (
+    "period",
+    "checkpoint",
+    "as_of",
+    "method",
+    "forecast",
+    "actual",
+    "closed_won",
+    "p10",
+    "p50",
+    "p90",
+    "error",
+    "abs_pct_error",
+    "covered",
+    "note",
+)
+
+
+def checkpoint_date(period: Period, checkpoint: str | int) -> pd.Timestamp:
+    """The as-of date of a checkpoint: ``"weekN"`` = start + 7 (N - 1) days; an int = start + that many days.
+
+    Examples
+    --------
+    >>> from forecastkit.periods import parse_period
+    >>> str(checkpoint_date(parse_period("2026-Q1"), "week4").date())
+    '2026-01-22'
+    """
+    if isinstance(checkpoint, (int, np.integer)) and not isinstance(checkpoint, bool):
+        days = int(checkpoint)
+    else:
+        m = re.fullmatch(r"week(\d+)", str(checkpoint).strip().lower())
+        if not m or int(m[1]) < 1:
+            raise ParameterError(
+                f"checkpoint {checkpoint!r} is not understood; use 'week1', 'week4'... or days after the start"
+            )
+        days = 7 * (int(m[1]) - 1)
+    d = period.start + pd.Timedelta(days=days)
+    if not (days >= 0 and d < period.end):
+        raise ParameterError(
+            f"checkpoint {checkpoint!r} falls outside {period.label} ({period.start.date()} to {period.last_day.date()})"
+        )
+    return d
+
+
+def past_periods(crm: CRM, n: int = 8, freq: str = "quarter") -> list[Period]:
+    """The last ``n`` periods that ended by the snapshot date and start at least a year after the first deal."""
+    o = crm.opportunities
+    if o.empty:
+        return []
+    first = o["created_at"].min()
+    p = period_of(crm.as_of_date, freq, crm.playbook).shift(-1, crm.playbook)  # type: ignore[arg-type]
+    out = []
+    while len(out) < n and p.start >= first + pd.Timedelta(days=365):
+        out.append(p)
+        p = p.shift(-1, crm.playbook)
+    return out[::-1]
+
+
+def _periods(crm: CRM, periods: Sequence[str | Period] | int | None) -> list[Period]:
+    if periods is None or isinstance(periods, int):
+        out = past_periods(crm, 8 if periods is None else periods)
+        if not out:
+            raise InsufficientDataError(
+                f"no past quarter to backtest: the data must cover at least a year before a completed quarter "
+                f"(snapshot {crm.as_of_date.date()}); pass periods=[...] explicitly"
+            )
+        return out
+    first = crm.opportunities["created_at"].min()
+    out = []
+    for p in periods:
+        per = parse_period(p, crm.playbook)
+        if per.end > crm.as_of_date + pd.Timedelta(days=1):
+            raise PeriodError(
+                f"period {per.label} has not ended by the snapshot date {crm.as_of_date.date()}: its bookings are not "
+                "known yet; backtest completed periods only (use forecast() for the current one)"
+            )
+        if pd.isna(first) or per.end <= first:
+            raise PeriodError(
+                f"period {per.label} ends before the first deal in the data "
+                f"({'none' if pd.isna(first) else first.date()}): nothing to backtest"
+            )
+        out.append(per)
+    return out
+
+
+def backtest(
+    crm: CRM,
+    periods: Sequence[str | Period] | int | None = None,
+    checkpoints: Sequence[str | int] = ("week1", "week4", "week8", "week13"),
+    methods: Sequence[str] = METHODS,
+    seed: int = 0,
+    *,
+    truth: Any = None,
+    n_sims: int = 4_000,
+    refit: Literal["period", "checkpoint"] = "period",
+    n_periods: int = 4,
+) -> pd.DataFrame:
+    """Forecast past periods at each checkpoint with each method, and compare with the actual.
+
+    Parameters
+    ----------
+    crm : CRM
+        The full snapshot (actuals are read from it; forecasts only from ``crm.as_of(d)``).
+    periods : list of str, int or None
+        Completed periods (``["2025-Q1", ...]``), or how many of the last completed
+        quarters (default 8, starting at least a year after the first deal).
+    checkpoints : list of str or int
+        ``"weekN"`` or days after the period start (see the module docstring).
+    methods : list of str
+        Among ``crm, stage, model, commit, best_case, run_rate`` (``oracle`` needs ``truth``).
+    seed : int
+        Seed of the Monte Carlo draws.
+    truth : GroundTruth, optional
+        The sample generator's ground truth; adds the ``oracle`` method.
+    n_sims : int
+        Monte Carlo draws per forecast.
+    refit : {"period", "checkpoint"}
+        When the win model is refitted.
+    n_periods : int
+        Completed periods averaged by the run-rate terms.
+
+    Returns
+    -------
+    DataFrame
+        One row per (period, checkpoint, method): ``period, checkpoint, as_of, method,
+        forecast, actual, closed_won`` (won by the checkpoint), ``p10, p50, p90`` (NaN for
+        methods without a distribution), ``error`` (forecast - actual), ``abs_pct_error``
+        (``|error| / actual``; NaN when actual = 0), ``covered`` (``p10 <= actual <= p90``;
+        NA without interval), ``note``.
+    """
+    methods = list(dict.fromkeys(methods))
+    if truth is not None and "oracle" not in methods:
+        methods.append("oracle")
+    bad = [m for m in methods if m not in _ALL]
+    if bad:
+        raise ParameterError(f"unknown method(s) {bad}; allowed: {', '.join(_ALL)}")
+    if "oracle" in methods and truth is None:
+        raise ParameterError("method 'oracle' needs truth= (the sample generator's GroundTruth)")
+    if refit not in ("period", "checkpoint"):
+        raise ParameterError(f"refit must be 'period' or 'checkpoint', got {refit!r}")
+    pers = _periods(crm, periods)
+    plan = [(per, cp, checkpoint_date(per, cp)) for per in pers for cp in checkpoints]
+    o = crm.opportunities
+    won = o[(o["status"] == "won").fillna(False).to_numpy(dtype=bool)]
+    # shared, leak-safe caches computed once from the full snapshot and filtered per checkpoint
+    first_d = min(d for _, _, d in plan)
+    last_d = max(d for _, _, d in plan)
+    slip_cache = (
+        slip_rows(
+            crm,
+            "quarter" if pers[0].freq == "quarter" else pers[0].freq,
+            lookback=f"{(crm.as_of_date - first_d).days + 1095}D",
+            until=last_d,
+        )
+        if _needs_slips(methods)
+        else None
+    )
+    win_cache = _win_rows(crm, first_d, last_d) if "model" in methods else None
+    models: dict[str, Any] = {}
+    rows = []
+    for per, cp, d in plan:
+        snap = crm.as_of(d)
+        actual = float(won.loc[per.contains(won["closed_at"]).fillna(False).to_numpy(dtype=bool), "amount"].sum())
+        cw = float(_won_amount(snap, per))
+        common = {"period": per.label, "checkpoint": str(cp), "as_of": d, "actual": actual, "closed_won": cw}
+        ctx = _Context(snap, per, slip_cache, n_periods)
+        for m in methods:
+            res = _one(
+                m,
+                ctx,
+                cw,
+                crm=crm,
+                per=per,
+                d=d,
+                truth=truth,
+                win_cache=win_cache,
+                models=models,
+                refit=refit,
+                seed=seed,
+                n_sims=n_sims,
+            )
+            rows.append({**common, "method": m, **res})
+    out = pd.DataFrame(rows)
+    out["error"] = out["forecast"] - out["actual"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["abs_pct_error"] = np.where(out["actual"] > 0, out["error"].abs() / out["actual"], np.nan)
+    has = out["p10"].notna()
+    covered = pd.array([pd.NA] * len(out), dtype="boolean")
+    covered[has.to_numpy()] = (
+        (out.loc[has, "p10"] <= out.loc[has, "actual"]) & (out.loc[has, "actual"] <= out.loc[has, "p90"])
+    ).to_numpy()
+    out["covered"] = covered
+    return out[list(BACKTEST_COLUMNS)]
+
+
+# --------------------------------------------------------------------------- helpers
+def _needs_slips(methods: Sequence[str]) -> bool:
+    return bool({"stage", "model"} & set(methods))
+
+
+def _win_rows(crm: CRM, first_d: pd.Timestamp, last_d: pd.Timestamp) -> pd.DataFrame | None:
+    from forecastkit.probability.features import training_rows
+
+    start, _ = _win_dates(first_d)
+    _, end = _win_dates(last_d)
+    first = crm.opportunities["created_at"].min()
+    lo = first
+    if pd.isna(lo) or end < lo:
+        return None
+    n = int((end - max(start, lo)).days // _WIN_STEP_DAYS)
+    start = end - pd.Timedelta(days=_WIN_STEP_DAYS * n)
+    assert _WIN_SPAN_DAYS % _WIN_STEP_DAYS == 0
+    return training_rows(crm, start, end, f"{_WIN_STEP_DAYS}D")
+
+
+def _won_amount(snap: CRM, per: Period) -> float:
+    o = snap.opportunities
+    m = (o["status"] == "won").fillna(False).to_numpy(dtype=bool) & per.contains(o["closed_at"]).fillna(False).to_numpy(
+        dtype=bool
+    )
+    return float(o.loc[m, "amount"].sum())
+
+
+class _Context:
+    """Per-checkpoint pieces shared by the methods (computed on first use)."""
+
+    def __init__(self, snap: CRM, per: Period, slip_cache: pd.DataFrame | None, n_periods: int) -> None:
+        self.snap, self.per, self.slip_cache, self.n_periods = snap, per, slip_cache, n_periods
+        self._p_in: np.ndarray | None = None
+        self._new: NewDeals | None = None
+        self.notes: list[str] = []
+
+    @property
+    def p_in(self) -> np.ndarray:
+        if self._p_in is None:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", FallbackWarning)
+                sm = SlipModel(self.per.freq).fit(self.snap, rows=self.slip_cache)
+            self.notes += [str(w.message).split(";")[0] for w in caught]
+            self._p_in = p_in_period(self.snap, self.per, model=sm)["p_in_period"].to_numpy(float)
+        return self._p_in
+
+    @property
+    def new(self) -> NewDeals:
+        if self._new is None:
+            self._new = new_deal_run_rate(self.snap, self.per, n_periods=self.n_periods)
+        return self._new
+
+
+def _dist(ctx: _Context, p: np.ndarray, new: NewDeals, cw: float, seed: int, n_sims: int, note: str = "") -> dict:
+    a = ctx.snap.open_deals["amount"].to_numpy(float)
+    tot = simulate_bookings(a, p, new, n_sims=n_sims, seed=seed)
+    s = summarise(tot, cw)
+    expected = cw + float((a * p).sum()) + new.expected  # exact mean (the draws' mean has sampling noise)
+    return {
+        "forecast": expected,
+        "p10": s["p10"],
+        "p50": s["p50"],
+        "p90": s["p90"],
+        "note": "; ".join(dict.fromkeys([*ctx.notes, note] if note else ctx.notes)),
+    }
+
+
+def _one(
+    m: str,
+    ctx: _Context,
+    cw: float,
+    *,
+    crm: CRM,
+    per: Period,
+    d: pd.Timestamp,
+    truth: Any,
+    win_cache: pd.DataFrame | None,
+    models: dict,
+    refit: str,
+    seed: int,
+    n_sims: int,
+) -> dict:
+    snap = ctx.snap
+    nan = {"forecast": np.nan, "p10": np.nan, "p50": np.nan, "p90": np.nan, "note": ""}
+    if m == "crm":
+        p = win_probabilities(snap, "crm")
+        p = p * per.contains(snap.open_deals["close_date"]).fillna(False).to_numpy(dtype=float)
+        return _dist(ctx, p, NewDeals.none(), cw, seed, n_sims)
+    if m == "stage":
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always", FallbackWarning)
+            p = win_probabilities(snap, "stage")
+        return _dist(ctx, p * ctx.p_in, ctx.new, cw, seed, n_sims)
+    if m == "model":
+        key = per.label if refit == "period" else f"{per.label}@{d.date()}"
+        note = ""
+        if key not in models:
+            try:
+                models[key] = fit_win_model(snap, rows=win_cache)
+            except InsufficientDataError as exc:
+                models[key] = None
+                note = f"win model not fitted ({str(exc).split(':')[0]}); stage probabilities used"
+        model = models[key]
+        if model is None:
+            note = note or "win model not fitted; stage probabilities used"
+            with warnings.catch_warnings(record=True):
+                warnings.simplefilter("always", FallbackWarning)
+                p = win_probabilities(snap, "stage")
+        else:
+            p = win_probabilities(snap, "model", model=model)
+        return _dist(ctx, p * ctx.p_in, ctx.new, cw, seed, n_sims, note)
+    if m == "oracle":
+        o = snap.open_deals
+        if len(o) == 0:
+            return _dist(ctx, np.zeros(0), ctx.new, cw, seed, n_sims)
+        p = np.nan_to_num(truth.p_win_by(o["opportunity_id"].to_numpy(object), d + pd.Timedelta(days=1), per.last_day))
+        return _dist(ctx, p, ctx.new, cw, seed, n_sims)
+    if m in ("commit", "best_case"):
+        fc = snap.forecast_calls
+        fc = fc[(fc["period"] == per.label).fillna(False).to_numpy(dtype=bool)]
+        if fc.empty:
+            return {**nan, "note": f"no forecast call for {per.label} submitted by {d.date()}"}
+        last = fc.sort_values("submitted_at", kind="stable").groupby("owner", sort=False).tail(1)
+        return {**nan, "forecast": float(last[m].sum())}
+    if m == "run_rate":
+        return {**nan, **_run_rate(snap, per, ctx.n_periods, cw)}
+    raise ParameterError(f"unknown method {m!r}")  # pragma: no cover - checked upstream
+
+
+def _run_rate(snap: CRM, per: Period, n_periods: int, cw: float) -> dict:
+    """Won so far + mean of what past periods booked from the same point to their end."""
+    o = snap.opportunities
+    won = o[(o["status"] == "won").fillna(False).to_numpy(dtype=bool)]
+    elapsed = snap.as_of_date + pd.Timedelta(days=1) - per.start
+    first = o["created_at"].min()
+    vals, p = [], per
+    for _ in range(n_periods):
+        p = p.shift(-1, snap.playbook)
+        if pd.isna(first) or p.start < first.normalize():
+            break
+        rest = (won["closed_at"] >= p.start + elapsed) & (won["closed_at"] < p.end)
+        vals.append(float(won.loc[rest.fillna(False).to_numpy(dtype=bool), "amount"].sum()))
+    if not vals:
+        return {"forecast": cw, "note": "no completed past period: run-rate adds zero"}
+    return {"forecast": cw + float(np.mean(vals))}

@@ -1,0 +1,321 @@
+"""Slips: the probability that a deal, if won, is won *inside* the forecast period.
+
+A calibrated win probability says whether a deal will be won, not when. Close dates
+slip (case 2 of the domain: "good conversion, cycle too long"), so a deal dated this
+quarter is often won next quarter, and a deal dated next quarter is sometimes pulled in.
+
+Method (empirical, fitted on past snapshots)
+--------------------------------------------
+``p_in_period = P(won before the period ends | won, stage, close-date position,
+time left in the period, pushes so far)``, a logistic regression fitted on past
+as-of snapshots:
+
+* training as-of dates ``t`` lie on a fixed weekly grid (Mondays since 2000-01-03, so
+  that a rewound snapshot uses exactly the same dates), within ``lookback`` of the
+  snapshot date;
+* at each ``t`` every deal **open at t and won later** gives a row; its state (stage,
+  expected close date, close-date pushes so far) is its last ``history`` row known at
+  the end of day ``t``;
+* the label is 1 when the deal was won (``closed_at``) before the end of the fiscal
+  period (of the forecast's frequency) that contains ``t``;
+* only periods that ended at least ``settle`` days before the snapshot date are used:
+  a deal open then and still open at the snapshot date may yet be won, and would be
+  missing from the "won" rows (``settle`` makes that censoring negligible).
+
+Features: the stage (one-hot), the close-date position relative to the period
+(``overdue`` - dated on or before the as-of day -, ``in_period``, ``next_period``,
+``later``; one-hot), each position times the share of the period still to run, and
+the number of pushes so far (capped at 3). With fewer than :data:`MIN_SLIP_ROWS`
+training rows (or no row of one label) the model falls back, with a
+:class:`~forecastkit.errors.FallbackWarning`, to trusting the close date:
+``p_in_period = 1`` for deals dated before the period end, else 0.
+
+The forecast's probability of booking a deal in the period is then
+``p_win x p_in_period``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+from forecastkit.data.crm import CRM
+from forecastkit.data.timeline import close_date_pushes
+from forecastkit.errors import FallbackWarning, ParameterError
+from forecastkit.periods import Freq, Period, period_of
+
+__all__ = ["SlipModel", "p_in_period", "slip_rows", "MIN_SLIP_ROWS", "POSITIONS"]
+
+#: Fewest training rows (won deals x as-of dates) before the model falls back to the close date.
+MIN_SLIP_ROWS = 40
+#: Close-date positions relative to the period, in feature order.
+POSITIONS = ("overdue", "in_period", "next_period", "later")
+_EPOCH = pd.Timestamp("2000-01-03")  # a Monday: the weekly grid of training dates
+_DAY = pd.Timedelta(days=1)
+_MAX_PUSHES = 3
+
+
+def _grid(start: pd.Timestamp, end: pd.Timestamp, step_days: int = 7) -> pd.DatetimeIndex:
+    """Dates ``_EPOCH + k * step`` within ``[start, end]`` (the same dates whatever the snapshot)."""
+    k0 = int(np.ceil((start - _EPOCH).days / step_days))
+    k1 = int(np.floor((end - _EPOCH).days / step_days))
+    return pd.DatetimeIndex([_EPOCH + pd.Timedelta(days=k * step_days) for k in range(k0, k1 + 1)])
+
+
+def _positions(close_date: np.ndarray, t: np.ndarray, end: np.ndarray, period_days: np.ndarray) -> np.ndarray:
+    """Index into :data:`POSITIONS` of each close date relative to (as-of day t, period end)."""
+    cd = close_date.astype("datetime64[ns]")
+    nxt = end + (period_days * 86400e9).astype("timedelta64[ns]")
+    pos = np.full(len(cd), 3)
+    pos[cd < nxt] = 2
+    pos[cd < end] = 1
+    pos[cd < t + np.timedelta64(1, "D")] = 0
+    pos[np.isnat(cd)] = 1  # an undated deal is taken at its word: this period
+    return pos
+
+
+def _design(
+    stage_idx: np.ndarray, pos: np.ndarray, frac_left: np.ndarray, pushes: np.ndarray, n_stages: int
+) -> np.ndarray:
+    n = len(pos)
+    st = np.zeros((n, n_stages))
+    st[np.arange(n), stage_idx] = 1.0
+    po = np.zeros((n, len(POSITIONS)))
+    po[np.arange(n), pos] = 1.0
+    return np.hstack([st, po, po * frac_left[:, None], np.minimum(pushes, _MAX_PUSHES)[:, None].astype(float)])
+
+
+def slip_rows(crm: CRM, freq: Freq = "quarter", *, lookback: str = "1095D", until: object = None) -> pd.DataFrame:
+    """Training rows of the slip model: one per (won deal, weekly as-of date it was open on).
+
+    Parameters
+    ----------
+    crm : CRM
+        Snapshot; only deals won in it are used, states are read from ``history``.
+    freq : {"month", "quarter", "half", "year"}
+        Period frequency whose end defines the label.
+    lookback : str
+        How far before the snapshot date the grid of as-of dates starts.
+    until : date, optional
+        Last as-of date (default: the snapshot date).
+
+    Returns
+    -------
+    DataFrame
+        ``opportunity_id, as_of, stage, close_date, pushes, period_end, period_days,
+        closed_at, in_period`` (1 when won before ``period_end``).
+    """
+    cols = [
+        "opportunity_id",
+        "as_of",
+        "stage",
+        "close_date",
+        "pushes",
+        "period_end",
+        "period_days",
+        "closed_at",
+        "in_period",
+    ]
+    try:
+        lb = pd.Timedelta(lookback)
+    except (ValueError, TypeError):
+        raise ParameterError(f"lookback={lookback!r} is not a duration; use e.g. '1095D'") from None
+    last = crm.as_of_date if until is None else pd.Timestamp(until).normalize()
+    dates = _grid(crm.as_of_date - lb, last)
+    o = crm.opportunities
+    won = o.loc[(o["status"] == "won") & o["closed_at"].notna(), ["opportunity_id", "created_at", "closed_at"]]
+    h = crm.history
+    h = h[h["opportunity_id"].isin(won["opportunity_id"])]
+    if won.empty or h.empty or len(dates) == 0:
+        return pd.DataFrame({c: [] for c in cols})
+    h = h.sort_values(["opportunity_id", "changed_at"], kind="stable")
+    same = h["opportunity_id"].eq(h["opportunity_id"].shift())
+    pushed = (h["close_date"] > h["close_date"].shift()) & same
+    h = h.assign(pushes=pushed.astype(int).groupby(h["opportunity_id"], sort=False).cumsum())
+    # pairs (won deal, date) with the deal created by the end of t and not yet won at the end of t
+    w = won.reset_index(drop=True)
+    di = np.repeat(np.arange(len(w)), len(dates))
+    ti = np.tile(np.arange(len(dates)), len(w))
+    t = dates.to_numpy()[ti]
+    cut = t + np.timedelta64(1, "D")
+    ok = (w["created_at"].to_numpy()[di] < cut) & (w["closed_at"].to_numpy()[di] >= cut)
+    pairs = pd.DataFrame(
+        {
+            "opportunity_id": w["opportunity_id"].to_numpy()[di][ok],
+            "as_of": t[ok],
+            "_cut": cut[ok],
+            "closed_at": w["closed_at"].to_numpy()[di][ok],
+        }
+    )
+    if pairs.empty:
+        return pd.DataFrame({c: [] for c in cols})
+    pairs = pairs.sort_values("_cut", kind="stable")
+    hs = h[["opportunity_id", "changed_at", "stage", "close_date", "pushes"]].sort_values("changed_at", kind="stable")
+    hs = hs.assign(opportunity_id=hs["opportunity_id"].astype(object))
+    pairs["opportunity_id"] = pairs["opportunity_id"].astype(object)
+    m = pd.merge_asof(
+        pairs,
+        hs,
+        left_on="_cut",
+        right_on="changed_at",
+        by="opportunity_id",
+        direction="backward",
+        allow_exact_matches=False,
+    )
+    m = m[m["stage"].isin(crm.playbook.stage_names)]
+    ends = {d: period_of(d, freq, crm.playbook) for d in pd.DatetimeIndex(m["as_of"].unique())}
+    m["period_end"] = m["as_of"].map({d: p.end for d, p in ends.items()})
+    m["period_days"] = m["as_of"].map({d: p.days for d, p in ends.items()}).astype(float)
+    m["in_period"] = (m["closed_at"] < m["period_end"]).astype(int)
+    m["pushes"] = m["pushes"].astype(int)
+    m["stage"] = m["stage"].astype("string")
+    out = m[cols].sort_values(["as_of", "opportunity_id"], kind="stable").reset_index(drop=True)
+    return out
+
+
+class SlipModel:
+    """P(won inside the period | won, deal state): see the module docstring for the method.
+
+    Parameters
+    ----------
+    freq : {"month", "quarter", "half", "year"}
+        Frequency of the forecast periods.
+    lookback : str
+        Window of training as-of dates before the snapshot date.
+    settle : str
+        Only periods that ended at least this long before the snapshot date are used.
+    C : float
+        Inverse L2 regularisation of the logistic regression.
+
+    Attributes
+    ----------
+    model_ : LogisticRegression or None
+        None when the model fell back to the close-date rule.
+    n_rows_ : int
+        Training rows used.
+    fallback_ : bool
+        True when the close-date rule is used.
+    """
+
+    def __init__(self, freq: Freq = "quarter", lookback: str = "1095D", settle: str = "90D", C: float = 1.0) -> None:
+        self.freq = freq
+        self.lookback = lookback
+        self.settle = settle
+        self.C = C
+
+    def fit(self, crm: CRM, rows: pd.DataFrame | None = None) -> SlipModel:
+        """Fit on ``crm`` (or on precomputed :func:`slip_rows` of a later snapshot, filtered to what ``crm`` knows)."""
+        try:
+            settle = pd.Timedelta(self.settle)
+        except (ValueError, TypeError):
+            raise ParameterError(f"settle={self.settle!r} is not a duration; use e.g. '90D'") from None
+        if rows is None:
+            rows = slip_rows(crm, self.freq, lookback=self.lookback)
+        else:  # rows of a later snapshot: keep what this one knows (won by its date, grid in its window)
+            known = crm.as_of_date + _DAY
+            lb = pd.Timedelta(self.lookback)
+            rows = rows[
+                (rows["closed_at"] < known) & (rows["as_of"] >= crm.as_of_date - lb) & (rows["as_of"] <= crm.as_of_date)
+            ]
+        rows = rows[rows["period_end"] <= crm.as_of_date + _DAY - settle]
+        self.stage_names_ = tuple(crm.playbook.stage_names)
+        self.n_rows_ = len(rows)
+        y = rows["in_period"].to_numpy(int)
+        if len(rows) < MIN_SLIP_ROWS or y.min(initial=1) == y.max(initial=0):
+            warnings.warn(
+                f"slip model: only {len(rows)} won deal-snapshots in periods that ended {self.settle} or more before "
+                f"{crm.as_of_date.date()} (need {MIN_SLIP_ROWS}, with both outcomes); falling back to the close "
+                "date: a deal counts in the period when its expected close date is before the period end",
+                FallbackWarning,
+                stacklevel=2,
+            )
+            self.model_ = None
+            self.fallback_ = True
+            return self
+        X = self._features(
+            rows["stage"], rows["close_date"], rows["as_of"], rows["period_end"], rows["period_days"], rows["pushes"]
+        )
+        self.model_ = LogisticRegression(C=self.C, max_iter=1000).fit(X, y)
+        self.fallback_ = False
+        return self
+
+    def _features(
+        self,
+        stage: pd.Series,
+        close_date: pd.Series,
+        t: pd.Series | pd.Timestamp,
+        end: pd.Series | pd.Timestamp,
+        period_days: pd.Series | float,
+        pushes: pd.Series,
+    ) -> np.ndarray:
+        n = len(stage)
+        t_a = np.broadcast_to(np.asarray(t, dtype="datetime64[ns]"), (n,))
+        e_a = np.broadcast_to(np.asarray(end, dtype="datetime64[ns]"), (n,))
+        pdays = np.broadcast_to(np.asarray(period_days, dtype=float), (n,))
+        idx = pd.Index(self.stage_names_).get_indexer(stage.astype(object).to_numpy())
+        idx = np.where(idx < 0, 0, idx)
+        pos = _positions(close_date.to_numpy(dtype="datetime64[ns]"), t_a, e_a, pdays)
+        left = (e_a - (t_a + np.timedelta64(1, "D"))) / np.timedelta64(1, "D")
+        frac = np.clip(left / pdays, 0.0, 1.0)
+        return _design(idx, pos, frac, pushes.to_numpy(dtype=float), len(self.stage_names_))
+
+    def predict(self, deals: pd.DataFrame, as_of: pd.Timestamp, period: Period) -> np.ndarray:
+        """``p_in_period`` of open deals (``stage, close_date, pushes``) as of ``as_of`` for ``period``."""
+        if not hasattr(self, "fallback_"):
+            raise ParameterError("SlipModel is not fitted; call fit(crm) first")
+        if len(deals) == 0:
+            return np.zeros(0)
+        if self.fallback_:
+            cd = deals["close_date"]
+            return (cd.isna() | (cd < period.end)).to_numpy(dtype=float)
+        X = self._features(deals["stage"], deals["close_date"], as_of, period.end, float(period.days), deals["pushes"])
+        return self.model_.predict_proba(X)[:, 1]
+
+
+def p_in_period(
+    crm: CRM,
+    period: Period,
+    *,
+    model: SlipModel | None = None,
+    how: Literal["model", "close_date"] = "model",
+) -> pd.DataFrame:
+    """Probability that each open deal, if won, is won before ``period`` ends.
+
+    Parameters
+    ----------
+    crm : CRM
+        Snapshot (its date must lie inside ``period``).
+    period : Period
+        The forecast period.
+    model : SlipModel, optional
+        A fitted slip model (default: fitted on ``crm``).
+    how : {"model", "close_date"}
+        ``"close_date"`` trusts the CRM close date (1 when dated before the period end).
+
+    Returns
+    -------
+    DataFrame
+        ``opportunity_id, pushes, p_in_period``, one row per open deal (``crm.open_deals`` order).
+    """
+    o = crm.open_deals
+    pushes = close_date_pushes(crm).set_index("opportunity_id")["pushes"]
+    deals = pd.DataFrame(
+        {
+            "opportunity_id": o["opportunity_id"].to_numpy(),
+            "stage": o["stage"].to_numpy(),
+            "close_date": o["close_date"].to_numpy(),
+            "pushes": pushes.reindex(o["opportunity_id"].to_numpy()).fillna(0).astype(int).to_numpy(),
+        }
+    )
+    if how == "close_date":
+        p = (deals["close_date"].isna() | (deals["close_date"] < period.end)).to_numpy(dtype=float)
+    elif how == "model":
+        m = model if model is not None else SlipModel(period.freq).fit(crm)
+        p = m.predict(deals, crm.as_of_date, period)
+    else:
+        raise ParameterError(f"how must be 'model' or 'close_date', got {how!r}")
+    return deals[["opportunity_id", "pushes"]].assign(p_in_period=p)
