@@ -99,6 +99,7 @@ def test_notebook_runs_on_the_sample(path: Path, sample_dir: Path, tmp_path: Pat
     from forecastkit.report.overview import open_pipeline
 
     expected["len(ov.open_pipeline(crm))"] = len(open_pipeline(crm))
+    expected["len(actions)"] = len(fk.hygiene.review(crm))
     for cell in executed.cells:
         if cell.cell_type == "code" and cell.source.startswith(CHECK):
             expr = cell.source.splitlines()[-1]

@@ -139,7 +139,9 @@ def period_of(date: object, freq: Freq = "quarter", playbook: Playbook = DEFAULT
     return parse_period(f"{fy}-Q{months_into_fy // 3 + 1}", playbook)
 
 
-def periods_between(start: object, end: object, freq: Freq = "quarter", playbook: Playbook = DEFAULT_PLAYBOOK) -> list[Period]:
+def periods_between(
+    start: object, end: object, freq: Freq = "quarter", playbook: Playbook = DEFAULT_PLAYBOOK
+) -> list[Period]:
     """Every period of ``freq`` overlapping ``[start, end]``, in order."""
     first = period_of(start, freq, playbook)
     last_ts = to_timestamp(end, what="end")

@@ -120,6 +120,7 @@ _DEFAULT_DIAGNOSIS = {
     "history_drop": 0.30,  # relative worsening vs the year before that counts as "low"/"long"
     "history_quarters": 8,  # closed quarters needed before own history is used
     "min_closed_deals": 60,  # fewer closed deals in the window -> insufficient data
+    "min_history_months": 12,  # the conversion, lead and cycle measures look back one year
 }
 
 #: Qualification fields (BANT + MEDDIC); "known" means the value is not empty.

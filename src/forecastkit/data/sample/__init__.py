@@ -33,7 +33,6 @@ effects, no rep skill); combine with ``+``.
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any

@@ -1,0 +1,617 @@
+"""Diagnosis of the three case patterns, from the numbers the KPI, probability, hygiene and forecast functions return.
+
+How each case is judged (thresholds in ``playbook.diagnosis``; every metric is
+computed by the named forecastkit function, never a second time here):
+
+1. **Wide pipeline, low conversion** - detected when *both* core symptoms hold:
+   conversion is low (qualified -> won, the recalibrated ``p_win`` of the
+   qualification stage from :func:`~forecastkit.stage_probabilities` over the
+   last 365 days, is below ``conversion_low_ratio`` x the CRM's qualification
+   probability, or has dropped by ``history_drop`` against the year before when
+   the history is long enough) *and* the pipeline is wide (new deals per rep
+   per month, from :func:`~forecastkit.new_pipeline`, above
+   ``leads_per_rep_month_high``, or the median rep over the WIP limit).
+2. **Good conversion, cycle too long** - conversion is *not* low *and* the
+   censoring-aware median time to win (Aalen-Johansen cumulative incidence of
+   won, from :func:`~forecastkit.cycle_survival`) is above the playbook's
+   ``sales_cycle_days`` orange threshold, or lengthened by ``history_drop``
+   against the year before. Close-date slips and forecast instability are
+   supporting evidence.
+3. **Systematically optimistic forecast** - the reps' commit calls exceed what
+   was booked: median signed bias over the last ``bias_periods`` closed
+   quarters above ``forecast_bias_high`` and at least ``biased_periods_min`` of
+   them above +10% (:func:`~forecastkit.forecast_accuracy`). CRM stage
+   probabilities above the recalibrated ones and commit deals with a low
+   calibrated probability are supporting evidence.
+
+"Low" and "long" are judged against the playbook's thresholds and, when the
+company has at least ``history_quarters`` closed quarters, also against its own
+previous year; the finding's ``basis`` says which. With too few closed deals
+(``min_closed_deals``) or forecast periods, the finding is "insufficient data"
+with what is missing - never a verdict.
+
+Severity: how far the weakest core symptom is past its threshold - ``high``
+at 1.5x or more (or 1/1.5 for "below" symptoms), ``medium`` at 1.2x, ``low``
+otherwise.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from forecastkit.data.crm import CRM
+from forecastkit.diagnosis.findings import ACTIONS, EVIDENCE_COLUMNS, Diagnosis, Finding
+from forecastkit.errors import ParameterError
+from forecastkit.periods import parse_period, period_of
+from forecastkit.playbook import Playbook
+
+__all__ = ["diagnose", "diagnose_scope"]
+
+_YEAR = pd.Timedelta(days=365)
+
+
+@dataclass
+class _Metric:
+    metric: str
+    value: float
+    threshold: float
+    comparison: Literal["above", "below"]
+    reference: str
+    core: bool
+    source: str
+    trend: float = np.nan
+    n: float = np.nan
+    holds_override: bool | None = None
+
+    @property
+    def holds(self) -> bool:
+        if self.holds_override is not None:
+            return self.holds_override
+        if not np.isfinite(self.value) or not np.isfinite(self.threshold):
+            return False
+        return self.value > self.threshold if self.comparison == "above" else self.value < self.threshold
+
+    @property
+    def strength(self) -> float:
+        """How far past the threshold (>= 1 when the symptom holds)."""
+        v, t = self.value, self.threshold
+        if not (np.isfinite(v) and np.isfinite(t)) or t == 0 or v == 0:
+            return 1.0 if self.holds else 0.0
+        return v / t if self.comparison == "above" else t / v
+
+    def row(self) -> dict:
+        return {
+            "metric": self.metric,
+            "value": self.value,
+            "threshold": self.threshold,
+            "comparison": self.comparison,
+            "reference": self.reference,
+            "holds": self.holds,
+            "core": self.core,
+            "trend": self.trend,
+            "n": self.n,
+            "source": self.source,
+        }
+
+
+def _quiet(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """Call an analysis function; its fallback warnings become part of the evidence, not noise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+def _severity(core: Sequence[_Metric]) -> str:
+    s = min(m.strength for m in core)
+    return "high" if s >= 1.5 else "medium" if s >= 1.2 else "low"
+
+
+def _evidence(metrics: Sequence[_Metric]) -> pd.DataFrame:
+    return pd.DataFrame([m.row() for m in metrics], columns=EVIDENCE_COLUMNS)
+
+
+# ------------------------------------------------------------------- measures
+def _qualified_conversion(crm: CRM) -> tuple[float, float, int]:
+    """Recalibrated p_win of the qualification stage over the last year: (p_win, crm_probability, closed deals)."""
+    from forecastkit.probability.stages import stage_probabilities
+
+    stage = _qualified_stage(crm.playbook)
+    t = _quiet(stage_probabilities, crm, lookback="365D")
+    row = t[t["stage"] == stage]
+    if row.empty:
+        return np.nan, crm.playbook.crm_probability(stage), 0
+    r = row.iloc[0]
+    n = int(r["won"] + r["lost"])
+    return (float(r["p_win"]) if n else np.nan), float(r["crm_probability"]), n
+
+
+def _qualified_stage(pb: Playbook) -> str:
+    return pb.stage_names[1] if len(pb.stages) > 1 else pb.stage_names[0]
+
+
+def _leads_per_rep_month(crm: CRM) -> tuple[float, int]:
+    """Deals created per active rep per month over the last 12 full months (new_pipeline by owner and month)."""
+    from forecastkit.kpi.sales import new_pipeline
+
+    last = period_of(crm.as_of_date, "month", crm.playbook).shift(-1, crm.playbook)
+    months = {last.shift(-i, crm.playbook).label for i in range(12)}
+    t = new_pipeline(crm, period="month", by="owner")
+    t = t[t["period"].isin(months)]
+    if t.empty:
+        return np.nan, 0
+    per_rep = t.groupby("owner")["new_deals"].sum() / len(months)
+    return float(per_rep.median()), int(t["new_deals"].sum())
+
+
+def _wip_load(crm: CRM) -> tuple[float, pd.DataFrame, pd.DataFrame]:
+    from forecastkit.hygiene import wip
+
+    w = wip(crm)
+    by = w.by_owner
+    load = float(by["load"].median()) if len(by) else np.nan
+    return load, by[by["over_limit"] > 0], w.close_out
+
+
+def _time_to_win(crm: CRM) -> tuple[float, int]:
+    """Censoring-aware median days to win: where the Aalen-Johansen incidence of won reaches half its final level."""
+    from forecastkit.kpi.cycle import cycle_survival
+
+    curves = _quiet(cycle_survival, crm, curves=("won",), intervals=False)
+    won = curves[curves["curve"] == "won"].sort_values("days")
+    n = int((crm.opportunities["status"] == "won").sum())
+    if won.empty or n == 0 or won["estimate"].max() <= 0:
+        return np.nan, n
+    half = 0.5 * won["estimate"].max()
+    return float(won.loc[won["estimate"] >= half, "days"].iloc[0]), n
+
+
+def _slips(crm: CRM) -> tuple[float, float, pd.DataFrame]:
+    from forecastkit.data.timeline import close_date_pushes
+
+    pushes = close_date_pushes(crm)
+    o = crm.open_deals.merge(pushes, on="opportunity_id", how="left")
+    if o.empty:
+        return np.nan, np.nan, o
+    share = float((o["pushes"] > 0).mean())
+    per = float(o["pushes"].mean())
+    cols = ["opportunity_id", "owner", "name", "stage", "amount", "close_date", "pushes", "days_pushed"]
+    twice = o[o["pushes"] >= 2].sort_values(["pushes", "amount"], ascending=False)[cols]
+    return share, per, twice.reset_index(drop=True)
+
+
+def _calls_by_period(crm: CRM, periods: int) -> pd.DataFrame:
+    """The reps' commit calls against bookings, per closed quarter and checkpoint (calls_vs_actual)."""
+    from forecastkit.errors import InsufficientDataError
+    from forecastkit.forecast.accuracy import calls_vs_actual
+
+    empty = pd.DataFrame(columns=["period", "checkpoint", "method", "owner", "forecast", "actual"])
+    if not crm.has("forecast_calls") or crm.forecast_calls.empty:
+        return empty
+    try:
+        cva = calls_vs_actual(crm, periods=periods, checkpoints=("week2", "week4", "week13"))
+    except InsufficientDataError:
+        return empty
+    return cva[cva["method"] == "commit"]
+
+
+def _commit_bias(calls: pd.DataFrame) -> tuple[float, int, int, pd.DataFrame]:
+    """Signed bias of the commit calls at week 4 per closed quarter (forecast_accuracy): median, count above +10%, n."""
+    from forecastkit.forecast.accuracy import forecast_accuracy
+
+    w4 = calls[calls["checkpoint"] == "week4"]
+    if w4.empty:
+        return np.nan, 0, 0, pd.DataFrame()
+    acc = forecast_accuracy(w4, by="period").sort_values("period")
+    acc = acc[acc["bias"].notna()]
+    if acc.empty:
+        return np.nan, 0, 0, acc
+    return float(acc["bias"].median()), int((acc["bias"] > 0.10).sum()), len(acc), acc.reset_index(drop=True)
+
+
+def _forecast_instability(calls: pd.DataFrame) -> float:
+    """Mean absolute move of the company commit call between week 2 and week 13 of each quarter, as a share of actual."""
+    if calls.empty:
+        return np.nan
+    tot = calls.groupby(["period", "checkpoint"])[["forecast", "actual"]].sum().unstack("checkpoint")
+    if not {"week2", "week13"} <= set(tot["forecast"].columns):
+        return np.nan
+    moved = (tot["forecast"]["week13"] - tot["forecast"]["week2"]).abs()
+    actual = tot["actual"]["week13"].replace(0, np.nan)
+    return float((moved / actual).mean())
+
+
+# ---------------------------------------------------------------------- cases
+def _history_basis(crm: CRM, pb: Playbook) -> tuple[bool, int]:
+    first = crm.opportunities["created_at"].min()
+    if pd.isna(first):
+        return False, 0
+    quarters = len(pd.period_range(first, crm.as_of_date, freq="Q")) - 1
+    return quarters >= int(pb.diagnosis["history_quarters"]), quarters
+
+
+def diagnose_scope(
+    crm: CRM, scope: str = "company", *, with_drilldown: bool = True, commit_deals: pd.DataFrame | None = None
+) -> tuple[Finding, Finding, Finding]:
+    """The three findings for one snapshot (already restricted to its scope).
+
+    ``commit_deals`` is the company-wide list of commit deals to challenge (computed once by
+    :func:`diagnose`); it is filtered to the scope's deals.
+    """
+    pb = crm.playbook
+    th = pb.diagnosis
+    long_history, quarters = _history_basis(crm, pb)
+    basis = "playbook thresholds" + (
+        f" and the company's own previous year ({quarters} quarters of history)"
+        if long_history
+        else f" (own history too short: {quarters} quarters, {int(th['history_quarters'])} needed)"
+    )
+    min_closed = int(th["min_closed_deals"])
+    drop = float(th["history_drop"])
+    year_ago = crm.as_of(crm.as_of_date - _YEAR) if long_history else None
+
+    # shared measures
+    conv, crm_p, n_closed = _qualified_conversion(crm)
+    conv_prev = _qualified_conversion(year_ago)[0] if year_ago is not None else np.nan
+    conv_threshold = float(th["conversion_low_ratio"]) * crm_p
+    conv_ref = f"{th['conversion_low_ratio']:.0%} of the CRM's {_qualified_stage(pb)} probability ({crm_p:.0%})"
+    conv_low_hist = bool(long_history and np.isfinite(conv_prev) and conv < (1 - drop) * conv_prev)
+    conversion = _Metric(
+        "qualified_to_won",
+        conv,
+        conv_threshold,
+        "below",
+        conv_ref,
+        True,
+        "stage_probabilities(lookback='365D')",
+        trend=conv_prev,
+        n=n_closed,
+    )
+    if conv_low_hist:
+        conversion.holds_override = True
+        conversion.reference += f"; or {drop:.0%} below last year's {conv_prev:.1%}"
+    months = int(th["min_history_months"])
+    first = crm.opportunities["created_at"].min()
+    span_ok = pd.notna(first) and first <= crm.as_of_date - pd.DateOffset(months=months)
+    enough = n_closed >= min_closed and span_ok
+    need = (
+        f"at least {months} months of history (data starts {first.date() if pd.notna(first) else 'nowhere'}) and "
+        f"at least {min_closed} deals closed in the last 365 days that reached {_qualified_stage(pb)} (found {n_closed})"
+    )
+
+    # case 1
+    leads, n_leads = _leads_per_rep_month(crm)
+    load, over_wip, close_out = _wip_load(crm)
+    lead_metric = _Metric(
+        "new_deals_per_rep_month",
+        leads,
+        float(th["leads_per_rep_month_high"]),
+        "above",
+        "playbook diagnosis.leads_per_rep_month_high",
+        True,
+        "new_pipeline(period='month', by='owner')",
+        n=n_leads,
+    )
+    wip_metric = _Metric(
+        "median_wip_load", load, 1.0, "above", f"playbook wip_limit ({pb.wip_limit} active deals)", False, "hygiene.wip"
+    )
+    wide = _Metric(
+        "pipeline_wide",
+        float(lead_metric.holds or wip_metric.holds),
+        0.5,
+        "above",
+        "new deals per rep or WIP load above the playbook",
+        True,
+        "(either of the two above)",
+        holds_override=lead_metric.holds or wip_metric.holds,
+    )
+    m1 = [conversion, lead_metric, wip_metric, _coverage_metric(crm), _win_rate_metric(crm)]
+    core1 = [conversion, wide]
+    drill1 = {}
+    if with_drilldown:
+        drill1 = {
+            "unqualified_deals_to_kill": _unqualified_deals(crm),
+            "reps_over_wip": over_wip,
+            "deals_to_close_out": close_out,
+        }
+    f1 = _finding(
+        1,
+        scope,
+        core1,
+        m1,
+        enough,
+        need,
+        basis,
+        drill1,
+        strength_metrics=[conversion, lead_metric if lead_metric.holds else wip_metric],
+    )
+
+    # case 2
+    periods = int(th["bias_periods"])
+    calls = _calls_by_period(crm, periods)
+    ttw, n_won = _time_to_win(crm)
+    ttw_prev = _time_to_win(year_ago)[0] if year_ago is not None else np.nan
+    cyc_rule = pb.traffic_lights.get("sales_cycle_days", {"orange": 120})
+    cycle = _Metric(
+        "median_days_to_win",
+        ttw,
+        float(cyc_rule["orange"]),
+        "above",
+        "playbook traffic_lights.sales_cycle_days (orange)",
+        True,
+        "cycle_survival (Aalen-Johansen, won)",
+        trend=ttw_prev,
+        n=n_won,
+    )
+    if long_history and np.isfinite(ttw_prev) and ttw > (1 + drop) * ttw_prev:
+        cycle.holds_override = True
+        cycle.reference += f"; or {drop:.0%} longer than last year's {ttw_prev:.0f} days"
+    healthy = _Metric(
+        "qualified_to_won_healthy",
+        conv,
+        conv_threshold,
+        "above",
+        conv_ref,
+        True,
+        "stage_probabilities(lookback='365D')",
+        trend=conv_prev,
+        n=n_closed,
+        holds_override=not conversion.holds and np.isfinite(conv),
+    )
+    share, per, twice = _slips(crm)
+    m2 = [
+        healthy,
+        cycle,
+        _Metric(
+            "share_open_deals_pushed",
+            share,
+            float(th["pushed_share_high"]),
+            "above",
+            "playbook diagnosis.pushed_share_high",
+            False,
+            "timeline.close_date_pushes",
+        ),
+        _Metric("pushes_per_open_deal", per, np.nan, "above", "(for information)", False, "timeline.close_date_pushes"),
+        _Metric(
+            "forecast_instability",
+            _forecast_instability(calls),
+            0.10,
+            "above",
+            "commit call moving more than 10% of actual within the quarter",
+            False,
+            "calls_vs_actual: company commit, week 2 vs week 13",
+        ),
+    ]
+    drill2 = {}
+    if with_drilldown:
+        drill2 = {"deals_pushed_twice_or_more": twice, "stages_without_exit_criteria_met": _stuck_deals(crm)}
+    f2 = _finding(2, scope, [healthy, cycle], m2, enough and n_won > 0, need, basis, drill2, strength_metrics=[cycle])
+
+    # case 3
+    bias, n_biased, n_periods, bias_table = _commit_bias(calls)
+    bias_metric = _Metric(
+        "commit_bias_median",
+        bias,
+        float(th["forecast_bias_high"]),
+        "above",
+        "playbook diagnosis.forecast_bias_high",
+        True,
+        "forecast_accuracy(calls_vs_actual(...), by='period'): commit at week 4",
+        n=n_periods,
+    )
+    count_metric = _Metric(
+        "periods_biased_up",
+        float(n_biased),
+        float(th["biased_periods_min"]) - 0.5,
+        "above",
+        f"at least {int(th['biased_periods_min'])} of the last {periods} quarters above +10%",
+        True,
+        "forecast_accuracy(calls_vs_actual(...), by='period'): commit at week 4",
+        n=n_periods,
+    )
+    gap, stage_table = _probability_gap(crm)
+    m3 = [
+        bias_metric,
+        count_metric,
+        _Metric(
+            "crm_probability_gap",
+            gap,
+            0.0,
+            "above",
+            "CRM stage probabilities above the recalibrated ones",
+            False,
+            "stage_probabilities",
+        ),
+    ]
+    drill3 = {}
+    if with_drilldown:
+        challenge = _commit_deals_to_challenge(crm) if commit_deals is None else commit_deals
+        if len(challenge):
+            challenge = challenge[challenge["opportunity_id"].isin(crm.opportunities["opportunity_id"])]
+        drill3 = {
+            "recalibrated_probabilities": stage_table,
+            "commit_deals_to_challenge": challenge.reset_index(drop=True),
+            "commit_bias_by_quarter": bias_table,
+        }
+    need3 = f"reps' forecast calls for at least {periods} closed quarters (found {n_periods})"
+    f3 = _finding(
+        3,
+        scope,
+        [bias_metric, count_metric],
+        m3,
+        n_periods >= periods,
+        need3,
+        basis,
+        drill3,
+        strength_metrics=[bias_metric],
+    )
+    return f1, f2, f3
+
+
+def _finding(
+    case: int,
+    scope: str,
+    core: list[_Metric],
+    metrics: list[_Metric],
+    enough: bool,
+    need: str,
+    basis: str,
+    drill: dict,
+    strength_metrics: list[_Metric],
+) -> Finding:
+    if not enough:
+        return Finding(case, scope, "insufficient data", "none", basis, _evidence(metrics), ACTIONS[case], drill, need)
+    detected = all(m.holds for m in core)
+    severity = _severity(strength_metrics) if detected else "none"
+    return Finding(
+        case,
+        scope,
+        "detected" if detected else "not detected",
+        severity,
+        basis,
+        _evidence(metrics),
+        ACTIONS[case],
+        drill,
+    )
+
+
+def _coverage_metric(crm: CRM) -> _Metric:
+    from forecastkit.kpi.sales import pipeline_coverage
+
+    cov = pipeline_coverage(crm)
+    value = float(cov["coverage"].iloc[0]) if len(cov) else np.nan
+    rule = crm.playbook.traffic_lights.get("pipeline_coverage", {"green": 3.0})
+    return _Metric(
+        "pipeline_coverage",
+        value,
+        float(rule["green"]),
+        "above",
+        "playbook traffic_lights.pipeline_coverage",
+        False,
+        "pipeline_coverage",
+    )
+
+
+def _win_rate_metric(crm: CRM) -> _Metric:
+    from forecastkit.kpi.sales import win_rate
+
+    start = crm.as_of_date - _YEAR
+    wr = win_rate(crm.as_of(crm.as_of_date), period="month")
+    months = {period_of(start + pd.DateOffset(months=i), "month", crm.playbook).label for i in range(1, 13)}
+    wr = wr[wr["period"].isin(months)]
+    won, closed = wr["won"].sum(), wr["closed"].sum()
+    rule = crm.playbook.traffic_lights.get("win_rate", {"orange": 0.2})
+    return _Metric(
+        "win_rate",
+        won / closed if closed else np.nan,
+        float(rule["orange"]),
+        "below",
+        "playbook traffic_lights.win_rate (orange)",
+        False,
+        "win_rate(period='month'), last 12 months",
+        n=closed,
+    )
+
+
+def _probability_gap(crm: CRM) -> tuple[float, pd.DataFrame]:
+    from forecastkit.probability.stages import stage_probabilities
+
+    t = _quiet(stage_probabilities, crm, lookback="365D")
+    weights = t["reached"].clip(lower=1)
+    return float(np.average(t["gap"], weights=weights)), t
+
+
+def _unqualified_deals(crm: CRM) -> pd.DataFrame:
+    """Open deals still early (to contact / qualification) and past their age cap: candidates to kill fast."""
+    from forecastkit.hygiene import aging
+
+    a = aging(crm)
+    early = set(crm.playbook.stage_names[:2])
+    return a[a["stage"].isin(early)].reset_index(drop=True)
+
+
+def _stuck_deals(crm: CRM) -> pd.DataFrame:
+    """Open deals past their stage's age cap, with the exit criterion they have not met."""
+    from forecastkit.hygiene import aging
+
+    a = aging(crm)
+    crit = {s.name: s.exit_criteria for s in crm.playbook.stages}
+    return a.assign(exit_criterion=a["stage"].map(crit)).reset_index(drop=True)
+
+
+def _commit_deals_to_challenge(crm: CRM, method: str = "model") -> pd.DataFrame:
+    """Deals the reps call commit whose calibrated probability of closing in the period is below the best-case threshold."""
+    from forecastkit.forecast.forecast import forecast
+
+    try:
+        fc = _quiet(forecast, crm, period=period_of(crm.as_of_date, "quarter", crm.playbook).label, method=method)
+    except Exception:  # the drill-down must never break the diagnosis
+        return pd.DataFrame()
+    d = fc.deals
+    if "opportunity_id" not in d:
+        d = d.reset_index()
+    low = (d["rep_category"] == "commit") & (d["p_in_period"] < crm.playbook.best_case_threshold)
+    return d[low].sort_values("amount", ascending=False).reset_index(drop=True)
+
+
+# ------------------------------------------------------------------ public API
+def diagnose(
+    crm: CRM,
+    period: str | None = None,
+    *,
+    by: Sequence[Literal["team", "owner", "business_unit"]] | str | None = ("team",),
+    playbook: Playbook | None = None,
+    drilldown: bool = True,
+    method: Literal["model", "stage"] = "model",
+) -> Diagnosis:
+    """Judge the three case patterns company-wide and per team (or rep), with evidence, actions and drill-downs.
+
+    Parameters
+    ----------
+    crm : CRM
+        The snapshot.
+    period : str, optional
+        A fiscal period (``"2026-Q3"``): the diagnosis is made as of its last day
+        (or the snapshot date if earlier). Default: as of the snapshot date.
+    by : "team", "owner", "business_unit", a list of them, or None
+        Scopes judged besides the company (a case can hold for one team only).
+    playbook : Playbook, optional
+        Overrides the snapshot's playbook (e.g. other thresholds in ``diagnosis``).
+    drilldown : bool
+        Build the drill-down lists (deals to kill, pushed deals, commit deals to challenge...).
+    method : {"model", "stage"}
+        Where the calibrated probability of the commit deals to challenge comes from: the
+        per-deal :class:`~forecastkit.WinModel` (slower: it is fitted) or the stage
+        probabilities recalibrated to history (see :func:`~forecastkit.forecast`).
+
+    Returns
+    -------
+    Diagnosis
+        ``findings`` (one :class:`Finding` per case and scope), ``verdict()``, ``to_frame()``.
+
+    Examples
+    --------
+    >>> dx = fk.diagnose(crm)                     # doctest: +SKIP
+    >>> dx.verdict()                              # doctest: +SKIP
+    """
+    if playbook is not None:
+        crm = crm.with_playbook(playbook)
+    if period is not None:
+        p = parse_period(period, crm.playbook)
+        crm = crm.as_of(min(p.last_day, crm.as_of_date))
+    scopes = [by] if isinstance(by, str) else list(by or ())
+    bad = [s for s in scopes if s not in ("team", "owner", "business_unit")]
+    if bad:
+        raise ParameterError(f"by={bad[0]!r} is not a scope; use 'team', 'owner' or 'business_unit'")
+    commit_deals = _commit_deals_to_challenge(crm, method) if drilldown else None
+    findings = list(diagnose_scope(crm, "company", with_drilldown=drilldown, commit_deals=commit_deals))
+    for col in scopes:
+        for who in sorted(crm.opportunities[col].dropna().astype(str).unique()):
+            sub = crm.subset(**{col: who})
+            findings.extend(diagnose_scope(sub, f"{col}={who}", with_drilldown=drilldown, commit_deals=commit_deals))
+    return Diagnosis(tuple(findings), crm.as_of_date)

@@ -1,0 +1,153 @@
+"""Diagnosis of the three case patterns, judged on the generator's scenarios."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import forecastkit as fk
+from forecastkit.data.crm import CRM
+from forecastkit.data.sample import generate
+from forecastkit.diagnosis import diagnose
+from forecastkit.diagnosis.findings import EVIDENCE_COLUMNS
+from forecastkit.errors import ParameterError
+from forecastkit.playbook import Playbook
+
+EXPECTED = {"baseline": [], "wide_pipeline": [1], "slow_cycle": [2], "optimistic": [3]}
+
+
+@functools.cache
+def _crm(scenario: str, seed: int) -> CRM:
+    return generate(scenario=scenario, seed=seed).crm
+
+
+@functools.cache
+def _dx(scenario: str, seed: int) -> fk.diagnosis.Diagnosis:
+    return diagnose(_crm(scenario, seed), by=None, drilldown=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", list(EXPECTED))
+@pytest.mark.parametrize("seed", [11, 12])
+def test_each_scenario_triggers_its_case_only(scenario: str, seed: int) -> None:
+    dx = _dx(scenario, seed)
+    assert dx.detected_cases() == EXPECTED[scenario], dx.to_frame()[["case", "metric", "value", "threshold", "holds"]]
+    for f in dx.company:
+        assert f.status in ("detected", "not detected")
+        assert (f.severity == "none") == (not f.detected)
+
+
+@pytest.mark.slow
+def test_a_mixed_scenario_triggers_both_cases() -> None:
+    dx = diagnose(_crm("wide_pipeline+optimistic", 3), by=None, drilldown=False)
+    assert dx.detected_cases() == [1, 3]
+
+
+def test_evidence_numbers_come_from_the_kpi_functions() -> None:
+    crm = _crm("baseline", 11)
+    f1, f2, f3 = _dx("baseline", 11).company
+    ev = f1.evidence.set_index("metric")
+    assert list(f1.evidence.columns) == EVIDENCE_COLUMNS
+    sp = fk.stage_probabilities(crm, lookback="365D")
+    q = sp[sp["stage"] == "qualification"].iloc[0]
+    assert ev.loc["qualified_to_won", "value"] == pytest.approx(q["p_win"])
+    assert ev.loc["qualified_to_won", "n"] == q["won"] + q["lost"]
+    assert ev.loc["qualified_to_won", "threshold"] == pytest.approx(0.6 * q["crm_probability"])
+    cov = fk.pipeline_coverage(crm)
+    assert ev.loc["pipeline_coverage", "value"] == pytest.approx(cov["coverage"].iloc[0])
+    npl = fk.new_pipeline(crm, period="month", by="owner")
+    months = [fk.periods.period_of(crm.as_of_date, "month").shift(-i).label for i in range(1, 13)]
+    per_rep = npl[npl["period"].isin(months)].groupby("owner")["new_deals"].sum() / 12
+    assert ev.loc["new_deals_per_rep_month", "value"] == pytest.approx(per_rep.median())
+    wip = fk.hygiene.wip(crm).by_owner
+    assert ev.loc["median_wip_load", "value"] == pytest.approx(wip["load"].median())
+    assert set(f2.evidence["metric"]) >= {"median_days_to_win", "share_open_deals_pushed", "qualified_to_won_healthy"}
+    assert set(f3.evidence["metric"]) >= {"commit_bias_median", "periods_biased_up", "crm_probability_gap"}
+    gap = np.average(sp["gap"], weights=sp["reached"].clip(lower=1))
+    assert f3.evidence.set_index("metric").loc["crm_probability_gap", "value"] == pytest.approx(gap)
+
+
+def test_each_finding_says_what_it_was_judged_against() -> None:
+    for f in _dx("baseline", 11).company:
+        assert "playbook thresholds" in f.basis and "own previous year" in f.basis
+        assert f.actions, "the prescribed actions are always listed"
+        assert f.evidence["source"].str.len().gt(0).all()
+
+
+def test_too_little_history_gives_insufficient_data_never_a_verdict() -> None:
+    crm = generate(scenario="wide_pipeline", seed=1, start="2026-06-01", n_reps=6).crm
+    dx = diagnose(crm, by=None, drilldown=False)
+    for f in dx.company:
+        assert f.status == "insufficient data", f
+        assert f.light == "grey"
+        assert "at least" in f.minimum_needed
+    assert "own history too short" in dx.company[0].basis
+
+
+def test_thresholds_come_from_the_playbook_and_can_be_overridden() -> None:
+    crm = _crm("baseline", 11)
+    strict = Playbook.from_dict({"diagnosis": {"conversion_low_ratio": 1.5, "leads_per_rep_month_high": 3}})
+    dx = diagnose(crm, by=None, drilldown=False, playbook=strict)
+    assert 1 in dx.detected_cases()
+    lax = Playbook.from_dict({"diagnosis": {"forecast_bias_high": 5.0}})
+    assert 3 not in diagnose(_crm("optimistic", 11), by=None, drilldown=False, playbook=lax).detected_cases()
+
+
+def test_a_case_can_hold_for_one_team_only() -> None:
+    crm = _crm("baseline", 11)
+    teams = sorted(crm.opportunities["team"].dropna().unique())
+    target = teams[0]
+    owners = set(crm.opportunities.loc[crm.opportunities["team"] == target, "owner"])
+    tables = crm.tables
+    calls = tables["forecast_calls"].copy()
+    mine = calls["owner"].isin(owners)
+    calls.loc[mine, "commit"] *= 1.8
+    calls.loc[mine, "best_case"] *= 1.8
+    tables["forecast_calls"] = calls
+    present = {n: tables[n] for n in tables if crm.has(n)}
+    inflated = CRM(present, as_of_date=crm.as_of_date, playbook=crm.playbook)
+    dx = diagnose(inflated, by="team", drilldown=False)
+    assert 3 in dx.detected_cases(f"team={target}")
+    for other in teams[1:]:
+        assert 3 not in dx.detected_cases(f"team={other}")
+    v = dx.verdict()
+    assert set(v["scope"]) == {"company", *(f"team={t}" for t in teams)}
+
+
+def test_drilldowns_make_the_actions_concrete() -> None:
+    crm = _crm("wide_pipeline", 11)
+    f1 = diagnose(crm, by=None, method="stage").finding(1)
+    assert f1.detected
+    kill = f1.drilldown["unqualified_deals_to_kill"]
+    assert len(kill) and set(kill["stage"]) <= {"to_contact", "qualification"}
+    assert (kill["days_over_cap"] > 0).all()
+    assert {"owner", "active_deals", "over_limit"} <= set(f1.drilldown["reps_over_wip"].columns)
+    f3 = diagnose(_crm("optimistic", 11), by=None, method="stage").finding(3)
+    assert {"stage", "p_win", "crm_probability"} <= set(f3.drilldown["recalibrated_probabilities"].columns)
+    challenge = f3.drilldown["commit_deals_to_challenge"]
+    if len(challenge):
+        assert (challenge["rep_category"] == "commit").all()
+        assert (challenge["p_in_period"] < crm.playbook.best_case_threshold).all()
+
+
+def test_period_and_scope_errors() -> None:
+    crm = _crm("baseline", 11)
+    with pytest.raises(ParameterError, match="by='region' is not a scope; use 'team', 'owner' or 'business_unit'"):
+        diagnose(crm, by="region")
+    past = diagnose(crm, period="2025-Q4", by=None, drilldown=False)
+    assert past.as_of == pd.Timestamp("2025-12-31")
+
+
+def test_plots_and_frames() -> None:
+    from forecastkit.diagnosis import plot as dplot
+
+    dx = _dx("wide_pipeline", 11)
+    fig = dplot.plot_verdict(dx)
+    assert fig.data[0].z.shape == (1, 3)
+    assert len(dplot.plot_evidence(dx.finding(1)).data[0].x) >= 3
+    frame = dx.to_frame()
+    assert {"scope", "case", "status", *EVIDENCE_COLUMNS} <= set(frame.columns)
+    assert "<table" in dx._repr_html_() and "<table" in dx.finding(1)._repr_html_()
