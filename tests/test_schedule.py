@@ -275,13 +275,13 @@ def numbers_in_outputs(path: Path) -> list[tuple[int, str, list[str]]]:
     return found
 
 
-@pytest.mark.slow
 _NOT_YET = {
     "winloss": "two runs of winloss on the 6-rep company publish different tables (under investigation)",
     "pipeline_review": "the pipeline review's HTML export fails on the 6-rep company (under investigation)",
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "report",
     [
