@@ -374,6 +374,10 @@ def render(results: dict[str, dict]) -> str:
         + ", ".join(f"{s}: {results[s]['machine']['loadavg'][0]}" for s in sizes)
         + " (a load above 2 on 2 cores means wall seconds are inflated; CPU seconds are less affected)."
     )
+    for s in sizes:
+        loads = [r["loadavg_after"] for r in results[s]["steps"].values() if r and "loadavg_after" in r]
+        if loads:
+            lines.append(f"- {s}: 1-minute load average after its steps between {min(loads):.1f} and {max(loads):.1f}")
     lines += [
         "",
         "## Data",
@@ -440,7 +444,7 @@ def render(results: dict[str, dict]) -> str:
         if _ok(a) and _ok(b):
             lines.append(
                 f"| {s} | {a['seconds']:.2f} | {b['seconds']:.2f} | {a['seconds'] / b['seconds']:.1f}x | "
-                f"{a['cpu_seconds'] / b['cpu_seconds']:.1f}x | {results[s].get('duckdb_counts_equal')} |"
+                f"{a['cpu_seconds'] / b['cpu_seconds']:.1f}x | {a.get('result') == b.get('result')} |"
             )
     lines += [
         "",
