@@ -126,46 +126,6 @@ def backtest_speed() -> None:
 
 
 # --------------------------------------------------------------------------- accuracy
-class _FixedOracle:
-    """``GroundTruth.p_win_by`` with the exit time of the current stage at ``t + remaining``."""
-
-    def __init__(self, truth) -> None:
-        self.truth = truth
-
-    def p_win_by(self, opportunity_ids, at, by, n_sims: int = 2000):
-        from scipy import stats
-
-        tr = self.truth
-        lat = tr._lat
-        idx, t, stage, cc = tr._state(opportunity_ids, at)
-        tb = (pd.Timestamp(by).normalize() + pd.Timedelta(days=1) - lat["start"]) / pd.Timedelta(days=1)
-        pw = tr.p_win(opportunity_ids, at)
-        out = np.full(len(idx), np.nan)
-        rng = np.random.default_rng(12345)
-        k = tr.params.dwell_shape
-        n_st = lat["scale"].shape[1]
-        chunk = max(1, 2_000_000 // n_sims)
-        for a0 in range(0, len(idx), chunk):
-            sl = slice(a0, a0 + chunk)
-            i, s = idx[sl], stage[sl]
-            sc = lat["scale"][i]
-            age = np.nan_to_num(np.maximum(t[sl] - lat["enter"][i, s], 0.0))
-            sc_s = sc[np.arange(len(i)), s]
-            f0 = stats.gamma.cdf(age, k, scale=sc_s)
-            u = f0[:, None] + rng.random((len(i), n_sims)) * (1 - f0)[:, None]
-            rem = stats.gamma.ppf(np.clip(u, 0, 1 - 1e-12), k, scale=sc_s[:, None]) - age[:, None]
-            total = t[sl][:, None] + rem  # the fix: from now, not from the stage entry
-            for j in range(1, n_st):
-                later = (s + j) < n_st
-                add = rng.gamma(k, 1.0, (len(i), n_sims)) * sc[np.arange(len(i)), np.minimum(s + j, n_st - 1)][:, None]
-                total = total + np.where(later[:, None], add, 0.0)
-            out[sl] = (total < tb).mean(axis=1)
-        res = pw * out
-        closed = cc[:, 1] <= t[0] if len(t) else np.zeros(0, bool)
-        res = np.where(closed, (lat["will_win"][idx] & (lat["close"][idx] < tb)).astype(float), res)
-        return np.where(cc[:, 0] > t, np.nan, res)
-
-
 def accuracy(scenario: str, n_reps: int, seeds: list[int], checkpoints: tuple[str, ...]) -> pd.DataFrame:
     from forecastkit.data.sample import generate
     from forecastkit.forecast.backtest import backtest
@@ -184,15 +144,12 @@ def accuracy(scenario: str, n_reps: int, seeds: list[int], checkpoints: tuple[st
                 checkpoints=checkpoints,
                 seed=seed,
             )
-            fixed = backtest(crm, checkpoints=checkpoints, methods=("oracle",), truth=_FixedOracle(s.truth), seed=seed)
-        fixed["method"] = "oracle_fixed"
-        frames.append(pd.concat([bt, fixed], ignore_index=True).assign(seed=seed))
+        frames.append(bt.assign(seed=seed))
     allbt = pd.concat(frames, ignore_index=True)
     allbt.to_pickle(f"/tmp/bench_forecast_{scenario}_{n_reps}.pkl")
     w4 = allbt[allbt["checkpoint"] == "week4"]
     med = w4.groupby(["seed", "method"])["abs_pct_error"].median().unstack()
     med["model/oracle"] = med["model"] / med["oracle"]
-    med["model/oracle_fixed"] = med["model"] / med["oracle_fixed"]
     bias = (
         w4.groupby(["seed", "method"])
         .apply(lambda g: (g["forecast"] - g["actual"]).sum() / g["actual"].sum(), include_groups=False)
