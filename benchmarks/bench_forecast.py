@@ -9,10 +9,8 @@ Usage::
 
 Prints seconds (wall and CPU) and peak memory (ru_maxrss). ``accuracy`` prints the
 acceptance figures: median |F - A| / A per method at week 4, the calibrated / oracle
-ratio, P10-P90 coverage, the reps' commit bias. The oracle is reported twice: with the
-generator's ``GroundTruth.p_win_by`` as shipped, and with ``oracle_fixed`` - the same
-computation with the remaining-time bug corrected (the exit time of the current stage
-is ``t + remaining``; the shipped code uses ``enter + remaining``, ``age`` days too early).
+ratio, P10-P90 coverage, the reps' commit bias. The oracle is the generator's
+``GroundTruth.p_win_by`` (the true probability of winning by the period end).
 """
 
 from __future__ import annotations
