@@ -73,6 +73,17 @@ def test_sanitize_html_keeps_tables_and_escapes_script() -> None:
     assert not re.search(r'<a\b[^>]*href="javascript', clean)
 
 
+def test_sanitize_html_is_safe_from_several_threads_at_once() -> None:
+    # bleach's Cleaner is not thread-safe; a shared one corrupted concurrent exports
+    from concurrent.futures import ThreadPoolExecutor
+
+    tables = [pd.DataFrame({"deal": [f"d{k}-{i}" for i in range(300)], "amount": range(300)}).to_html() for k in range(8)]
+    expected = [sanitize_html(t) for t in tables]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(3):
+            assert list(pool.map(sanitize_html, tables)) == expected
+
+
 def test_sanitize_html_drops_dangerous_attributes_and_css() -> None:
     got = sanitize_html(
         '<a href="javascript:alert(1)" title="t">x</a><a href="https://example.test/a">ok</a>'

@@ -219,22 +219,19 @@ def test_publishing_waits_for_the_lock(sched: Path, export: Path, tmp_path: Path
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
-@pytest.mark.xfail(
-    reason="timing-sensitive: the killed run sometimes finishes publishing before the kill lands on a loaded machine",
-    strict=False,
-)
 def test_a_run_killed_midway_leaves_the_last_good_report(sched: Path, export: Path, tmp_path: Path) -> None:
     out = tmp_path / "reports"
     assert main(["report", str(sched), "--data", str(export), "--out", str(out), "--quiet", "-p", "n", "1"]) == 0
     good = {p.name: p.read_bytes() for p in out.iterdir()}
     (tmp_path / "slow").mkdir()
-    slow = write_notebook(tmp_path / "slow" / "sched.ipynb", "import time\ntime.sleep(20)")  # same report name
+    started = tmp_path / "slow-cell-started"
+    body = f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(120)"
+    slow = write_notebook(tmp_path / "slow" / "sched.ipynb", body)  # same report name
     proc = _cli(str(slow), "--data", str(export), "--out", str(out), "--quiet", pipes=False)
     deadline = time.monotonic() + 240
-    while not any(".tmp" in p.name for p in out.iterdir()):  # the kernel is running the slow cell
+    while not started.exists():  # wait until the kernel is inside the slow cell: the kill lands mid-run
         assert time.monotonic() < deadline and proc.poll() is None, "the slow run did not start"
         time.sleep(0.1)
-    time.sleep(1.0)
     proc.terminate()  # what a scheduler does on a timeout...
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=20)
@@ -279,22 +276,10 @@ def numbers_in_outputs(path: Path) -> list[tuple[int, str, list[str]]]:
     return found
 
 
-_NOT_YET = {
-    "winloss": "two runs of winloss on the 6-rep company publish different tables (under investigation)",
-    "pipeline_review": "the pipeline review's HTML export fails on the 6-rep company (under investigation)",
-    "dashboards": "the dashboards' HTML export fails on the 6-rep company (IndexError, under investigation)",
-    "diagnosis": "the numbers match but the two published pages occasionally differ (under investigation)",
-}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "report",
-    [
-        pytest.param(r, marks=pytest.mark.xfail(reason=_NOT_YET[r], strict=False)) if r in _NOT_YET else r
-        for r in REPORTS
-    ],
-)
+@pytest.mark.parametrize("report", list(REPORTS))
 def test_running_a_report_twice_gives_identical_numbers(report: str, tmp_path: Path) -> None:
     from forecastkit.data.sample import generate
 

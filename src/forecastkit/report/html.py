@@ -48,6 +48,7 @@ import copy
 import functools
 import html as _html
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -361,8 +362,22 @@ def _allow_attribute(tag: str, name: str, value: str) -> bool:
     return tag == "img" and name == "alt"
 
 
-@functools.cache
+_PER_THREAD = threading.local()
+
+
 def _cleaner():  # -> bleach.Cleaner
+    """This thread's cleaner: bleach documents ``Cleaner`` as not thread-safe.
+
+    Two reports exported at once from threads of one process (a scheduler, a
+    notebook) sharing one cleaner corrupted each other's tables.
+    """
+    cleaner = getattr(_PER_THREAD, "cleaner", None)
+    if cleaner is None:
+        cleaner = _PER_THREAD.cleaner = _new_cleaner()
+    return cleaner
+
+
+def _new_cleaner():  # -> bleach.Cleaner
     import bleach
     from bleach.css_sanitizer import ALLOWED_CSS_PROPERTIES, CSSSanitizer
 
