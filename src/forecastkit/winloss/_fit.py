@@ -62,8 +62,11 @@ def design(df: pd.DataFrame, y: np.ndarray, names: list[str], min_level_deals: i
                 notes.append(f"{name}: a single value ({counts.index[0]!r}) among these deals, left out")
                 continue
             ref = str(counts.index[0])
+            # integer codes once, then one cheap comparison per level (comparing strings per level is slow)
+            codes, uniques = pd.factorize(v.to_numpy(dtype=object))
+            code_of = {str(u): i for i, u in enumerate(uniques)}
             for level in sorted(counts.index[1:], key=lambda s: (s == OTHER, s)):
-                x = (v == level).to_numpy(float)
+                x = (codes == code_of[str(level)]).astype(float)
                 cols.append(x)
                 rows.append(_term(name, level, ref, f.kind, "vs " + ref, 1.0, x, y))
         else:
@@ -159,7 +162,8 @@ def fit_logit(X: np.ndarray, y: np.ndarray) -> tuple[Fit, str | None]:
 
     Returns the fit and, when the fallback was used, the reason.
     """
-    import statsmodels.api as sm
+    # the model module only: ``statsmodels.api`` imports every model (seconds of CPU on the first call)
+    from statsmodels.discrete.discrete_model import Logit
     from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
 
     Xc = np.column_stack([np.ones(len(y)), X])
@@ -169,7 +173,8 @@ def fit_logit(X: np.ndarray, y: np.ndarray) -> tuple[Fit, str | None]:
             warnings.simplefilter("error", PerfectSeparationWarning)
             warnings.simplefilter("error", ConvergenceWarning)
             warnings.simplefilter("ignore", RuntimeWarning)
-            res = sm.Logit(y, Xc).fit(method="newton", maxiter=100, disp=False)
+            # design() already dropped linearly dependent columns: skip statsmodels' rank check (an SVD of X)
+            res = Logit(y, Xc, check_rank=False).fit(method="newton", maxiter=100, disp=False)
         coef, se = np.asarray(res.params), np.asarray(res.bse)
         if not (np.isfinite(se).all() and np.abs(coef).max() < _MAX_ABS_COEF and res.mle_retvals["converged"]):
             reason = "the maximum-likelihood fit diverged (coefficients without finite bounds)"

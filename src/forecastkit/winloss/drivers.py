@@ -272,16 +272,18 @@ def _permutation_importance(
     idx = np.arange(len(y))
     if len(idx) > max_rows:
         idx = np.sort(rng.choice(idx, max_rows, replace=False))
-    X = pd.DataFrame(index=range(len(idx)))
+    # a plain float array, not a DataFrame: scikit-learn validates and copies a DataFrame on each of the
+    # n_features x n_repeats scorings (most of the time spent); the numbers are the same
+    X = np.empty((len(idx), len(names)))
     cat = []
-    for n in names:
+    for j, n in enumerate(names):
         col = f[n].to_numpy()[idx]
         if FEATURES[n].kind == "categorical":
             codes, _ = pd.factorize(pd.Series(col, dtype=object))
-            X[n] = codes.astype(float)
+            X[:, j] = codes.astype(float)
             cat.append(True)
         else:
-            X[n] = pd.to_numeric(pd.Series(col), errors="coerce").to_numpy(float)
+            X[:, j] = pd.to_numeric(pd.Series(col), errors="coerce").to_numpy(float)
             cat.append(False)
     yy = y[idx]
     strat = yy if min(yy.sum(), len(yy) - yy.sum()) >= 4 else None
@@ -301,8 +303,23 @@ def _permutation_importance(
         if len(np.unique(yte)) < 2:
             imp_mean, imp_std = np.full(len(names), np.nan), np.full(len(names), np.nan)
         else:
-            r = permutation_importance(model, Xte, yte, scoring="roc_auc", n_repeats=n_repeats, random_state=seed)
+            r = permutation_importance(model, Xte, yte, scoring=_roc_auc, n_repeats=n_repeats, random_state=seed)
             imp_mean, imp_std = r.importances_mean, r.importances_std
     out = pd.DataFrame({"feature": names, "importance": imp_mean, "importance_std": imp_std})
     out["rank"] = out["importance"].rank(ascending=False, method="first")
     return out.sort_values("rank", kind="stable").reset_index(drop=True)
+
+
+def _roc_auc(model, X: np.ndarray, y: np.ndarray) -> float:
+    """ROC AUC of ``model`` on ``(X, y)`` from the ranks of its scores (Mann-Whitney, ties at mid-rank).
+
+    The same number as scikit-learn's ``"roc_auc"`` scorer (up to rounding) without its input checks,
+    which cost more than the prediction on the n_features x n_repeats scorings of the permutation.
+    """
+    from scipy.stats import rankdata
+
+    ranks = rankdata(model.decision_function(X))
+    pos = np.asarray(y) == 1
+    n1 = int(pos.sum())
+    n0 = len(pos) - n1
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
