@@ -3,6 +3,13 @@
 Companies: ``generate(seed, n_reps=24, leads_per_rep_month=20)`` (about 15 000 deals, 8 000 of
 which left qualification closed), seeds 0, 2 and 3 - the generator draws the weak stage per seed:
 proposal, qualification and discovery respectively, so each seed checks a different stage.
+
+Weak rep, measured with ``transition_gaps`` as :func:`coaching` uses it (each rep against the
+rest of the team) on seeds 0-7 (to choose the rule) and 8-15 (to check it): flagged at the weak
+stage 16 of 16 (qualification 7, discovery 4, proposal 5), with the headline there 16 of 16. Reps
+who are not the weak rep with a flagged transition: 28 of 184 on seeds 0-7 and 29 of 184 on
+8-15 (15%): mostly reps whose drawn skill is low (skill < -0.2: 31-40% flagged, the others
+7-9%), who do convert worse than their team, most visibly at negotiation.
 """
 
 from __future__ import annotations
@@ -15,7 +22,10 @@ import pandas as pd
 import pytest
 
 from forecastkit.data.sample import generate
-from forecastkit.winloss.coaching import coaching
+from forecastkit.data.sample.model import loss_stage_distribution, outcome_prior
+from forecastkit.data.sample.scenarios import SimParams
+from forecastkit.kpi.sales import conversion
+from forecastkit.winloss.coaching import coaching, transition_gaps
 from forecastkit.winloss.drivers import drivers
 
 SEEDS = (0, 2, 3)
@@ -94,3 +104,38 @@ def test_weak_rep_is_flagged_at_the_weak_stage(seed):
     t = r.transitions.set_index("stage")
     assert t.loc[truth.weak_stage, "flagged"], t
     assert t.loc[truth.weak_stage, "prob_worse"] >= 0.95
+    assert r.weak_stage == truth.weak_stage, r.headline
+
+
+@pytest.mark.slow
+def test_other_reps_are_rarely_flagged():
+    """Reps other than the weak one with a flagged transition: at most a quarter (measured: 15%)."""
+    flags = []
+    for seed in SEEDS:
+        crm, truth = _sample(seed)
+        conv = conversion(crm, None, by=["team", "owner"])
+        for owner in conv["owner"].dropna().unique():
+            if owner == truth.weak_rep:
+                continue
+            is_rep = conv["owner"] == owner
+            team = conv.loc[is_rep, "team"].mode().iloc[0]
+            t = transition_gaps(conv[is_rep], conv[(conv["team"] == team) & ~is_rep], crm, np.random.default_rng(0))
+            flags.append(bool(t["flagged"].any()))
+    assert len(flags) >= 60 and np.mean(flags) <= 0.25, np.mean(flags)
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_generator_weak_rep_converts_half_as_often_at_the_weak_stage_only(stage):
+    """The weak rep's conversion out of the weak stage is 1 - weak_extra times a peer's; other stages unchanged."""
+    q_base, r = loss_stage_distribution(SimParams())
+    q = np.array([q_base, q_base, 0.3, 0.3])
+    weak = np.array([False, True, False, True])
+    pi = outcome_prior(q, weak, stage, 0.5, r)
+    assert np.allclose(pi.sum(axis=1), 1.0)
+    reached = np.cumsum(pi[:, ::-1], axis=1)[:, ::-1][:, :-1]  # P(reach stage s), s = 0..4
+    conv = np.append(reached[:, 1:], pi[:, -1:], axis=1) / reached  # s -> s + 1, last -> won
+    for normal, weak_row in ((0, 1), (2, 3)):
+        ratio = conv[weak_row] / conv[normal]
+        assert ratio[stage] == pytest.approx(0.5)
+        assert np.delete(ratio, stage) == pytest.approx(np.ones(len(r) - 1))
+        assert pi[weak_row, -1] == pytest.approx(0.5 * q[weak_row])  # half the wins, whatever the stage

@@ -15,7 +15,9 @@ stage drawn from a loss-stage distribution ``r`` independent of the drivers, so 
 driver's odds ratio is the same among deals that reached any stage. ``base`` and ``r``
 are tuned so that the population P(win | reached stage) equals the scenario's
 ``stage_p`` (baseline: the default CRM probabilities 0.05/0.10/0.25/0.50/0.75). One rep
-(``weak_rep``) loses an extra share of would-be-won deals in ``weak_stage``. Dwell times
+(``weak_rep``) loses in ``weak_stage`` a share ``weak_extra`` of the deals that would have moved
+past it (won or lost later): that transition converts ``1 - weak_extra`` times as often as a
+peer's, the others are unchanged (see :func:`~.model.outcome_prior`). Dwell times
 are gamma; a deal stalls in the stage where it is lost (scale x2, x5 when neglected), so a
 long stay in a stage lowers P(win) - exactly as :meth:`GroundTruth.p_win` computes.
 

@@ -44,6 +44,22 @@ def loss_stage_distribution(params: SimParams) -> tuple[float, np.ndarray]:
 def outcome_prior(q: np.ndarray, weak: np.ndarray, weak_stage: int, weak_extra: float, r: np.ndarray) -> np.ndarray:
     """Prior probabilities of the six terminal outcomes per deal.
 
+    A normal deal is won with probability ``q`` and otherwise lost at stage ``l`` with
+    probability ``r_l``. A deal of the weak rep is also lost in ``weak_stage`` whenever it
+    would have moved past it (won, or lost at a later stage) and a ``weak_extra`` coin says
+    the rep drops it there: every outcome after ``weak_stage`` is scaled by ``1 - weak_extra``
+    and the mass moves to "lost at ``weak_stage``".
+
+    So the weakness has the same practical size at every stage: the weak rep's conversion
+    out of ``weak_stage`` is ``1 - weak_extra`` times a peer's with the same deals (about 40%
+    -> 20% out of qualification, 67% -> 33% out of proposal at the baseline's 0.5), every
+    other transition is unchanged (deals that got past the weak stage are normal deals), and
+    the weak rep wins a share ``weak_extra`` fewer deals whatever the stage. Taking the
+    extra losses only from would-be-won deals instead would make the conversion drop
+    ``weak_extra x P(win | reached stage)``: 5 points out of qualification against 25 out of
+    proposal, too small to find at an early stage, and it would leak into later transitions
+    (fewer winners among the deals that get through).
+
     Parameters
     ----------
     q : ndarray
@@ -51,7 +67,7 @@ def outcome_prior(q: np.ndarray, weak: np.ndarray, weak_stage: int, weak_extra: 
     weak : ndarray of bool
         Deal owned (created) by the weak rep.
     weak_stage : int
-        Stage index where the weak rep loses an extra share of would-be-won deals.
+        Stage index where the weak rep loses an extra share of the deals that would move on.
     weak_extra : float
         That share.
     r : ndarray
@@ -64,9 +80,11 @@ def outcome_prior(q: np.ndarray, weak: np.ndarray, weak_stage: int, weak_extra: 
     n_st = len(r)
     pi = np.empty((len(q), n_st + 1))
     pi[:, :n_st] = (1 - q)[:, None] * r[None, :]
-    extra = q * weak_extra * weak
-    pi[:, weak_stage] += extra
-    pi[:, n_st] = q - extra
+    pi[:, n_st] = q
+    later = pi[:, weak_stage + 1 :]
+    extra = weak_extra * weak
+    pi[:, weak_stage] += extra * later.sum(axis=1)
+    pi[:, weak_stage + 1 :] = later * (1 - extra)[:, None]
     return pi
 
 

@@ -84,7 +84,9 @@ class SimParams:
     hygiene_mult : float
         Multiplier of the reps' probabilities of leaving fields empty.
     weak_extra : float
-        Share of the weak rep's would-be-won deals lost at the weak stage.
+        Share of the weak rep's deals that would move past the weak stage (won or lost
+        later) lost at the weak stage instead: the rep's conversion out of that stage is
+        ``1 - weak_extra`` times a peer's, and the rep wins that share fewer deals.
     """
 
     stage_p: tuple[float, ...] = (0.05, 0.10, 0.25, 0.50, 0.75)
