@@ -406,36 +406,57 @@ def _bands(amount: np.ndarray) -> np.ndarray:
     return np.array([f"q{i + 1}" for i in idx], dtype=object)
 
 
+def _positions(ids: np.ndarray, values: pd.Series) -> np.ndarray:
+    """Row of each of ``values`` among the (unique) deal ``ids``; -1 when it is not one of them."""
+    return pd.Index(ids).get_indexer(values.to_numpy(dtype=object))
+
+
 def _activity_counts(crm: CRM, ex: pd.DataFrame) -> dict[str, np.ndarray]:
-    a = crm.activities
-    a = a[a["opportunity_id"].isin(ex["opportunity_id"]) & a["done_at"].notna()]
-    cut = ex.set_index("opportunity_id")["exited_at"]
-    a = a[(a["done_at"] < cut.reindex(a["opportunity_id"].to_numpy()).to_numpy())]
+    """Activities done strictly before each deal left the stage: counts per type, mix, report completeness."""
     ids = ex["opportunity_id"].to_numpy()
-    counts = a.groupby([a["opportunity_id"].astype(object), a["type"].astype(object)]).size().unstack(fill_value=0)
-    counts = counts.reindex(index=ids, columns=list(ACTIVITY_TYPES), fill_value=0)
-    out = {f"{t}s": counts[t].to_numpy(float) for t in ACTIVITY_TYPES}
-    total = counts.sum(axis=1).to_numpy(float)
+    n, n_types = len(ids), len(ACTIVITY_TYPES)
+    a = crm.activities
+    pos = _positions(ids, a["opportunity_id"])
+    keep = pos >= 0
+    done = a["done_at"].to_numpy()
+    keep[keep] = done[keep] < ex["exited_at"].to_numpy()[pos[keep]]  # not done (NaT) compares False
+    rows = np.flatnonzero(keep)
+    p = pos[rows]
+    kind = pd.Index(list(ACTIVITY_TYPES)).get_indexer(a["type"].to_numpy(dtype=object)[rows])
+    ok = kind >= 0
+    counts = np.bincount(p[ok] * n_types + kind[ok], minlength=n * n_types).reshape(n, n_types).astype(float)
+    out = {f"{t}s": counts[:, j] for j, t in enumerate(ACTIVITY_TYPES)}
+    total = counts.sum(axis=1)
     out["activities"] = total
     meet = out["visits"] + out["meetings"]
     with np.errstate(invalid="ignore", divide="ignore"):
         out["meeting_share"] = np.where(total > 0, meet / total, 0.0)
-    rep = a[a["type"].isin(("visit", "meeting"))]
-    if len(rep):
-        filled = rep[list(REPORT_BOXES)].astype("float64").fillna(0.0).mean(axis=1)
-        rc = filled.groupby(rep["opportunity_id"].to_numpy()).mean().reindex(ids).fillna(0.0).to_numpy(float)
+    is_report = np.isin(kind, (ACTIVITY_TYPES.index("visit"), ACTIVITY_TYPES.index("meeting")))
+    if is_report.any():
+        boxes = a[list(REPORT_BOXES)].iloc[rows[is_report]]
+        filled = boxes.astype("float64").fillna(0.0).mean(axis=1).to_numpy()
+        s = np.bincount(p[is_report], weights=filled, minlength=n)
+        c = np.bincount(p[is_report], minlength=n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rc = np.where(c > 0, s / np.maximum(c, 1), 0.0)
     else:
-        rc = np.zeros(len(ids))
+        rc = np.zeros(n)
     out["report_completeness"] = rc
     return out
 
 
 def _pushes_before(crm: CRM, ex: pd.DataFrame) -> np.ndarray:
-    h = crm.history[["opportunity_id", "changed_at", "close_date"]]
-    h = h[h["opportunity_id"].isin(ex["opportunity_id"])].sort_values(["opportunity_id", "changed_at"], kind="stable")
-    same = h["opportunity_id"].eq(h["opportunity_id"].shift())
-    push = same & (h["close_date"] > h["close_date"].shift())
-    cut = ex.set_index("opportunity_id")["exited_at"]
-    before = h["changed_at"].to_numpy() < cut.reindex(h["opportunity_id"].to_numpy()).to_numpy()
-    n = push[before].groupby(h.loc[before, "opportunity_id"].to_numpy()).sum()
-    return n.reindex(ex["opportunity_id"].to_numpy()).fillna(0).to_numpy(float)
+    """Close-date pushes (a later close date than the previous history row) recorded before the exit."""
+    ids = ex["opportunity_id"].to_numpy()
+    h = crm.history
+    pos = _positions(ids, h["opportunity_id"])
+    rows = np.flatnonzero(pos >= 0)
+    p = pos[rows]
+    changed = h["changed_at"].to_numpy()[rows]
+    close = h["close_date"].to_numpy()[rows]
+    order = np.lexsort((changed, p))  # per deal, in time order (stable: ties keep the table's order)
+    p, changed, close = p[order], changed[order], close[order]
+    push = np.zeros(len(p), dtype=bool)
+    push[1:] = (p[1:] == p[:-1]) & (close[1:] > close[:-1])  # NaT compares False
+    before = changed < ex["exited_at"].to_numpy()[p]
+    return np.bincount(p[push & before], minlength=len(ids)).astype(float)
