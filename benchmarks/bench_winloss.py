@@ -16,11 +16,13 @@ Run: ``.venv/bin/python benchmarks/bench_winloss.py [n_deals] [--profile]``. Tar
 on 2 cores. The work is single-threaded (BLAS and OpenMP limited to one thread), so on an idle
 machine wall is about CPU; the CPU seconds are the figure to compare on a busy one.
 
-Measured (200,000 deals, shared 2-core machine, load 8-12): before the speed-ups 23.4 s CPU
-(cProfile: permutation importance 16.5 s - a third of it scikit-learn's checks of a DataFrame
-and of the "roc_auc" scorer -, features 7.5 s, statsmodels 7.4 s of which 3.4 s importing
-``statsmodels.api`` and 1.8 s its rank check, design 3.4 s); after, 19.6 s then FILLED s CPU;
-the odds-ratio table is identical and the importances equal to 1e-16.
+Measured (200,000 deals, shared 2-core machine at load 17-20, old and new code run side by
+side): drivers 25.7 s CPU before the speed-ups, 19.2 s after; peak RSS 1465 -> 1269 MB,
+tracemalloc peak 723 -> 597 MB. The cProfile before: permutation importance 16.5 s (a third of
+it scikit-learn's checks of a DataFrame and of the "roc_auc" scorer), features 7.5 s,
+statsmodels 7.4 s (3.4 s importing ``statsmodels.api``, 1.8 s its rank check), design 3.4 s;
+profiles inflate CPU by about a fifth. The odds-ratio table is identical and the importances
+equal to 1e-16. Wall seconds on that machine (130-200 s) measure the load, not the code.
 """
 
 from __future__ import annotations
