@@ -37,7 +37,7 @@ import pandas as pd
 
 from forecastkit.data.crm import CRM
 from forecastkit.data.timeline import stage_spells
-from forecastkit.hygiene._deals import isin, obj, select, team_by_owner
+from forecastkit.hygiene._deals import obj, select, team_by_owner
 
 __all__ = ["CadenceReport", "cadence", "CADENCE_STATUSES"]
 
@@ -122,7 +122,13 @@ def _steps(crm: CRM, spells: pd.DataFrame | None = None) -> pd.DataFrame:
     lead_exit = first["exited_at"].to_numpy("datetime64[ns]")
 
     acts = crm.activities
-    a = acts[isin(acts["cadence_step"], names)]
+    # only the columns used, as plain arrays (filtering the whole activity table copies every column)
+    step_all = pd.Index(names).get_indexer(obj(acts["cadence_step"]))
+    rows = np.flatnonzero(step_all >= 0)
+    cols = ["opportunity_id", "account_id", "owner", "due_at", "done_at"]
+    a = pd.DataFrame(
+        {c: acts[c].to_numpy()[rows] if c in ("due_at", "done_at") else obj(acts[c].take(rows)) for c in cols}
+    )
     if a.empty:  # the company does not log cadence steps: nothing to check
         lead_opp, lead_exit = lead_opp[:0], lead_exit[:0]
     a_opp = obj(a["opportunity_id"])
@@ -138,7 +144,7 @@ def _steps(crm: CRM, spells: pd.DataFrame | None = None) -> pd.DataFrame:
     ok = lead_of >= 0
     a = a[ok]
     lead_of = lead_of[ok]
-    step_of = pd.Index(names).get_indexer(obj(a["cadence_step"]))
+    step_of = step_all[rows[ok]]
     n_leads = len(keys)
 
     # one row per (lead, step): first due, first done, owner of the first row

@@ -270,7 +270,7 @@ def _cadence_rows(crm: CRM, d: pd.DataFrame, spells: pd.DataFrame) -> pd.DataFra
     if s.empty:
         return s.iloc[:0]
     names = [c.name for c in crm.playbook.cadence]
-    ids, deal = np.unique(obj(s["opportunity_id"]).astype(str), return_inverse=True)
+    deal, ids = pd.factorize(obj(s["opportunity_id"]), sort=True)
     bits = np.zeros(len(ids), dtype="int64")
     np.bitwise_or.at(bits, deal, 1 << pd.Index(names).get_indexer(obj(s["cadence_step"])))
     detail = _join_bits(bits, names, {n: k for k, n in enumerate(names)})

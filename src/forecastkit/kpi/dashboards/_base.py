@@ -167,6 +167,18 @@ class _Ctx:
         g = _with_groups(df, self.crm, [self.col], table=table, org=self.org)
         return g[self.col].astype(object).fillna("(none)")
 
+    def in_period(self, dates: pd.Series) -> np.ndarray:
+        """True where the date falls in the dashboard's period (False where missing)."""
+        return self.period.contains(dates).fillna(False).to_numpy(dtype=bool)
+
+    def count(self, df: pd.DataFrame, table: str) -> pd.Series:
+        """Number of rows of ``df`` per group."""
+        return self.total(df, pd.Series(1.0, index=df.index), table)
+
+    def total(self, df: pd.DataFrame, values: pd.Series, table: str) -> pd.Series:
+        """Sum of ``values`` (aligned with ``df``) per group."""
+        return pd.Series(values.to_numpy(), index=self.who(df, table).to_numpy()).groupby(level=0).sum()
+
     def who_codes(self, df: pd.DataFrame, table: str) -> tuple[np.ndarray, np.ndarray]:
         """The group of each row as integer codes, and the group labels."""
         codes, labels = pd.factorize(self.who(df, table))
@@ -236,7 +248,7 @@ def _reps_per_group(c: _Ctx) -> pd.Series:
         cur = reps[reps["end_date"].isna()]["owner"]
         owners = owners.intersection(pd.Index(cur)) if len(cur) else owners
     df = pd.DataFrame({"owner": owners})
-    return pd.Series(1.0, index=c.who(df, "reps").to_numpy()).groupby(level=0).sum()
+    return c.count(df, "reps")
 
 
 def _vec(s: pd.Series | None, members: list, fill: float) -> np.ndarray:

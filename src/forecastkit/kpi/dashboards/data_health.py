@@ -42,7 +42,7 @@ def _data_health(c: _Ctx) -> tuple[list[_TileSpec], set]:
     weak = weak[["opportunity_id", "name", "owner", "stage", "amount", "qualification_completeness", "next_step_date"]]
     acc = crm.accounts
     newp = c.flow(acc, acc["created_at"], {"n": pd.Series(1.0, index=acc.index)}, "accounts")
-    new_list = acc[c.period.contains(acc["created_at"]).fillna(False).to_numpy(dtype=bool)]
+    new_list = acc[c.in_period(acc["created_at"])]
     new_list = new_list[[x for x in ("account_id", "name", "owner", "segment", "created_at") if x in new_list]]
     cols = ["account_id", "owner", "last_order", "usual_cycle_days", "days_since_last_order", "p_alive", "status"]
     if crm.has("orders") and len(crm.orders):

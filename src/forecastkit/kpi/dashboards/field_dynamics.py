@@ -31,7 +31,7 @@ def _field_dynamics(c: _Ctx) -> tuple[list[_TileSpec], set]:
     o = crm.orders
     of = c.flow(o, o["ordered_at"], {"orders": pd.Series(1.0, index=o.index)}, "orders")
     vo = vf.join(of, how="outer").fillna(0.0)
-    in_p = c.period.contains(v["done_at"]).fillna(False).to_numpy(dtype=bool)
+    in_p = c.in_period(v["done_at"])
     no_rep = v[in_p & ~has_report.to_numpy(dtype=bool)].sort_values("done_at")
     no_rep = no_rep[["activity_id", "account_id", "opportunity_id", "owner", "done_at"]]
     vp = v[in_p]
@@ -41,11 +41,11 @@ def _field_dynamics(c: _Ctx) -> tuple[list[_TileSpec], set]:
     due = a[(a["due_at"] < c.cut)]
     done_on = due["done_at"].notna().astype(float)
     ap = c.flow(due, due["due_at"], {"due": pd.Series(1.0, index=due.index), "done": done_on}, "activities")
-    todo = due[c.period.contains(due["due_at"]).fillna(False).to_numpy(dtype=bool) & due["done_at"].isna()]
+    todo = due[c.in_period(due["due_at"]) & due["done_at"].isna()]
     todo = todo.sort_values("due_at")[["activity_id", "type", "account_id", "opportunity_id", "owner", "due_at"]]
     ql = _qualified_leads(c)
     qf = c.flow(ql, ql["qualified_at"], {"n": pd.Series(1.0, index=ql.index)}, "opportunities")
-    ql_p = ql[c.period.contains(ql["qualified_at"]).fillna(False).to_numpy(dtype=bool)]
+    ql_p = ql[c.in_period(ql["qualified_at"])]
     ql_p = ql_p.sort_values("qualified_at")[
         ["opportunity_id", "name", "owner", "stage", "status", "amount", "qualified_at", "next_step_date"]
     ]

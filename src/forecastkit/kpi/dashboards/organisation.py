@@ -9,13 +9,30 @@ from forecastkit.kpi.dashboards._base import _Ctx, _reps_per_group, _TileSpec
 
 
 # --------------------------------------------------------- 2. organisation
-def _at_ends(c: _Ctx, df: pd.DataFrame, table: str, late_at) -> pd.DataFrame:
-    """Counts per (who, period end) of rows for which ``late_at(t)`` is true at each period end (snapshot for the last)."""
+def _ns(dates: pd.Series) -> np.ndarray:
+    """Dates as int64 nanoseconds, missing as the largest value (never passed)."""
+    d = dates.to_numpy("datetime64[ns]")
+    return np.where(np.isnat(d), np.iinfo(np.int64).max, d.view(np.int64))
+
+
+def _at_ends(
+    c: _Ctx, df: pd.DataFrame, table: str, since: list[tuple[pd.Series, bool]], until: pd.Series
+) -> pd.DataFrame:
+    """Counts per (who, period end) of rows open at each period end (snapshot for the last).
+
+    A row is open at ``t`` when every date of ``since`` has passed (``date < t`` when
+    strict, else ``date <= t``; a missing date never passes) and ``until`` has not
+    (missing or after ``t``).
+    """
     w, labels = c.who_codes(df, table)
+    starts = [(_ns(d), strict) for d, strict in since]
+    end = _ns(until)
     out = np.zeros((len(labels), len(c.codes)))
     for j, p in enumerate(c.periods):
-        t = min(p.end, c.cut) - pd.Timedelta(days=1)  # state at the end of the period's last known day
-        m = late_at(t).to_numpy(dtype=bool)
+        t = (min(p.end, c.cut) - pd.Timedelta(days=1)).value  # state at the end of the period's last known day
+        m = end > t
+        for d, strict in starts:
+            m &= (d < t) if strict else (d <= t)
         out[:, j] = np.bincount(w[m], minlength=len(labels))
     idx = pd.MultiIndex.from_product([labels, c.codes], names=["_who", "_code"])
     return pd.DataFrame({"n": out.ravel()}, index=idx)
@@ -29,9 +46,8 @@ def _organisation(c: _Ctx) -> tuple[list[_TileSpec], set]:
         c,
         visits,
         "activities",
-        lambda t: (
-            (visits["due_at"] < t) & ~(visits["done_at"] <= t) & (visits["created_at"].fillna(visits["due_at"]) <= t)
-        ),
+        [(visits["due_at"], True), (visits["created_at"].fillna(visits["due_at"]), False)],
+        visits["done_at"],
     )
     late_list = visits[(visits["due_at"] < c.as_of) & visits["done_at"].isna()]
     late_list = late_list.assign(days_late=(c.as_of - late_list["due_at"]).dt.days).sort_values("due_at")
@@ -41,7 +57,8 @@ def _organisation(c: _Ctx) -> tuple[list[_TileSpec], set]:
         c,
         other,
         "activities",
-        lambda t: (other["due_at"] < t) & ~(other["done_at"] <= t) & (other["created_at"].fillna(other["due_at"]) <= t),
+        [(other["due_at"], True), (other["created_at"].fillna(other["due_at"]), False)],
+        other["done_at"],
     )
     over_list = other[(other["due_at"] < c.as_of) & other["done_at"].isna()]
     over_list = over_list.assign(days_late=(c.as_of - over_list["due_at"]).dt.days).sort_values("due_at")
@@ -68,11 +85,9 @@ def _organisation(c: _Ctx) -> tuple[list[_TileSpec], set]:
             "days_overdue",
         ]
     ]
-    qn = pd.Series(1.0, index=c.who(q, "opportunities").to_numpy()).groupby(level=0).sum()
+    qn = c.count(q, "opportunities")
     o = crm.orders
-    ld = _at_ends(
-        c, o, "orders", lambda t: (o["promised_delivery"] < t) & ~(o["delivered_at"] <= t) & (o["ordered_at"] <= t)
-    )
+    ld = _at_ends(c, o, "orders", [(o["promised_delivery"], True), (o["ordered_at"], False)], o["delivered_at"])
     late_d = o[(o["promised_delivery"] < c.as_of) & o["delivered_at"].isna()]
     late_d = late_d.assign(days_late=(c.as_of - late_d["promised_delivery"]).dt.days).sort_values("promised_delivery")
     late_d = late_d[["order_id", "account_id", "owner", "ordered_at", "amount", "promised_delivery", "days_late"]]
@@ -82,8 +97,8 @@ def _organisation(c: _Ctx) -> tuple[list[_TileSpec], set]:
         & o["delivered_at"].isna()
     ].sort_values("promised_delivery")
     due = due[["order_id", "account_id", "owner", "ordered_at", "amount", "promised_delivery"]]
-    dn = pd.Series(1.0, index=c.who(due, "orders").to_numpy()).groupby(level=0).sum()
-    un = _at_ends(c, o, "orders", lambda t: (o["delivered_at"] <= t) & ~(o["invoiced_at"] <= t))
+    dn = c.count(due, "orders")
+    un = _at_ends(c, o, "orders", [(o["delivered_at"], False)], o["invoiced_at"])
     un_list = o[o["delivered_at"].notna() & o["invoiced_at"].isna()].sort_values("delivered_at")
     un_list = un_list[["order_id", "account_id", "owner", "amount", "delivered_at"]]
     # WIP: active = open past the first stage
@@ -92,7 +107,7 @@ def _organisation(c: _Ctx) -> tuple[list[_TileSpec], set]:
     active = active.sort_values("deal_age_days", ascending=False)[
         ["opportunity_id", "name", "owner", "stage", "amount", "deal_age_days", "next_step_date"]
     ]
-    wn = pd.Series(1.0, index=c.who(active, "opportunities").to_numpy()).groupby(level=0).sum()
+    wn = c.count(active, "opportunities")
     reps = _reps_per_group(c)
     limit = reps * c.pb.wip_limit
     specs = [

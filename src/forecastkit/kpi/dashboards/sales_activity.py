@@ -43,7 +43,7 @@ def _sales_activity(c: _Ctx) -> tuple[list[_TileSpec], set]:
         soon = soon.sort_values("reorder_due")[[*cols_act, "reorder_due"]]
     else:
         inactive, soon = _empty(cols_act), _empty([*cols_act, "reorder_due"])
-    in_p = c.period.contains(o["ordered_at"]).fillna(False).to_numpy(dtype=bool)
+    in_p = c.in_period(o["ordered_at"])
     op = o[in_p]
     rate = op["margin"] / op["amount"].where(op["amount"] > 0)
     low = op.assign(margin_rate=rate)[(rate < _rule(c, "margin_rate")["orange"]) | (op["discount"] >= 0.15)]
@@ -54,7 +54,7 @@ def _sales_activity(c: _Ctx) -> tuple[list[_TileSpec], set]:
     od_open = crm.open_deals
     p = win_probabilities(c.full, "history", od_open)
     pipe = od_open.assign(p_win=p.to_numpy(), weighted=(od_open["amount"] * p).to_numpy())
-    pipe_p = pipe[c.period.contains(pipe["close_date"]).fillna(False).to_numpy(dtype=bool)]
+    pipe_p = pipe[c.in_period(pipe["close_date"])]
     dcols = [
         "opportunity_id",
         "name",
@@ -72,10 +72,8 @@ def _sales_activity(c: _Ctx) -> tuple[list[_TileSpec], set]:
         "next_step_date",
     ]
     pipe_p = pipe_p.sort_values("weighted", ascending=False)[[x for x in dcols if x in pipe_p]]
-    pw = (
-        pd.Series(pipe_p["weighted"].to_numpy(), index=c.who(pipe_p, "opportunities").to_numpy()).groupby(level=0).sum()
-    )
-    pa = pd.Series(pipe_p["amount"].to_numpy(), index=c.who(pipe_p, "opportunities").to_numpy()).groupby(level=0).sum()
+    pw = c.total(pipe_p, pipe_p["weighted"], "opportunities")
+    pa = c.total(pipe_p, pipe_p["amount"], "opportunities")
     tg = {m: c.target(m) for m in ("invoiced", "ordered", "orders", "bookings")}
     specs = [
         dict(
