@@ -152,6 +152,18 @@ def _none(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+def lookup(mapping: pd.Series, keys: pd.Series | np.ndarray) -> np.ndarray:
+    """``mapping[key]`` for each key as an object array (``None`` where the key is missing or unknown).
+
+    ``mapping`` must have a unique index. Same result as ``keys.map(mapping)``, without
+    hashing ``pd.NA`` (slow in pandas' object hash tables).
+    """
+    k = obj(keys) if isinstance(keys, pd.Series | pd.Index) else _none(np.asarray(keys, dtype=object))
+    pos = pd.Index(obj(mapping.index)).get_indexer(k)
+    values = obj(mapping)
+    return np.where(pos >= 0, values[pos] if len(values) else None, None)
+
+
 def isin(values: pd.Series | pd.Index | np.ndarray, wanted: Iterable[object]) -> np.ndarray:
     """Boolean mask of ``values`` found in ``wanted`` (missing values never match).
 
