@@ -196,8 +196,7 @@ def completeness(
     _check_cols(contacts, contact_fields, "contacts", "contact_fields")
     _check_cols(accounts, account_fields, "accounts", "account_fields")
     acc_owner = account_owner(crm)
-    pos = acc_owner.index.get_indexer(obj(contacts["account_id"]))
-    c = contacts.assign(owner=pd.array(np.where(pos >= 0, obj(acc_owner)[pos], None), dtype="string"))
+    c = _with_owner(crm, contacts)
     a = accounts
     if owner is not None:
         c = select(c, owner, None)
@@ -214,6 +213,27 @@ def completeness(
         by_account=_by_account(c, contact_fields, *c_cells),
         new_prospects=_new_prospects(a, c, freq, crm),
     )
+
+
+def _with_owner(crm: CRM, contacts: pd.DataFrame) -> pd.DataFrame:
+    """The contacts with their account's owner (see :func:`account_owner`)."""
+    acc_owner = account_owner(crm)
+    pos = acc_owner.index.get_indexer(obj(contacts["account_id"]))
+    return contacts.assign(owner=pd.array(np.where(pos >= 0, obj(acc_owner)[pos], None), dtype="string"))
+
+
+def contact_problems(crm: CRM, contact_fields: Sequence[str] = CONTACT_FIELDS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(by_owner, by_account)`` of :func:`completeness` for every contact, without the rest of the report.
+
+    What the pipeline review and the data-health dashboard need: the same frames as
+    ``completeness(crm).by_owner`` and ``.by_account``, skipping the account checks and
+    the new-prospect counts.
+    """
+    contacts = crm.require("contacts", "data completeness")
+    _check_cols(contacts, contact_fields, "contacts", "contact_fields")
+    c = _with_owner(crm, contacts)
+    cells = _cells(c, contact_fields, _contact_dups(c))
+    return _by_owner(c, *cells), _by_account(c, contact_fields, *cells)
 
 
 def _check_cols(df: pd.DataFrame, cols: Sequence[str], table: str, arg: str) -> None:

@@ -28,7 +28,7 @@ from forecastkit.hygiene._deals import (
 )
 from forecastkit.hygiene.aging import _aging
 from forecastkit.hygiene.cadence import _steps
-from forecastkit.hygiene.completeness import completeness
+from forecastkit.hygiene.completeness import contact_problems
 from forecastkit.hygiene.fields import _check_fields, _join_bits, _missing_long, _next_steps, _per_deal
 from forecastkit.hygiene.visits import _visit_reports
 from forecastkit.hygiene.wip import _wip
@@ -325,7 +325,7 @@ def _visit_rows(crm: CRM, d: pd.DataFrame, owner: object, team: object) -> pd.Da
 
 
 def _contact_rows(crm: CRM, d: pd.DataFrame, owner: object, team: object) -> pd.DataFrame:
-    acc = completeness(crm).by_account
+    acc = contact_problems(crm)[1]
     if acc.empty:
         return acc.iloc[:0]
     parts = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from forecastkit.data.timeline import qualification_completeness
-from forecastkit.hygiene.completeness import completeness
+from forecastkit.hygiene.completeness import contact_problems
 from forecastkit.kpi._common import _period_codes
 from forecastkit.kpi.customers import customer_activity, customer_churn
 from forecastkit.kpi.dashboards._base import _ALL, _Ctx, _empty, _TileSpec
@@ -17,14 +17,13 @@ def _contact_completeness(c: _Ctx) -> tuple[pd.Series, pd.Series, pd.DataFrame]:
     """(completeness, quality index) per group and the accounts with contact problems."""
     if not c.full.has("contacts"):
         return pd.Series(dtype=float), pd.Series(dtype=float), _empty(["account_id", "owner"])
-    rep = completeness(c.full)
-    bo = rep.by_owner
+    bo, by_account = contact_problems(c.full)
     w = c.who(bo, "contacts").to_numpy()
     k = bo["contacts"].to_numpy(dtype=float)
     filled = pd.Series(bo["completeness"].to_numpy() * k).groupby(w).sum()
     usable = pd.Series(bo["quality_index"].to_numpy() * k).groupby(w).sum()
     n = pd.Series(k).groupby(w).sum()
-    return filled / n, usable / n, rep.by_account
+    return filled / n, usable / n, by_account
 
 
 def _data_health(c: _Ctx) -> tuple[list[_TileSpec], set]:
