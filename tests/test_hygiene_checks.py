@@ -264,3 +264,28 @@ def test_completeness_errors(crm):
         h.completeness(make_crm(contacts=False))
     with pytest.raises(ParameterError, match=r"contact_fields: \['mobile'\] are not columns of the 'contacts' table"):
         h.completeness(crm, contact_fields=["name", "mobile"])
+
+
+def test_phone_rule_with_separators_anywhere():
+    p = valid_phone(
+        pd.Series(["(+33) 6.12-34/56 78", "06\t12 34 56 78", "+ 0000 0000 00", "+33612345678901234", "1234567"])
+    )
+    assert p.tolist() == [True, True, False, False, False]
+
+
+def test_contact_problems_match_completeness(crm):
+    by_owner, by_account = h.contact_problems(crm)
+    full = h.completeness(crm)
+    pd.testing.assert_frame_equal(by_owner, full.by_owner)
+    pd.testing.assert_frame_equal(by_account, full.by_account)
+    with pytest.raises(ParameterError, match="contact_fields"):
+        h.contact_problems(crm, contact_fields=["fax"])
+
+
+def test_duplicate_names_ignore_case_and_spaces():
+    from forecastkit.hygiene.completeness import _dup_key
+
+    names = pd.Series(["John  Smith", " john smith", "John Smith", "Ann Lee", None], dtype="string")
+    accounts = pd.Series(["A1", "A1", "A2", "A1", "A1"], dtype="string")
+    assert _dup_key(accounts, names).tolist() == [False, True, False, False, False]
+    assert _dup_key(names).tolist() == [False, True, True, False, False]

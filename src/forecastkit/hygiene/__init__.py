@@ -13,7 +13,7 @@ traffic lights) and :func:`kanban` (cards with flags; :func:`plot_kanban`,
 
 from forecastkit.hygiene.aging import aging
 from forecastkit.hygiene.cadence import CadenceReport, cadence
-from forecastkit.hygiene.completeness import CompletenessReport, completeness
+from forecastkit.hygiene.completeness import CompletenessReport, completeness, contact_problems
 from forecastkit.hygiene.fields import missing_fields, next_steps
 from forecastkit.hygiene.plot import kanban, kanban_html, plot_kanban, plot_scorecard
 from forecastkit.hygiene.review import review
@@ -28,6 +28,7 @@ __all__ = [
     "aging",
     "cadence",
     "completeness",
+    "contact_problems",
     "kanban",
     "kanban_html",
     "missing_fields",

@@ -37,7 +37,7 @@ import pandas as pd
 
 from forecastkit.data.crm import CRM
 from forecastkit.data.timeline import stage_spells
-from forecastkit.hygiene._deals import isin, obj, select, team_by_owner
+from forecastkit.hygiene._deals import obj, select, team_by_owner
 
 __all__ = ["CadenceReport", "cadence", "CADENCE_STATUSES"]
 
@@ -122,7 +122,13 @@ def _steps(crm: CRM, spells: pd.DataFrame | None = None) -> pd.DataFrame:
     lead_exit = first["exited_at"].to_numpy("datetime64[ns]")
 
     acts = crm.activities
-    a = acts[isin(acts["cadence_step"], names)]
+    # only the columns used, as plain arrays (filtering the whole activity table copies every column)
+    step_all = pd.Index(names).get_indexer(obj(acts["cadence_step"]))
+    rows = np.flatnonzero(step_all >= 0)
+    cols = ["opportunity_id", "account_id", "owner", "due_at", "done_at"]
+    a = pd.DataFrame(
+        {c: acts[c].to_numpy()[rows] if c in ("due_at", "done_at") else obj(acts[c].take(rows)) for c in cols}
+    )
     if a.empty:  # the company does not log cadence steps: nothing to check
         lead_opp, lead_exit = lead_opp[:0], lead_exit[:0]
     a_opp = obj(a["opportunity_id"])
@@ -138,7 +144,7 @@ def _steps(crm: CRM, spells: pd.DataFrame | None = None) -> pd.DataFrame:
     ok = lead_of >= 0
     a = a[ok]
     lead_of = lead_of[ok]
-    step_of = pd.Index(names).get_indexer(obj(a["cadence_step"]))
+    step_of = step_all[rows[ok]]
     n_leads = len(keys)
 
     # one row per (lead, step): first due, first done, owner of the first row
@@ -150,18 +156,24 @@ def _steps(crm: CRM, spells: pd.DataFrame | None = None) -> pd.DataFrame:
     big = np.iinfo(np.int64).max
     due_i = due.view("int64")
     done_i = np.where(np.isnat(done), big, done.view("int64"))
-    cell_due = np.full(n_cells, big, dtype="int64")
-    _min_at(cell_due, cell, due_i)
-    cell_done = np.full(n_cells, big, dtype="int64")
-    _min_at(cell_done, cell, done_i)
-    cell_owner = np.full(n_cells, None, dtype=object)
+    # one stable sort by cell (cells of a lead are contiguous), then minima per cell and per lead
     order = np.argsort(cell, kind="stable")
-    firsts = order[np.r_[True, cell[order][1:] != cell[order][:-1]]] if len(order) else order
-    cell_owner[cell[firsts]] = owner_a[firsts]
-
-    # sequence start per lead
+    sorted_cell = cell[order]
+    starts = np.flatnonzero(np.r_[True, sorted_cell[1:] != sorted_cell[:-1]]) if len(order) else order
+    cells = sorted_cell[starts]
+    cell_due = np.full(n_cells, big, dtype="int64")
+    cell_done = np.full(n_cells, big, dtype="int64")
+    cell_owner = np.full(n_cells, None, dtype=object)
     t0 = np.full(n_leads, big, dtype="int64")
-    _min_at(t0, lead_of, due_i - days[step_of] * _DAY.astype("int64"))
+    if len(order):
+        cell_due[cells] = np.minimum.reduceat(due_i[order], starts)
+        cell_done[cells] = np.minimum.reduceat(done_i[order], starts)
+        cell_owner[cells] = owner_a[order[starts]]
+        # sequence start per lead: earliest (due - step day) over its rows
+        sorted_lead = sorted_cell // n_steps
+        lead_starts = np.flatnonzero(np.r_[True, sorted_lead[1:] != sorted_lead[:-1]])
+        start_i = (due_i - days[step_of] * _DAY.astype("int64"))[order]
+        t0[sorted_lead[lead_starts]] = np.minimum.reduceat(start_i, lead_starts)
     lead_pos = pd.Index(obj(opps["opportunity_id"])).get_indexer(lead_opp)
     created = opps["created_at"].to_numpy("datetime64[ns]")[lead_pos].view("int64")
     no_rows = t0 == big
@@ -220,17 +232,6 @@ def _steps(crm: CRM, spells: pd.DataFrame | None = None) -> pd.DataFrame:
         }
     )
     return out
-
-
-def _min_at(target: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
-    """``target[index] = min(target[index], values)`` with repeated indices, vectorised (faster than ufunc.at)."""
-    if len(index) == 0:
-        return
-    order = np.lexsort((values, index))
-    idx = index[order]
-    first = np.r_[True, idx[1:] != idx[:-1]]
-    sel = order[first]
-    target[index[sel]] = np.minimum(target[index[sel]], values[sel])
 
 
 def _by_owner(steps: pd.DataFrame) -> pd.DataFrame:

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from forecastkit.data.crm import CRM
 from forecastkit.errors import ParameterError
-from forecastkit.hygiene._deals import account_owner, select
+from forecastkit.hygiene._deals import account_owner, obj, select
 from forecastkit.periods import Freq, parse_period, period_of
 
 __all__ = ["CompletenessReport", "completeness", "CONTACT_FIELDS", "ACCOUNT_FIELDS", "valid_email", "valid_phone"]
@@ -39,7 +39,6 @@ __all__ = ["CompletenessReport", "completeness", "CONTACT_FIELDS", "ACCOUNT_FIEL
 CONTACT_FIELDS = ("name", "job_title", "department", "email", "phone")
 ACCOUNT_FIELDS = ("name", "segment", "industry", "owner", "phone", "website")
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
-_PHONE = r"^\+?[0-9]{8,15}$"
 
 
 @dataclass(frozen=True)
@@ -87,37 +86,75 @@ class CompletenessReport:
 
 def _arrow(s: pd.Series) -> pa.Array:
     """A text column as a pyarrow string array (nulls where missing), for fast vectorised string functions."""
-    return pa.array(s.astype(object).to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    return pa.array(obj(s), type=pa.string(), from_pandas=True)
 
 
 def _bool(arr: pa.Array, index: pd.Index) -> pd.Series:
     return pd.Series(pd.array(arr.to_pandas(), dtype="boolean"), index=index)
 
 
+def _email_ok(a: pa.Array) -> pa.Array:
+    return pc.match_substring_regex(pc.utf8_trim_whitespace(a), _EMAIL)
+
+
+_SEP = r"[\s.\-/()]*"
+
+
+def _phone_ok(a: pa.Array) -> pa.Array:
+    # the phone rule on the raw text: separators may sit anywhere around the "+" and the digits
+    # (one regex match each, about five times faster than removing the separators first)
+    digits = pc.match_substring_regex(a, rf"^{_SEP}(\+{_SEP})?([0-9]{_SEP}){{8,15}}$")
+    zeros = pc.match_substring_regex(a, rf"^{_SEP}(\+{_SEP})?(0{_SEP})+$")
+    return pc.and_(digits, pc.invert(zeros))
+
+
 def valid_email(s: pd.Series) -> pd.Series:
     """True where a filled e-mail looks like ``local@domain.tld`` (NA where empty)."""
-    a = pc.utf8_trim_whitespace(_arrow(s))
-    return _bool(pc.match_substring_regex(a, _EMAIL), s.index)
+    return _bool(_email_ok(_arrow(s)), s.index)
 
 
 def valid_phone(s: pd.Series) -> pd.Series:
     """True where a filled phone has 8-15 digits (after removing separators) and is not all zeros (NA where empty)."""
-    digits = pc.replace_substring_regex(_arrow(s), r"[\s.\-/()]", "")
-    ok = pc.and_(pc.match_substring_regex(digits, _PHONE), pc.invert(pc.match_substring_regex(digits, r"^\+?0+$")))
-    return _bool(ok, s.index)
+    return _bool(_phone_ok(_arrow(s)), s.index)
 
 
-def _dup_key(*cols: pd.Series) -> np.ndarray:
-    """True for every record after the first with the same normalised key (lowercase, trimmed, single spaces)."""
-    parts = [pc.replace_substring_regex(pc.utf8_trim_whitespace(pc.utf8_lower(_arrow(c))), r"\s+", " ") for c in cols]
-    key = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "|")
-    codes = pc.dictionary_encode(key).indices.to_numpy(zero_copy_only=False)
-    valid = ~np.asarray(pc.is_null(key).to_numpy(zero_copy_only=False), dtype=bool)
-    codes = np.where(valid, codes, -1)
-    _, first = np.unique(codes, return_index=True)
-    dup = np.ones(len(codes), dtype=bool)
-    dup[first] = False
-    return dup & valid
+def _valid_mask(a: pa.Array, check) -> np.ndarray:
+    """``check`` on each distinct value only (phones and e-mails repeat), as a boolean array (False where empty)."""
+    enc = pc.dictionary_encode(a)
+    ok = np.asarray(check(enc.dictionary).fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    return np.where(codes >= 0, ok[codes], False) if len(ok) else np.zeros(len(a), dtype=bool)
+
+
+def _norm_codes(a: pa.Array) -> np.ndarray:
+    """Integer code of each value's normalised form (lowercase, trimmed, single spaces); -1 where missing.
+
+    The normalisation runs on the distinct values only.
+    """
+    enc = pc.dictionary_encode(a)
+    norm = pc.utf8_trim_whitespace(pc.utf8_lower(enc.dictionary))
+    if pc.any(pc.match_substring_regex(norm, r"\s\s|[^\S ]")).as_py():  # rare: collapse runs of whitespace
+        norm = pc.replace_substring_regex(norm, r"\s+", " ")
+    norm_codes = pc.dictionary_encode(norm).indices.to_numpy(zero_copy_only=False).astype("int64")
+    codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
+    return np.where(codes >= 0, norm_codes[np.maximum(codes, 0)] if len(norm_codes) else -1, -1)
+
+
+def _dup_key(*cols: pd.Series | pa.Array) -> np.ndarray:
+    """True for every record after the first with the same normalised key (lowercase, trimmed, single spaces).
+
+    A record with any key part missing is never a duplicate.
+    """
+    key = np.zeros(len(cols[0]), dtype="int64")
+    valid = np.ones(len(cols[0]), dtype=bool)
+    for col in cols:
+        codes = _norm_codes(col if isinstance(col, pa.Array) else _arrow(col))
+        valid &= codes >= 0
+        # combine the parts into one code per record (re-factorised so the mixed radix never overflows)
+        key, _ = pd.factorize(key * (int(codes.max(initial=0)) + 1) + np.maximum(codes, 0))
+    dup = np.zeros(len(key), dtype=bool)
+    dup[valid] = pd.Index(key[valid]).duplicated(keep="first")
+    return dup
 
 
 def completeness(
@@ -159,7 +196,7 @@ def completeness(
     _check_cols(contacts, contact_fields, "contacts", "contact_fields")
     _check_cols(accounts, account_fields, "accounts", "account_fields")
     acc_owner = account_owner(crm)
-    c = contacts.assign(owner=contacts["account_id"].map(acc_owner).astype("string"))
+    c = _with_owner(crm, contacts)
     a = accounts
     if owner is not None:
         c = select(c, owner, None)
@@ -176,6 +213,27 @@ def completeness(
         by_account=_by_account(c, contact_fields, *c_cells),
         new_prospects=_new_prospects(a, c, freq, crm),
     )
+
+
+def _with_owner(crm: CRM, contacts: pd.DataFrame) -> pd.DataFrame:
+    """The contacts with their account's owner (see :func:`account_owner`)."""
+    acc_owner = account_owner(crm)
+    pos = acc_owner.index.get_indexer(obj(contacts["account_id"]))
+    return contacts.assign(owner=pd.array(np.where(pos >= 0, obj(acc_owner)[pos], None), dtype="string"))
+
+
+def contact_problems(crm: CRM, contact_fields: Sequence[str] = CONTACT_FIELDS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(by_owner, by_account)`` of :func:`completeness` for every contact, without the rest of the report.
+
+    What the pipeline review and the data-health dashboard need: the same frames as
+    ``completeness(crm).by_owner`` and ``.by_account``, skipping the account checks and
+    the new-prospect counts.
+    """
+    contacts = crm.require("contacts", "data completeness")
+    _check_cols(contacts, contact_fields, "contacts", "contact_fields")
+    c = _with_owner(crm, contacts)
+    cells = _cells(c, contact_fields, _contact_dups(c))
+    return _by_owner(c, *cells), _by_account(c, contact_fields, *cells)
 
 
 def _check_cols(df: pd.DataFrame, cols: Sequence[str], table: str, arg: str) -> None:
@@ -202,9 +260,9 @@ def _cells(df: pd.DataFrame, cols: Sequence[str], dup: np.ndarray) -> tuple[np.n
         f = s.notna().to_numpy(bool)
         filled[:, j] = f
         if col == "email":
-            valid[:, j] = valid_email(s).fillna(False).to_numpy(bool)
+            valid[:, j] = _valid_mask(_arrow(s), _email_ok)
         elif col == "phone":
-            valid[:, j] = valid_phone(s).fillna(False).to_numpy(bool)
+            valid[:, j] = _valid_mask(_arrow(s), _phone_ok)
         else:
             valid[:, j] = f
     return filled, valid, dup
@@ -272,42 +330,45 @@ def _by_account(
                 for col in cols_out
             }
         )
-    df = pd.DataFrame(
-        {
-            "account_id": c["account_id"].to_numpy(dtype=object),
-            "owner": c["owner"].to_numpy(dtype=object),
-            "incomplete": incomplete,
-            "invalid": invalid,
-            "dup": dup,
-        }
-    )
-    missing = pd.DataFrame(~filled, columns=list(cols))
-    missing["account_id"] = df["account_id"]
-    df = df.dropna(subset=["account_id"])
-    g = df.groupby("account_id", sort=False)
+    codes, accounts = pd.factorize(obj(c["account_id"]))
+    has = codes >= 0
+    codes, n_acc = codes[has], len(accounts)
+
+    def per_account(values: np.ndarray) -> np.ndarray:
+        return np.bincount(codes, weights=values[has], minlength=n_acc).astype("int64")
+
+    contacts = np.bincount(codes, minlength=n_acc)
+    n_incomplete, n_invalid, n_dup = per_account(incomplete), per_account(invalid), per_account(dup)
+    keep = np.flatnonzero((n_incomplete > 0) | (n_invalid > 0) | (n_dup > 0))
+    # owner of the account's first contact row
+    first_row = np.full(n_acc, len(codes), dtype="int64")
+    np.minimum.at(first_row, codes, np.arange(len(codes)))
+    owner = obj(c["owner"])[has][first_row[keep]]
+    # "phone x2, email": built once per distinct combination of missing counts
+    missing = np.zeros((len(keep), len(cols)), dtype="int64")
+    for j in range(len(cols)):
+        missing[:, j] = per_account(~filled[:, j])[keep]
+    which = np.zeros(len(keep), dtype="int64")
+    for j in range(len(cols)):
+        which, _ = pd.factorize(which * (int(missing[:, j].max(initial=0)) + 1) + missing[:, j])
+    combos = np.zeros((int(which.max(initial=-1)) + 1, len(cols)), dtype="int64")
+    combos[which] = missing
+    words = [
+        ", ".join(col if n == 1 else f"{col} x{n}" for col, n in zip(cols, row, strict=True) if n > 0)
+        for row in combos.tolist()
+    ]
+    text = np.asarray(words, dtype=object)[which] if len(keep) else np.array([], dtype=object)
     out = pd.DataFrame(
         {
-            "owner": g["owner"].first(),
-            "contacts": g.size(),
-            "incomplete_contacts": g["incomplete"].sum(),
-            "invalid_values": g["invalid"].sum(),
-            "duplicates": g["dup"].sum(),
+            "account_id": pd.array(np.asarray(accounts, dtype=object)[keep], dtype="string"),
+            "owner": pd.array(owner, dtype="string"),
+            "contacts": contacts[keep].astype("int64"),
+            "incomplete_contacts": n_incomplete[keep],
+            "invalid_values": n_invalid[keep],
+            "duplicates": n_dup[keep],
+            "missing": pd.array(text, dtype="string"),
         }
     )
-    out = out[(out["incomplete_contacts"] > 0) | (out["invalid_values"] > 0) | (out["duplicates"] > 0)]
-    counts = missing.groupby("account_id", sort=False)[list(cols)].sum().reindex(out.index)
-    text = pd.Series("", index=out.index, dtype=object)
-    for col in cols:
-        n = counts[col].to_numpy()
-        part = np.where(n > 1, col + " x" + n.astype(str), np.where(n == 1, col, ""))
-        sep = np.where((text.to_numpy() != "") & (part != ""), ", ", "")
-        text = pd.Series(text.to_numpy() + sep + part, index=out.index, dtype=object)
-    out["missing"] = text
-    out = out.rename_axis("account_id").reset_index()
-    for col in ("contacts", "incomplete_contacts", "invalid_values", "duplicates"):
-        out[col] = out[col].astype("int64")
-    for col in ("account_id", "owner", "missing"):
-        out[col] = out[col].astype("string")
     return out[cols_out]
 
 

@@ -28,7 +28,7 @@ from forecastkit.hygiene._deals import (
 )
 from forecastkit.hygiene.aging import _aging
 from forecastkit.hygiene.cadence import _steps
-from forecastkit.hygiene.completeness import completeness
+from forecastkit.hygiene.completeness import contact_problems
 from forecastkit.hygiene.fields import _check_fields, _join_bits, _missing_long, _next_steps, _per_deal
 from forecastkit.hygiene.visits import _visit_reports
 from forecastkit.hygiene.wip import _wip
@@ -270,7 +270,7 @@ def _cadence_rows(crm: CRM, d: pd.DataFrame, spells: pd.DataFrame) -> pd.DataFra
     if s.empty:
         return s.iloc[:0]
     names = [c.name for c in crm.playbook.cadence]
-    ids, deal = np.unique(obj(s["opportunity_id"]).astype(str), return_inverse=True)
+    deal, ids = pd.factorize(obj(s["opportunity_id"]), sort=True)
     bits = np.zeros(len(ids), dtype="int64")
     np.bitwise_or.at(bits, deal, 1 << pd.Index(names).get_indexer(obj(s["cadence_step"])))
     detail = _join_bits(bits, names, {n: k for k, n in enumerate(names)})
@@ -325,7 +325,7 @@ def _visit_rows(crm: CRM, d: pd.DataFrame, owner: object, team: object) -> pd.Da
 
 
 def _contact_rows(crm: CRM, d: pd.DataFrame, owner: object, team: object) -> pd.DataFrame:
-    acc = completeness(crm).by_account
+    acc = contact_problems(crm)[1]
     if acc.empty:
         return acc.iloc[:0]
     parts = []

@@ -17,7 +17,7 @@ import pandas as pd
 from forecastkit.data.crm import CRM
 from forecastkit.data.schema import ACTIVITY_TYPES, REPORT_BOXES
 from forecastkit.errors import ParameterError
-from forecastkit.hygiene._deals import isin, select, team_by_owner
+from forecastkit.hygiene._deals import isin, lookup, select, team_by_owner
 
 __all__ = ["visit_reports", "BOX_KEYWORDS"]
 
@@ -108,7 +108,7 @@ def _visit_reports(acts: pd.DataFrame, crm: CRM, types: tuple[str, ...]) -> pd.D
     incomplete = ~no_report & (n_missing > 0)
     bad = no_report | incomplete
     out = v.loc[bad, ["activity_id", "opportunity_id", "account_id", "owner", "type", "done_at"]].copy()
-    out.insert(4, "team", pd.array(out["owner"].map(team_by_owner(crm)).to_numpy(dtype=object), dtype="string"))
+    out.insert(4, "team", pd.array(lookup(team_by_owner(crm), out["owner"]), dtype="string"))
     out["problem"] = pd.array(np.where(no_report[bad], "no_report", "incomplete_report"), dtype="string")
     labels = np.array([b.removeprefix("report_") for b in REPORT_BOXES], dtype=object)
     miss = ~present[bad]

@@ -230,16 +230,20 @@ def _target_amounts(
         ``<level>`` (when given), ``period``, ``target``.
     """
     t = crm.targets
-    t = t[t["metric"].astype(str).str.lower() == metric.lower()] if len(t) else t
+    if len(t):  # compare the distinct metric names only (targets can have millions of rows)
+        codes, names = pd.factorize(t["metric"].astype(str))
+        t = t[np.isin(codes, [i for i, n in enumerate(names) if n.lower() == metric.lower()])]
     key = [level] if level else []
     if not len(t) or not periods or level not in (None, "owner", "team", "business_unit"):
         return pd.DataFrame(columns=[*key, "period", "target"])
-    tp = {lab: parse_period(lab, crm.playbook) for lab in t["period"].astype(str).unique()}
+    pcodes, labels = pd.factorize(t["period"].astype(str))
+    tp = [parse_period(lab, crm.playbook) for lab in labels]
+    amount = t["amount"].to_numpy(dtype=float)
     rows = []
     for p in periods:
-        share = {lab: max(0, (min(q.end, p.end) - max(q.start, p.start)).days) / q.days for lab, q in tp.items()}
-        s = t["period"].astype(str).map(share).astype(float)
-        sub = t.assign(target=t["amount"].astype(float) * s)[s > 0]
+        share = np.array([max(0, (min(q.end, p.end) - max(q.start, p.start)).days) / q.days for q in tp])
+        s = pd.Series(share[pcodes], index=t.index)
+        sub = t.assign(target=amount * s.to_numpy())[s > 0]
         if not len(sub):
             continue
         owner_rows = sub[sub["owner"].notna()]

@@ -1,0 +1,388 @@
+"""Shared parts of the four dashboards: the tile objects, the per-call context and the tile assembly.
+
+Each dashboard module (:mod:`.sales_activity`, :mod:`.organisation`,
+:mod:`.data_health`, :mod:`.field_dynamics`) turns the snapshot into tile specs
+(plain dicts: key, label, unit, the figure per member and period, the drill-down
+list); :func:`_assemble` turns specs into :class:`Tile` objects for every member.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from forecastkit.data.crm import CRM
+from forecastkit.errors import ParameterError
+from forecastkit.kpi._common import _org_map, _period_codes, _safe_div, _target_amounts, _with_groups
+from forecastkit.periods import Period, parse_period, period_of
+
+Which = Literal["sales_activity", "organisation", "data_health", "field_dynamics"]
+Level = Literal["rep", "team", "business_unit"]
+DASHBOARDS: dict[str, str] = {
+    "sales_activity": "Steering sales activity",
+    "organisation": "Getting organised",
+    "data_health": "Customer-data health",
+    "field_dynamics": "Field dynamics",
+}
+LEVELS: dict[str, str] = {"rep": "owner", "team": "team", "business_unit": "business_unit"}
+_MAX_TILES = 7
+_ALL = "all"
+
+
+# ------------------------------------------------------------------ objects
+@dataclass(frozen=True)
+class Tile:
+    """One KPI tile.
+
+    Attributes
+    ----------
+    key, label : str
+        Machine name and display label.
+    value : float
+    target : float or None
+        The period's target (None when the KPI has none).
+    unit : str
+        ``amount``, ``count``, ``ratio`` or ``days``.
+    status : str
+        ``green``, ``orange``, ``red`` or ``grey`` (no rule or no value).
+    status_value : float
+        The number the traffic light judged (e.g. attainment to date, a trend ratio).
+    action : str
+        What to do with the drill-down list.
+    sparkline : Series
+        The value over the previous periods (index: period labels, oldest first).
+    drilldown : DataFrame
+        The action list behind the tile.
+
+    ``sparkline`` and ``drilldown`` are properties built on access from arrays shared by
+    every member's dashboard, so building the dashboards of thousands of reps stays cheap.
+    """
+
+    key: str
+    label: str
+    value: float
+    target: float | None
+    unit: str
+    status: str
+    status_value: float
+    action: str = ""
+    _spark: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    _spark_index: pd.Index = field(default_factory=lambda: pd.Index([]), repr=False)
+    _source: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    _rows: np.ndarray = field(default_factory=lambda: np.arange(0), repr=False)
+
+    @property
+    def sparkline(self) -> pd.Series:
+        """The value over the previous periods (index: period labels, oldest first)."""
+        return pd.Series(self._spark, index=self._spark_index, name=self.key)
+
+    @property
+    def drilldown(self) -> pd.DataFrame:
+        """The drill-down action list (a new frame)."""
+        return self._source.iloc[self._rows].reset_index(drop=True)
+
+    @property
+    def drilldown_rows(self) -> int:
+        """Number of rows of the drill-down list."""
+        return len(self._rows)
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """One dashboard for one member (or the company): its tiles in display order."""
+
+    name: str
+    title: str
+    level: str
+    who: str
+    period: str
+    as_of: pd.Timestamp
+    tiles: tuple[Tile, ...] = field(default_factory=tuple)
+
+    def tile(self, key: str) -> Tile:
+        """The tile called ``key``."""
+        for t in self.tiles:
+            if t.key == key:
+                return t
+        raise ParameterError(
+            f"dashboard {self.name!r} has no tile {key!r}; tiles: {', '.join(t.key for t in self.tiles)}"
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """``key, label, value, target, unit, status, status_value, action, drilldown_rows``."""
+        return pd.DataFrame(
+            [
+                {
+                    "key": t.key,
+                    "label": t.label,
+                    "value": t.value,
+                    "target": t.target,
+                    "unit": t.unit,
+                    "status": t.status,
+                    "status_value": t.status_value,
+                    "action": t.action,
+                    "drilldown_rows": t.drilldown_rows,
+                }
+                for t in self.tiles
+            ]
+        )
+
+    def _repr_html_(self) -> str:
+        head = (
+            f"<p><b>{html.escape(self.title)}</b> - {html.escape(self.level)} "
+            f"<i>{html.escape(self.who)}</i>, {html.escape(self.period)} (as of {self.as_of.date()})</p>"
+        )
+        return head + self.to_frame().to_html(index=False)
+
+
+# ------------------------------------------------------------------ helpers
+class _Ctx:
+    """Everything a dashboard computation needs, built once: grouped tables and the periods."""
+
+    def __init__(self, crm: CRM, level: str, period: Period, history: int, full: CRM | None = None) -> None:
+        self.crm = crm
+        self.full = full or crm
+        self.pb = crm.playbook
+        self.col = LEVELS[level] if level != "company" else None
+        self.level = level
+        self.period = period
+        self.as_of = crm.as_of_date
+        self.cut = crm.as_of_date + pd.Timedelta(days=1)  # everything before is known
+        self.periods = [period.shift(-k, self.pb) for k in range(history - 1, -1, -1)]
+        self.labels = [p.label for p in self.periods]
+        self.codes = _period_codes(pd.Series([p.start for p in self.periods]), period.freq, self.pb)
+        self.org = _org_map(self.full)
+        end = min(period.end, self.cut)
+        self.elapsed = max(0.0, min(1.0, (end - period.start).days / period.days))
+
+    def who(self, df: pd.DataFrame, table: str) -> pd.Series:
+        """The group label of each row (``all`` for the company)."""
+        if self.col is None:
+            return pd.Series(_ALL, index=df.index, dtype=object)
+        g = _with_groups(df, self.crm, [self.col], table=table, org=self.org)
+        return g[self.col].astype(object).fillna("(none)")
+
+    def in_period(self, dates: pd.Series) -> np.ndarray:
+        """True where the date falls in the dashboard's period (False where missing)."""
+        return self.period.contains(dates).fillna(False).to_numpy(dtype=bool)
+
+    def count(self, df: pd.DataFrame, table: str) -> pd.Series:
+        """Number of rows of ``df`` per group."""
+        return self.total(df, pd.Series(1.0, index=df.index), table)
+
+    def total(self, df: pd.DataFrame, values: pd.Series, table: str) -> pd.Series:
+        """Sum of ``values`` (aligned with ``df``) per group."""
+        return pd.Series(values.to_numpy(), index=self.who(df, table).to_numpy()).groupby(level=0).sum()
+
+    def who_codes(self, df: pd.DataFrame, table: str) -> tuple[np.ndarray, np.ndarray]:
+        """The group of each row as integer codes, and the group labels."""
+        codes, labels = pd.factorize(self.who(df, table))
+        return codes, np.asarray(labels, dtype=object)
+
+    def flow(self, df: pd.DataFrame, date: pd.Series, values: Mapping[str, pd.Series], table: str) -> pd.DataFrame:
+        """Sums of ``values`` per (who, period) over the sparkline periods (missing = 0)."""
+        code = _period_codes(date, self.period.freq, self.pb)
+        keep = np.isin(code, self.codes) & (date < self.cut).to_numpy(dtype=bool)
+        w, labels = self.who_codes(df, table)
+        k = len(self.codes)
+        pos = np.searchsorted(self.codes, code[keep])  # self.codes is sorted (oldest first)
+        key = w[keep].astype(np.int64) * k + pos
+        cols = {
+            name: np.bincount(key, weights=v.to_numpy(dtype=float)[keep], minlength=len(labels) * k)
+            for name, v in values.items()
+        }
+        idx = pd.MultiIndex.from_product([labels, self.codes], names=["_who", "_code"])
+        return pd.DataFrame(cols, index=idx)
+
+    def dense(self, g: pd.DataFrame, col: str, members: list) -> np.ndarray:
+        """``g[col]`` as a members x sparkline-periods matrix (missing = 0)."""
+        if not len(g):
+            return np.zeros((len(members), len(self.codes)))
+        m = g[col].unstack("_code")
+        return m.reindex(index=members, columns=self.codes).fillna(0.0).to_numpy(dtype=float)
+
+    def target(self, metric: str) -> pd.Series:
+        lvl = {"rep": "owner", "team": "team", "business_unit": "business_unit"}.get(self.level)
+        t = _target_amounts(self.full, metric, [self.period], lvl, org=self.org)
+        if not len(t):
+            return pd.Series(dtype=float)
+        return t.set_index(lvl)["target"] if lvl else pd.Series({_ALL: float(t["target"].sum())})
+
+    def rows(self, df: pd.DataFrame, table: str) -> dict[object, np.ndarray]:
+        """Positions of each group's rows in ``df`` (drill-down lists)."""
+        if not len(df):
+            return {}
+        w = self.who(df, table).to_numpy()
+        return pd.Series(np.arange(len(df))).groupby(w, sort=False).indices
+
+
+def _trend(m: np.ndarray) -> np.ndarray:
+    """Last column / mean of the earlier positive columns, per row."""
+    prev = m[:, :-1]
+    pos = prev > 0
+    n = pos.sum(axis=1)
+    mean = np.where(n > 0, np.where(pos, prev, 0).sum(axis=1) / np.maximum(n, 1), np.nan)
+    return np.asarray(_safe_div(m[:, -1], mean), dtype=float)
+
+
+_TileSpec = dict[str, Any]
+
+
+def _empty(cols: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(columns=cols)
+
+
+def _rule(c: _Ctx, kpi: str) -> Mapping[str, Any]:
+    return c.pb.traffic_lights[kpi]
+
+
+def _reps_per_group(c: _Ctx) -> pd.Series:
+    owners = pd.Index(c.crm.opportunities["owner"].dropna().unique())
+    reps = c.crm.reps
+    if len(reps):
+        cur = reps[reps["end_date"].isna()]["owner"]
+        owners = owners.intersection(pd.Index(cur)) if len(cur) else owners
+    df = pd.DataFrame({"owner": owners})
+    return c.count(df, "reps")
+
+
+def _vec(s: pd.Series | None, members: list, fill: float) -> np.ndarray:
+    if s is None or not len(s):
+        return np.full(len(members), fill, dtype=float)
+    return s.groupby(level=0).sum().reindex(members).fillna(fill).to_numpy(dtype=float)
+
+
+def _assemble(c: _Ctx, specs: list[_TileSpec], members: list) -> list[list[Tile]]:
+    """Tiles of every member (vectorised over members; one list of tiles per member)."""
+    n = len(members)
+    cols: list[dict[str, Any]] = []
+    for s in specs:
+        target = _vec(s["target"], members, np.nan) if s.get("target") is not None else np.full(n, np.nan)
+        if "flow" in s:
+            g, col = s["flow"]
+            spark = c.dense(g, col, members)
+        elif "ratio" in s:
+            g, num, den = s["ratio"]
+            spark = np.asarray(_safe_div(c.dense(g, num, members), c.dense(g, den, members)), dtype=float).reshape(
+                n, -1
+            )
+        else:
+            fill = np.nan if s["unit"] == "ratio" else 0.0
+            spark = _vec(s["snapshot"], members, fill)[:, None]
+        value = spark[:, -1]
+        kpi = s.get("kpi")
+        judged = value
+        if kpi == "attainment":
+            judged = _safe_div(value, target * c.elapsed)
+        elif s.get("trend"):
+            judged = _trend(spark)
+        elif "status_ratio" in s:
+            g, num, den = s["status_ratio"]
+            judged = _safe_div(c.dense(g, num, members)[:, -1], c.dense(g, den, members)[:, -1])
+        elif "share_of" in s:
+            judged = _safe_div(value, _vec(s["share_of"], members, 0.0))
+        elif s.get("ratio_to_target"):
+            judged = _safe_div(value, target)
+        elif s["key"] == "weighted_pipeline":
+            gw, colw = s["won"]
+            remaining = np.clip(target - c.dense(gw, colw, members)[:, -1], 0, None)
+            pipe = _vec(s["pipeline"], members, 0.0)
+            judged = np.where(
+                remaining > 0, pipe / np.where(remaining > 0, remaining, 1), np.where(target >= 0, np.inf, np.nan)
+            )
+        judged = np.asarray(judged, dtype=float).reshape(-1)
+        df, table = s["drill"]
+        cols.append(
+            {
+                "s": s,
+                "spark": spark,
+                "value": value,
+                "target": target,
+                "judged": judged,
+                "source": df,
+                "rows": c.rows(df, table),
+            }
+        )
+    full_idx, last_idx = pd.Index(c.labels), pd.Index(c.labels[-1:])
+    empty = np.arange(0)
+    out = []
+    for i, who in enumerate(members):
+        tiles = []
+        for col in cols:
+            s = col["s"]
+            spark = col["spark"][i]
+            t = col["target"][i]
+            j = col["judged"][i]
+            kpi = s.get("kpi")
+            tiles.append(
+                Tile(
+                    key=s["key"],
+                    label=s["label"],
+                    value=float(col["value"][i]),
+                    target=None if t != t else float(t),
+                    unit=s["unit"],
+                    status=c.pb.traffic_light(kpi, j) if kpi else "grey",
+                    status_value=float(j),
+                    _spark=spark,
+                    _spark_index=full_idx if len(spark) > 1 else last_idx,
+                    action=s.get("action", ""),
+                    _source=col["source"],
+                    _rows=col["rows"].get(who, empty),
+                )
+            )
+        if len(tiles) > _MAX_TILES:  # pragma: no cover - guarded by design
+            raise AssertionError("a dashboard has at most 7 tiles")
+        out.append(tiles)
+    return out
+
+
+def _resolve(crm: CRM, which: str, level: str, period: object) -> Period:
+    if which not in DASHBOARDS:
+        raise ParameterError(f"which={which!r} is not a dashboard; use one of {', '.join(DASHBOARDS)}")
+    if level not in LEVELS:
+        raise ParameterError(f"level={level!r}: use one of {', '.join(LEVELS)}")
+    if period is None:
+        return period_of(crm.as_of_date, "quarter", crm.playbook)
+    if isinstance(period, Period):
+        return period
+    if isinstance(period, str) and period.lower() in ("month", "quarter", "half", "year"):
+        return period_of(crm.as_of_date, period.lower(), crm.playbook)  # type: ignore[arg-type]
+    return parse_period(str(period), crm.playbook)
+
+
+def _scope(crm: CRM, level: str, who: str) -> CRM:
+    """The snapshot restricted to one member's deals (with their history), orders, activities and accounts."""
+    col = LEVELS[level]
+    org = _org_map(crm)
+    t = crm.tables
+    o = _with_groups(t["opportunities"], crm, [col], table="opportunities", org=org)
+    keep_o = (o[col] == who).fillna(False).to_numpy(dtype=bool)
+    if col == "owner":
+        owners = {who}
+    else:
+        owners = set(org.index[(org[col] == who).fillna(False).to_numpy(dtype=bool)]) | set(o.loc[keep_o, "owner"])
+    if (
+        not keep_o.any()
+        and not owners & set(t["orders"]["owner"].dropna())
+        and not owners & set(t["activities"]["owner"])
+    ):
+        known = sorted(set(o[col].dropna().astype(str)))
+        raise ParameterError(
+            f"who={who!r} is not a {level} of this CRM; known: {', '.join(known[:10])}"
+            + (" ..." if len(known) > 10 else "")
+        )
+    out = dict(t)
+    out["opportunities"] = t["opportunities"][keep_o]
+    ids = set(out["opportunities"]["opportunity_id"])
+    out["history"] = t["history"][t["history"]["opportunity_id"].isin(ids)]
+    for name in ("orders", "activities", "accounts"):
+        df = t[name]
+        out[name] = df[df["owner"].isin(owners)] if "owner" in df else df
+    # contacts are kept whole: their owner is resolved by the completeness check itself
+    present = {n: out[n] for n in out if crm.has(n) or n == "opportunities"}
+    return CRM(present, as_of_date=crm.as_of_date, playbook=crm.playbook, load_report=crm.load_report)
