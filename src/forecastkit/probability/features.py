@@ -22,6 +22,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from forecastkit.data import timeline
 from forecastkit.data.crm import CRM
 from forecastkit.data.timeline import close_date_pushes, current_stage_age, qualification_completeness, stage_spells
 from forecastkit.errors import InsufficientDataError, LeakageError, ParameterError
@@ -328,23 +329,24 @@ def _open_compact(snapshot: CRM, o: pd.DataFrame) -> CRM:
     pb = snapshot.playbook
     stage_t = pd.CategoricalDtype(list(pb.all_stage_names))
     h = snapshot.history
-    code = pd.Index(o["opportunity_id"]).get_indexer(h["opportunity_id"])
-    keep = code >= 0
+    code = timeline._row_positions(h["opportunity_id"], o["opportunity_id"])
+    keep = np.flatnonzero(code >= 0)
+    fc = np.asarray(h["forecast_category"].array, dtype=object)[keep]
     hist = pd.DataFrame(
         {
-            "opportunity_id": code[keep].astype(np.int64),
+            "opportunity_id": code[keep],
             "changed_at": h["changed_at"].to_numpy()[keep],
-            "stage": pd.Categorical(h["stage"].to_numpy(dtype=object, na_value=None)[keep], dtype=stage_t),
+            "stage": timeline._categorical(h["stage"].iloc[keep], stage_t),
             "amount": h["amount"].to_numpy(float)[keep],
             "close_date": h["close_date"].to_numpy()[keep],
-            "forecast_category": h["forecast_category"].to_numpy(dtype=object, na_value=None)[keep],
+            "forecast_category": fc,
         }
     )
     opps = pd.DataFrame(
         {
             "opportunity_id": np.arange(len(o), dtype=np.int64),
             "created_at": o["created_at"].to_numpy(),
-            "stage": pd.Categorical(o["stage"].to_numpy(dtype=object, na_value=None), dtype=stage_t),
+            "stage": timeline._categorical(o["stage"], stage_t),
             "status": "open",
         }
     )
@@ -367,7 +369,8 @@ def _activity_features(snapshot: CRM, ids: pd.Series) -> tuple[np.ndarray, np.nd
 
 
 def _owner_win_rate(snapshot: CRM, owners: pd.Series) -> np.ndarray:
-    c = snapshot.closed_deals
+    o = snapshot.opportunities[["status", "closed_at", "close_date", "owner"]]
+    c = o[(o["status"] != "open").to_numpy(dtype=bool, na_value=True)]
     when = c["closed_at"].fillna(c["close_date"])
     c = c[when > snapshot.as_of_date - _OWNER_WINDOW]
     won = (c["status"] == "won").astype(float)
