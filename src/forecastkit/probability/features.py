@@ -15,6 +15,7 @@ open in the full snapshot have no label and are dropped (their count is in
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -155,8 +156,8 @@ def point_in_time_features(snapshot: CRM, features: Sequence[str] | None = None)
         one row per open deal; categorical features are strings (``"(missing)"`` when empty).
     """
     names = check_features(features)
-    o = snapshot.open_deals.reset_index(drop=True)
     pb = snapshot.playbook
+    o = _open_deal_columns(snapshot)
     d = snapshot.as_of_date
     ids = o["opportunity_id"]
     cols: dict[str, object] = {"opportunity_id": ids.to_numpy()}
@@ -262,7 +263,7 @@ def training_rows(
     status = crm.opportunities.set_index("opportunity_id")["status"]
     parts, unlabelled = [], 0
     for d in dates:
-        f = point_in_time_features(crm.as_of(d), names)
+        f = _features_at(crm, d, names)
         st = status.reindex(f["opportunity_id"].to_numpy()).to_numpy(dtype=object)
         known = (st == "won") | (st == "lost")
         unlabelled += int((~known).sum())
@@ -320,6 +321,22 @@ def as_of_dates(
 
 
 # --------------------------------------------------------------------------- helpers
+#: Point-in-time features already computed, per snapshot object (dropped with it) and as-of date:
+#: the forecast, its backtest, the diagnosis and the calibration report fit win models on the same
+#: snapshot and dates, and a snapshot is never modified in place.
+_FEATURE_CACHE: weakref.WeakKeyDictionary[CRM, dict[pd.Timestamp, pd.DataFrame]] = weakref.WeakKeyDictionary()
+
+
+def _features_at(crm: CRM, d: pd.Timestamp, names: list[str]) -> pd.DataFrame:
+    """``point_in_time_features(crm.as_of(d), names)``, computed once per snapshot and date."""
+    per_date = _FEATURE_CACHE.setdefault(crm, {})
+    f = per_date.get(d)
+    if f is None or not set(names) <= set(f.columns):
+        f = point_in_time_features(crm.as_of(d), names)
+        per_date[d] = f
+    return f[["opportunity_id", *names]].copy()
+
+
 def _open_compact(snapshot: CRM, o: pd.DataFrame) -> CRM:
     """The open deals ``o`` of ``snapshot`` and their history, deals renumbered by position (int ids).
 
@@ -351,6 +368,33 @@ def _open_compact(snapshot: CRM, o: pd.DataFrame) -> CRM:
         }
     )
     return CRM({"opportunities": opps, "history": hist}, as_of_date=snapshot.as_of_date, playbook=pb)
+
+
+_DEAL_COLUMNS = (
+    "opportunity_id",
+    "created_at",
+    "stage",
+    "amount",
+    "close_date",
+    "segment",
+    "source",
+    "product",
+    "owner",
+    "discount",
+    "champion",
+    "decision_maker",
+    "budget",
+    "competitor",
+)
+
+
+def _open_deal_columns(snapshot: CRM) -> pd.DataFrame:
+    """The open deals (``snapshot.open_deals`` order) with only the columns features read."""
+    opps = snapshot.opportunities
+    cols = list(dict.fromkeys([*_DEAL_COLUMNS, *snapshot.playbook.qualification_fields]))
+    cols = [c for c in cols if c in opps]
+    is_open = (opps["status"] == "open").to_numpy(dtype=bool, na_value=False)
+    return opps.loc[is_open, cols].reset_index(drop=True)
 
 
 def _text(s: pd.Series) -> np.ndarray:
