@@ -233,6 +233,7 @@ def training_rows(
     *,
     settle: str | pd.Timedelta = "180D",
     features: Sequence[str] | None = None,
+    censored: Literal["drop", "estimate"] = "drop",
 ) -> pd.DataFrame:
     """Labelled ``(deal, as-of date)`` rows: features from ``crm.as_of(d)``, label from ``crm``.
 
@@ -250,15 +251,26 @@ def training_rows(
         Gap kept between the last as-of date and the snapshot date by default.
     features : list of str, optional
         Feature names (default all; forbidden ones raise :class:`LeakageError`).
+    censored : {"drop", "estimate"}
+        Rows of deals still open in ``crm`` (outcome unknown). ``"drop"`` (for scoring):
+        left out. ``"estimate"`` (for training): kept, labelled so that each (stage, age in
+        stage) cell of :func:`~forecastkit.probability.stages.stage_age_probabilities` on
+        ``crm`` gets its share of wins - the deals are ranked at random (fixed seed) and the
+        first ``round(n x p_win)`` of the cell count as won. Dropping them biases a model
+        toward quick outcomes: slow deals (large, enterprise) still open at the snapshot
+        are mostly future losses, and without them the slow segments look too good.
 
     Returns
     -------
     DataFrame
         ``opportunity_id, as_of, <features...>, won`` (1 = won, 0 = lost), one row
         per deal open at each as-of date whose outcome is known in ``crm``.
-        ``attrs["unlabelled"]`` counts the rows dropped because the deal is still open.
+        ``attrs["unlabelled"]`` counts the rows of deals still open (dropped, or with an
+        estimated label: ``attrs["estimated"]``).
     """
     names = check_features(features)
+    if censored not in ("drop", "estimate"):
+        raise ParameterError(f"censored must be 'drop' or 'estimate', got {censored!r}")
     dates = as_of_dates(crm, start, end, freq, settle=settle)
     status = crm.opportunities.set_index("opportunity_id")["status"]
     parts, unlabelled = [], 0
@@ -267,7 +279,10 @@ def training_rows(
         st = status.reindex(f["opportunity_id"].to_numpy()).to_numpy(dtype=object)
         known = (st == "won") | (st == "lost")
         unlabelled += int((~known).sum())
-        f = f[known].assign(won=(st[known] == "won").astype(np.int64))
+        if censored == "estimate":
+            f = f.assign(won=np.where(known, (st == "won").astype(float), np.nan))
+        else:
+            f = f[known].assign(won=(st[known] == "won").astype(np.int64))
         f.insert(1, "as_of", d)
         parts.append(f)
     rows = (
@@ -275,8 +290,37 @@ def training_rows(
         if parts
         else pd.DataFrame(columns=["opportunity_id", "as_of", *names, "won"])
     )
+    if censored == "estimate":
+        open_rows = rows["won"].isna().to_numpy()
+        rows["won"] = rows["won"].fillna(0).astype(np.int64)
+        if open_rows.any():
+            rows.loc[open_rows, "won"] = _estimated_labels(crm, rows.loc[open_rows, "opportunity_id"].to_numpy())
+        rows.attrs["estimated"] = int(open_rows.sum())
     rows.attrs["unlabelled"] = unlabelled
     return rows
+
+
+def _estimated_labels(crm: CRM, ids: np.ndarray) -> np.ndarray:
+    """0/1 labels of rows of deals still open in ``crm``, in the proportions of their stage x age cell."""
+    import warnings
+
+    from forecastkit.probability.stages import stage_age_probabilities
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = stage_age_probabilities(crm, on_insufficient="warn")
+    age = current_stage_age(crm).set_index("opportunity_id").reindex(ids)
+    p = np.full(len(ids), np.nan)
+    for st, t in table.groupby("stage", sort=False):
+        here = (age["stage"] == st).to_numpy(dtype=bool, na_value=False)
+        band = np.searchsorted(t["age_from"].to_numpy(float), age["days_in_stage"].to_numpy(float)[here], side="right")
+        p[here] = t["p_win"].to_numpy(float)[np.clip(band - 1, 0, len(t) - 1)]
+    p = np.nan_to_num(p, nan=0.0)
+    cell = pd.Series(np.round(p, 6))
+    rng = np.random.default_rng(0)
+    rank = pd.Series(rng.random(len(ids))).groupby(cell.to_numpy()).rank(method="first").to_numpy() - 1
+    size = cell.groupby(cell.to_numpy()).transform("size").to_numpy()
+    return (rank < np.round(size * p)).astype(np.int64)
 
 
 def as_of_dates(
