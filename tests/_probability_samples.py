@@ -23,6 +23,15 @@ def sample(scenario: str, seed: int) -> tuple[CRM, object]:
 
 
 @functools.cache
+def sample_sized(scenario: str, seed: int, n_reps: int) -> tuple[CRM, object]:
+    """(crm, truth) of a generated company with ``n_reps`` reps."""
+    from forecastkit.data.sample import generate
+
+    s = generate(scenario, seed=seed, n_reps=n_reps)
+    return s.crm, s.truth
+
+
+@functools.cache
 def holdout(scenario: str, seed: int) -> pd.DataFrame:
     """Held-out predictions (model, stage history, CRM defaults, oracle) of a generated company."""
     from forecastkit.probability.calibration import holdout_predictions

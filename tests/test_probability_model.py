@@ -286,3 +286,45 @@ def test_model_does_not_overfit_when_outcomes_depend_on_stage_alone():
 
     s = calibration_report(holdout("stage_only", 0)).scores.set_index("source")
     assert s.loc["model", "brier_skill_vs_stage"] >= -0.02
+
+
+@pytest.mark.slow
+def test_large_deals_are_not_over_predicted_against_the_oracle():
+    """Amount-weighted win probability of the largest and of enterprise deals vs the truth (72 reps).
+
+    The forecast over-predicts large deals by 30-45% on this company; the win model does
+    not (held-out ratio to the oracle about 0.87): the excess is in the timing of wins.
+    """
+    from _probability_samples import HOLDOUT_DAYS, sample_sized
+
+    from forecastkit.probability.calibration import holdout_predictions
+
+    crm, truth = sample_sized("baseline", 0, 72)
+    pred = holdout_predictions(crm, crm.as_of_date - pd.Timedelta(days=HOLDOUT_DAYS), oracle=truth.p_win)
+    o = crm.opportunities.set_index("opportunity_id")
+    amount = o["amount"].reindex(pred["opportunity_id"]).to_numpy(float)
+    segment = o["segment"].reindex(pred["opportunity_id"]).to_numpy(dtype=object)
+    top = amount >= np.quantile(amount, 0.8)
+    for name, rows in (("top amount quintile", top), ("enterprise", segment == "enterprise")):
+        ratio = (pred["p_model"] * amount)[rows].sum() / (pred["p_oracle"] * amount)[rows].sum()
+        assert 0.75 <= ratio <= 1.25, f"{name}: model/oracle expected amount {ratio:.2f}"
+
+
+def test_censored_rows_are_dropped_or_labelled_in_their_cell_proportions():
+    from _probability_samples import sample
+
+    crm, _ = sample("baseline", 0)
+    snap = crm.as_of(crm.as_of_date - pd.Timedelta(days=400))
+    dropped = training_rows(snap, features=["stage"], settle="60D")
+    kept = training_rows(snap, features=["stage"], settle="60D", censored="estimate")
+    n_open = dropped.attrs["unlabelled"]
+    assert n_open > 0 and kept.attrs["estimated"] == n_open
+    assert len(kept) == len(dropped) + n_open
+    assert set(kept["won"].unique()) <= {0, 1}
+    # the estimated rows get both labels (in the proportions of their stage x age cells)
+    still_open = ~kept.set_index(["opportunity_id", "as_of"]).index.isin(
+        dropped.set_index(["opportunity_id", "as_of"]).index
+    )
+    assert 0 < kept.loc[still_open, "won"].mean() < 1
+    with pytest.raises(ParameterError, match="censored must be 'drop' or 'estimate'"):
+        training_rows(snap, features=["stage"], censored="keep")

@@ -85,6 +85,55 @@ def test_counting_rule_every_stage_reached_and_open_not_lost():
     assert counts.loc["negotiation"].tolist() == [2, 2, 0, 0]
 
 
+def _counts_from_timeline(crm: CRM, by: list[str]) -> pd.DataFrame:
+    """The counts by the shared (slower) timeline functions: what stage_probabilities must equal."""
+    from forecastkit.data.timeline import stages_reached
+
+    long = stages_reached(crm)
+    groups = crm.opportunities.set_index("opportunity_id")[by].astype("string").fillna("(missing)")
+    long = long.join(groups, on="opportunity_id")
+    st = long["status"].astype(object)
+    long = long.assign(won=st.eq("won").astype(int), lost=st.eq("lost").astype(int), open=st.eq("open").astype(int))
+    g = long.groupby(["stage", *by])[["won", "lost", "open"]].sum()
+    return g.assign(reached=g.sum(axis=1))[["reached", "won", "lost", "open"]].sort_index()
+
+
+@pytest.mark.parametrize("by", [[], ["owner"], ["team", "owner"]])
+def test_counts_equal_the_timeline_rule_on_awkward_histories(by):
+    deals = [
+        *FIVE,
+        ("D6", None, "north", [("2026-01-03", "discovery"), ("2026-02-03", "lost")]),
+        ("D7", "carol", None, [("2026-02-01", "lost")]),  # lost at once: reached no open stage
+        ("D8", "carol", "south", [("2026-01-02", "negotiation"), ("2026-03-02", "won")]),
+    ]
+    crm = _crm(deals)
+    o, h = crm.opportunities.copy(), crm.history.copy()
+    no_history = o.iloc[[0]].assign(opportunity_id="D9", stage="proposal", status="open", closed_at=pd.NaT)
+    o = pd.concat([o, no_history], ignore_index=True)
+    h = h.sample(frac=1.0, random_state=1).reset_index(drop=True)  # unsorted history
+    h.loc[h["opportunity_id"] == "D6", "stage"] = pd.NA  # unknown stage rows are ignored
+    h = pd.concat(
+        [h, pd.DataFrame({"opportunity_id": ["D1"], "changed_at": [pd.Timestamp("2025-12-01")], "stage": ["mystery"]})],
+        ignore_index=True,
+    )
+    odd = CRM({"opportunities": o, "history": h}, as_of_date=crm.as_of_date, playbook=crm.playbook)
+    got = fk.stage_probabilities(odd, lookback=None, by=by or None, min_closed=1)
+    got = got.set_index(["stage", *by])[["reached", "won", "lost", "open"]].sort_index()
+    want = _counts_from_timeline(odd, by)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, check_index_type=False)
+
+
+def test_counts_equal_the_timeline_rule_on_the_sample_company():
+    from _probability_samples import sample
+
+    crm, _ = sample("baseline", 0)
+    got = fk.stage_probabilities(crm, lookback=None, by="segment")
+    got = got.set_index(["stage", "segment"])[["reached", "won", "lost", "open"]].sort_index()
+    pd.testing.assert_frame_equal(
+        got, _counts_from_timeline(crm, ["segment"]), check_dtype=False, check_index_type=False
+    )
+
+
 def test_jeffreys_posterior_and_interval_by_hand():
     t = fk.stage_probabilities(_crm(FIVE), min_closed=1, level=0.9).set_index("stage")
     # discovery: 2 won, 1 lost -> Beta(2.5, 1.5)

@@ -194,3 +194,75 @@ def qualification_completeness(opportunities: pd.DataFrame, playbook: Playbook) 
     if not cols:
         return pd.Series(np.nan, index=opportunities.index, name="qualification_completeness")
     return opportunities[cols].notna().mean(axis=1).rename("qualification_completeness")
+
+
+# --------------------------------------------------------------------------- array building blocks
+# Private, numpy-level versions of the rules above for large snapshots (stage_probabilities uses them);
+# tests check that they count exactly like deal_progress / stages_reached.
+def _row_positions(keys: pd.Series, index: pd.Series) -> np.ndarray:
+    """Position in ``index`` of each value of ``keys`` (-1 when absent).
+
+    Fast on history-like keys where equal values sit next to each other: only the
+    first key of each run is looked up.
+    """
+    arr = np.asarray(keys.array, dtype=object)
+    idx = pd.Index(np.asarray(index.array, dtype=object))  # object, like arr: no conversion while hashing
+    if len(arr) == 0:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        change = np.empty(len(arr), dtype=bool)
+        change[0] = True
+        np.not_equal(arr[1:], arr[:-1], out=change[1:])
+    except TypeError:  # missing ids (pd.NA) cannot be compared: plain lookup
+        return idx.get_indexer(arr).astype(np.int64)
+    starts = np.flatnonzero(change)
+    if len(starts) > len(arr) // 2:  # no long runs: plain lookup is as fast
+        return idx.get_indexer(arr).astype(np.int64)
+    first = idx.get_indexer(arr[starts]).astype(np.int64)
+    return np.repeat(first, np.diff(np.append(starts, len(arr))))
+
+
+def _stage_order_codes(stages: pd.Series, playbook: Playbook) -> np.ndarray:
+    """``stage_order`` of :func:`stage_spells` per value: position, won = number of stages, lost = -1, else NaN."""
+    codes, uniques = pd.factorize(np.asarray(stages.array, dtype=object))
+    mapping = {name: i for i, name in enumerate(playbook.stage_names)}
+    mapping[WON] = len(playbook.stages)
+    mapping[LOST] = -1
+    lut = np.array([mapping.get(u, np.nan) if isinstance(u, str) else np.nan for u in uniques] + [np.nan])
+    return lut[codes]  # code -1 (missing) takes the trailing NaN
+
+
+def _entry_and_furthest(
+    deal: np.ndarray, changed_at: np.ndarray, order: np.ndarray, n_deals: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per deal (0..n_deals-1): ``entry_order, max_order`` of :func:`deal_progress` from history rows.
+
+    ``deal`` are row positions of the deals, ``order`` the rows' stage orders
+    (:func:`_stage_order_codes`). Rows in lost or unknown stages are ignored; the entry
+    is the earliest remaining row (ties: first row). NaN for deals without such rows.
+    """
+    entry = np.full(n_deals, np.nan)
+    furthest = np.full(n_deals, np.nan)
+    ok = ~np.isnan(order) & (order >= 0)
+    d, t, o = deal[ok], changed_at[ok], order[ok]
+    if len(d) == 0:
+        return entry, furthest
+    same = d[1:] == d[:-1]
+    ordered = bool(np.all(t[1:][same] >= t[:-1][same]))
+    if ordered:  # contiguous deals? (each deal one run)
+        starts = np.flatnonzero(np.r_[True, ~same])
+        ordered = len(np.unique(d[starts])) == len(starts)
+    if not ordered:
+        srt = np.lexsort((t, d))  # stable: ties keep row order
+        d, o = d[srt], o[srt]
+        starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
+    entry[d[starts]] = o[starts]
+    furthest[d[starts]] = np.maximum.reduceat(o, starts)
+    return entry, furthest
+
+
+def _categorical(values: pd.Series, dtype: pd.CategoricalDtype) -> pd.Categorical:
+    """``pd.Categorical(values, dtype=dtype)`` via a factorisation (fast on text columns)."""
+    codes, uniques = pd.factorize(np.asarray(values.array, dtype=object))
+    lut = np.append(dtype.categories.get_indexer(pd.Index(uniques, dtype=object)), -1)
+    return pd.Categorical.from_codes(lut[codes], dtype=dtype)

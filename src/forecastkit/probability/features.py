@@ -15,6 +15,7 @@ open in the full snapshot have no label and are dropped (their count is in
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -22,6 +23,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from forecastkit.data import timeline
 from forecastkit.data.crm import CRM
 from forecastkit.data.timeline import close_date_pushes, current_stage_age, qualification_completeness, stage_spells
 from forecastkit.errors import InsufficientDataError, LeakageError, ParameterError
@@ -154,8 +156,8 @@ def point_in_time_features(snapshot: CRM, features: Sequence[str] | None = None)
         one row per open deal; categorical features are strings (``"(missing)"`` when empty).
     """
     names = check_features(features)
-    o = snapshot.open_deals.reset_index(drop=True)
     pb = snapshot.playbook
+    o = _open_deal_columns(snapshot)
     d = snapshot.as_of_date
     ids = o["opportunity_id"]
     cols: dict[str, object] = {"opportunity_id": ids.to_numpy()}
@@ -231,6 +233,7 @@ def training_rows(
     *,
     settle: str | pd.Timedelta = "180D",
     features: Sequence[str] | None = None,
+    censored: Literal["drop", "estimate"] = "drop",
 ) -> pd.DataFrame:
     """Labelled ``(deal, as-of date)`` rows: features from ``crm.as_of(d)``, label from ``crm``.
 
@@ -248,24 +251,38 @@ def training_rows(
         Gap kept between the last as-of date and the snapshot date by default.
     features : list of str, optional
         Feature names (default all; forbidden ones raise :class:`LeakageError`).
+    censored : {"drop", "estimate"}
+        Rows of deals still open in ``crm`` (outcome unknown). ``"drop"`` (for scoring):
+        left out. ``"estimate"`` (for training): kept, labelled so that each (stage, age in
+        stage) cell of :func:`~forecastkit.probability.stages.stage_age_probabilities` on
+        ``crm`` gets its share of wins - the deals are ranked at random (fixed seed) and the
+        first ``round(n x p_win)`` of the cell count as won. Dropping them biases a model
+        toward quick outcomes: slow deals (large, enterprise) still open at the snapshot
+        are mostly future losses, and without them the slow segments look too good.
 
     Returns
     -------
     DataFrame
         ``opportunity_id, as_of, <features...>, won`` (1 = won, 0 = lost), one row
         per deal open at each as-of date whose outcome is known in ``crm``.
-        ``attrs["unlabelled"]`` counts the rows dropped because the deal is still open.
+        ``attrs["unlabelled"]`` counts the rows of deals still open (dropped, or with an
+        estimated label: ``attrs["estimated"]``).
     """
     names = check_features(features)
+    if censored not in ("drop", "estimate"):
+        raise ParameterError(f"censored must be 'drop' or 'estimate', got {censored!r}")
     dates = as_of_dates(crm, start, end, freq, settle=settle)
     status = crm.opportunities.set_index("opportunity_id")["status"]
     parts, unlabelled = [], 0
     for d in dates:
-        f = point_in_time_features(crm.as_of(d), names)
+        f = _features_at(crm, d, names)
         st = status.reindex(f["opportunity_id"].to_numpy()).to_numpy(dtype=object)
         known = (st == "won") | (st == "lost")
         unlabelled += int((~known).sum())
-        f = f[known].assign(won=(st[known] == "won").astype(np.int64))
+        if censored == "estimate":
+            f = f.assign(won=np.where(known, (st == "won").astype(float), np.nan))
+        else:
+            f = f[known].assign(won=(st[known] == "won").astype(np.int64))
         f.insert(1, "as_of", d)
         parts.append(f)
     rows = (
@@ -273,8 +290,37 @@ def training_rows(
         if parts
         else pd.DataFrame(columns=["opportunity_id", "as_of", *names, "won"])
     )
+    if censored == "estimate":
+        open_rows = rows["won"].isna().to_numpy()
+        rows["won"] = rows["won"].fillna(0).astype(np.int64)
+        if open_rows.any():
+            rows.loc[open_rows, "won"] = _estimated_labels(crm, rows.loc[open_rows, "opportunity_id"].to_numpy())
+        rows.attrs["estimated"] = int(open_rows.sum())
     rows.attrs["unlabelled"] = unlabelled
     return rows
+
+
+def _estimated_labels(crm: CRM, ids: np.ndarray) -> np.ndarray:
+    """0/1 labels of rows of deals still open in ``crm``, in the proportions of their stage x age cell."""
+    import warnings
+
+    from forecastkit.probability.stages import stage_age_probabilities
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = stage_age_probabilities(crm, on_insufficient="warn")
+    age = current_stage_age(crm).set_index("opportunity_id").reindex(ids)
+    p = np.full(len(ids), np.nan)
+    for st, t in table.groupby("stage", sort=False):
+        here = (age["stage"] == st).to_numpy(dtype=bool, na_value=False)
+        band = np.searchsorted(t["age_from"].to_numpy(float), age["days_in_stage"].to_numpy(float)[here], side="right")
+        p[here] = t["p_win"].to_numpy(float)[np.clip(band - 1, 0, len(t) - 1)]
+    p = np.nan_to_num(p, nan=0.0)
+    cell = pd.Series(np.round(p, 6))
+    rng = np.random.default_rng(0)
+    rank = pd.Series(rng.random(len(ids))).groupby(cell.to_numpy()).rank(method="first").to_numpy() - 1
+    size = cell.groupby(cell.to_numpy()).transform("size").to_numpy()
+    return (rank < np.round(size * p)).astype(np.int64)
 
 
 def as_of_dates(
@@ -319,6 +365,22 @@ def as_of_dates(
 
 
 # --------------------------------------------------------------------------- helpers
+#: Point-in-time features already computed, per snapshot object (dropped with it) and as-of date:
+#: the forecast, its backtest, the diagnosis and the calibration report fit win models on the same
+#: snapshot and dates, and a snapshot is never modified in place.
+_FEATURE_CACHE: weakref.WeakKeyDictionary[CRM, dict[pd.Timestamp, pd.DataFrame]] = weakref.WeakKeyDictionary()
+
+
+def _features_at(crm: CRM, d: pd.Timestamp, names: list[str]) -> pd.DataFrame:
+    """``point_in_time_features(crm.as_of(d), names)``, computed once per snapshot and date."""
+    per_date = _FEATURE_CACHE.setdefault(crm, {})
+    f = per_date.get(d)
+    if f is None or not set(names) <= set(f.columns):
+        f = point_in_time_features(crm.as_of(d), names)
+        per_date[d] = f
+    return f[["opportunity_id", *names]].copy()
+
+
 def _open_compact(snapshot: CRM, o: pd.DataFrame) -> CRM:
     """The open deals ``o`` of ``snapshot`` and their history, deals renumbered by position (int ids).
 
@@ -328,27 +390,55 @@ def _open_compact(snapshot: CRM, o: pd.DataFrame) -> CRM:
     pb = snapshot.playbook
     stage_t = pd.CategoricalDtype(list(pb.all_stage_names))
     h = snapshot.history
-    code = pd.Index(o["opportunity_id"]).get_indexer(h["opportunity_id"])
-    keep = code >= 0
+    code = timeline._row_positions(h["opportunity_id"], o["opportunity_id"])
+    keep = np.flatnonzero(code >= 0)
+    fc = np.asarray(h["forecast_category"].array, dtype=object)[keep]
     hist = pd.DataFrame(
         {
-            "opportunity_id": code[keep].astype(np.int64),
+            "opportunity_id": code[keep],
             "changed_at": h["changed_at"].to_numpy()[keep],
-            "stage": pd.Categorical(h["stage"].to_numpy(dtype=object, na_value=None)[keep], dtype=stage_t),
+            "stage": timeline._categorical(h["stage"].iloc[keep], stage_t),
             "amount": h["amount"].to_numpy(float)[keep],
             "close_date": h["close_date"].to_numpy()[keep],
-            "forecast_category": h["forecast_category"].to_numpy(dtype=object, na_value=None)[keep],
+            "forecast_category": fc,
         }
     )
     opps = pd.DataFrame(
         {
             "opportunity_id": np.arange(len(o), dtype=np.int64),
             "created_at": o["created_at"].to_numpy(),
-            "stage": pd.Categorical(o["stage"].to_numpy(dtype=object, na_value=None), dtype=stage_t),
+            "stage": timeline._categorical(o["stage"], stage_t),
             "status": "open",
         }
     )
     return CRM({"opportunities": opps, "history": hist}, as_of_date=snapshot.as_of_date, playbook=pb)
+
+
+_DEAL_COLUMNS = (
+    "opportunity_id",
+    "created_at",
+    "stage",
+    "amount",
+    "close_date",
+    "segment",
+    "source",
+    "product",
+    "owner",
+    "discount",
+    "champion",
+    "decision_maker",
+    "budget",
+    "competitor",
+)
+
+
+def _open_deal_columns(snapshot: CRM) -> pd.DataFrame:
+    """The open deals (``snapshot.open_deals`` order) with only the columns features read."""
+    opps = snapshot.opportunities
+    cols = list(dict.fromkeys([*_DEAL_COLUMNS, *snapshot.playbook.qualification_fields]))
+    cols = [c for c in cols if c in opps]
+    is_open = (opps["status"] == "open").to_numpy(dtype=bool, na_value=False)
+    return opps.loc[is_open, cols].reset_index(drop=True)
 
 
 def _text(s: pd.Series) -> np.ndarray:
@@ -367,7 +457,8 @@ def _activity_features(snapshot: CRM, ids: pd.Series) -> tuple[np.ndarray, np.nd
 
 
 def _owner_win_rate(snapshot: CRM, owners: pd.Series) -> np.ndarray:
-    c = snapshot.closed_deals
+    o = snapshot.opportunities[["status", "closed_at", "close_date", "owner"]]
+    c = o[(o["status"] != "open").to_numpy(dtype=bool, na_value=True)]
     when = c["closed_at"].fillna(c["close_date"])
     c = c[when > snapshot.as_of_date - _OWNER_WINDOW]
     won = (c["status"] == "won").astype(float)

@@ -80,6 +80,12 @@ class WinModel(BaseEstimator):
         Calibration folds.
     random_state : int
         Seed of the estimator.
+    censored : {"drop", "estimate"}
+        Training rows of deals still open at the snapshot (see :func:`training_rows`):
+        ``"drop"`` (default) leaves them out; ``"estimate"`` keeps them with labels in the
+        proportions of their stage x age-in-stage cell (slow deals still open are mostly
+        future losses). On the sample companies few rows are concerned (about 1%) and the
+        effect is small (baseline seed 0: held-out ECE 0.013 -> 0.010, Brier 0.0747 -> 0.0746).
 
     Attributes
     ----------
@@ -110,6 +116,7 @@ class WinModel(BaseEstimator):
         settle: str = "180D",
         cv: int = 5,
         random_state: int = 0,
+        censored: Literal["drop", "estimate"] = "drop",
     ) -> None:
         self.estimator = estimator
         self.calibration = calibration
@@ -118,6 +125,7 @@ class WinModel(BaseEstimator):
         self.settle = settle
         self.cv = cv
         self.random_state = random_state
+        self.censored = censored
 
     # ------------------------------------------------------------------ fit
     def fit(self, crm: CRM, start: object = None, end: object = None) -> WinModel:
@@ -127,7 +135,7 @@ class WinModel(BaseEstimator):
         ``crm.as_of(cutoff)`` and score later as-of dates.
         """
         names = check_features(self.features)
-        rows = training_rows(crm, start, end, self.freq, settle=self.settle, features=names)
+        rows = training_rows(crm, start, end, self.freq, settle=self.settle, features=names, censored=self.censored)
         return self.fit_rows(rows)
 
     def fit_rows(self, rows: pd.DataFrame) -> WinModel:

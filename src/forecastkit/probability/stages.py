@@ -34,9 +34,11 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
+from forecastkit.data import timeline
 from forecastkit.data.crm import CRM
-from forecastkit.data.timeline import stage_spells, stages_reached
+from forecastkit.data.timeline import stage_spells
 from forecastkit.errors import FallbackWarning, InsufficientDataError, ParameterError
+from forecastkit.playbook import Playbook
 
 __all__ = ["stage_probabilities", "stage_age_probabilities", "MIN_CLOSED"]
 
@@ -100,11 +102,11 @@ def stage_probabilities(
     """
     by_cols = _by_columns(crm, by)
     _check_level(level)
-    scoped = _scope(crm, lookback, by_cols)
-    reached = stages_reached(scoped)
-    long = _attach_groups(reached, scoped.opportunities, by_cols)
-    top = _top_prior(scoped, min_closed, on_insufficient, what="stage_probabilities")
-    levels = [_count(long, ["stage", *by_cols[:j]]) for j in range(len(by_cols) + 1)]
+    status = _status_codes(crm.opportunities["status"])
+    keep = _in_scope(crm, lookback, status)
+    n_closed = int((status[keep] != 0).sum())
+    top = _top_prior(crm.playbook, n_closed, min_closed, on_insufficient, what="stage_probabilities")
+    levels = _reached_counts(crm, keep, status, by_cols)
     return _shrunk_table(levels, crm, top, level)
 
 
@@ -153,6 +155,7 @@ def stage_age_probabilities(
         if len(edges) == 0 or edges[0] != 0 or np.any(np.diff(edges) <= 0):
             raise ParameterError(f"bands must be increasing lower edges in days starting at 0, got {list(bands)}")
     scoped = _scope(crm, lookback, by_cols)
+    n_closed = int((scoped.opportunities["status"] != "open").sum())
     sp = stage_spells(scoped)
     sp = sp[sp["stage"].isin(pb.stage_names)].drop_duplicates(["opportunity_id", "stage"], keep="first")
     status = scoped.opportunities.set_index("opportunity_id")["status"]
@@ -188,7 +191,7 @@ def stage_age_probabilities(
     long = pd.concat(parts, ignore_index=True)
     long = _attach_groups(long, scoped.opportunities, by_cols)
     first = long[long["band_index"] == 0]  # every spell once: the distinct deals of each stage
-    top = _top_prior(scoped, min_closed, on_insufficient, what="stage_age_probabilities")
+    top = _top_prior(pb, n_closed, min_closed, on_insufficient, what="stage_age_probabilities")
     band_keys = ["band_index", "age_band", "age_from", "age_to"]
     levels = [_count(first, ["stage", *by_cols[:j]]) for j in range(len(by_cols) + 1)]
     bands_long = _count(long, ["stage", *by_cols, *band_keys])
@@ -234,6 +237,76 @@ def _lookback_start(crm: CRM, lookback: str | pd.Timedelta | None) -> pd.Timesta
     return crm.as_of_date + pd.Timedelta(days=1) - td
 
 
+def _status_codes(status: pd.Series) -> np.ndarray:
+    """0 open, 1 won, 2 lost, 3 anything else (counted in no column, but as closed for the fallback)."""
+    codes, uniques = pd.factorize(np.asarray(status.array, dtype=object))
+    known = {"open": 0, "won": 1, "lost": 2}
+    lut = np.array([known.get(u, 3) if isinstance(u, str) else 3 for u in uniques] + [3], dtype=np.int64)
+    return lut[codes]
+
+
+def _in_scope(crm: CRM, lookback: str | pd.Timedelta | None, status: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask of the opportunities counted: open now, or closed in the look-back window."""
+    start = _lookback_start(crm, lookback)
+    o = crm.opportunities
+    if start is None:
+        return np.ones(len(o), dtype=bool)
+    status = _status_codes(o["status"]) if status is None else status
+    closed = o["closed_at"].to_numpy()
+    when = np.where(np.isnat(closed), o["close_date"].to_numpy(), closed)
+    return (status == 0) | (when >= start.to_datetime64())
+
+
+def _group_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Integer group of each value and the group labels (text; missing values form ``"(missing)"``)."""
+    codes, uniques = pd.factorize(values.to_numpy(dtype=object, na_value=None))
+    labels = pd.Series(uniques, dtype=object).astype("string").fillna(_MISSING).to_numpy(dtype=object)
+    labels = np.append(labels, _MISSING)  # code -1: missing
+    relabel, final = pd.factorize(labels)  # two values with the same text are one group
+    return relabel[codes], np.asarray(final, dtype=object)
+
+
+def _reached_counts(crm: CRM, keep: np.ndarray, status: np.ndarray, by_cols: list[str]) -> list[pd.DataFrame]:
+    """Counts per stage (and group, one table per nesting level) under the ``stages_reached`` rule.
+
+    Same counting as :func:`~forecastkit.data.timeline.stages_reached` on the deals in
+    ``keep`` (tests check it), with integer deal positions and stage codes: a deal
+    counts once for every open stage from its entry stage to its furthest one. Counts
+    per (group, stage, status) come from ``bincount`` over entry and exit points and a
+    cumulative sum along the stages, so no (deal, stage) table is built.
+    """
+    pb = crm.playbook
+    o, h = crm.opportunities, crm.history
+    n_st = len(pb.stages)
+    pos = timeline._row_positions(h["opportunity_id"], o["opportunity_id"])
+    hk = pos >= 0
+    hk[hk] = keep[pos[hk]]
+    entry, furthest = timeline._entry_and_furthest(
+        pos[hk], h["changed_at"].to_numpy()[hk], timeline._stage_order_codes(h["stage"], pb)[hk], len(o)
+    )
+    no_hist = keep.copy()
+    no_hist[pos[pos >= 0]] = False  # a deal without history: its current stage
+    if no_hist.any():
+        cur = timeline._stage_order_codes(o["stage"], pb)
+        cur = np.where(cur >= 0, cur, np.nan)
+        entry[no_hist], furthest[no_hist] = cur[no_hist], cur[no_hist]
+    lo, hi = entry, np.minimum(furthest, n_st - 1)
+    ok = keep & ~np.isnan(lo) & ~np.isnan(hi) & (hi >= lo)
+    idx = np.flatnonzero(ok)
+    lo, hi = lo[idx].astype(np.int64), hi[idx].astype(np.int64)
+    status = status[idx]
+    group = np.zeros(len(idx), dtype=np.int64)
+    levels = [_level_table(group, 1, lo, hi, status, n_st, pb, {})]
+    col_codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for c in by_cols:
+        codes, lab = _group_codes(o[c].iloc[idx])
+        col_codes[c] = (codes, lab)
+        _, first, group = np.unique(group * len(lab) + codes, return_index=True, return_inverse=True)
+        labels = {k: lb[cd[first]] for k, (cd, lb) in col_codes.items()}
+        levels.append(_level_table(group.ravel(), len(first), lo, hi, status, n_st, pb, labels))
+    return levels
+
+
 def _scope(crm: CRM, lookback: str | pd.Timedelta | None, by_cols: Sequence[str] = ()) -> CRM:
     """A compact snapshot of the deals open now or closed in the window, and their history.
 
@@ -242,13 +315,9 @@ def _scope(crm: CRM, lookback: str | pd.Timedelta | None, by_cols: Sequence[str]
     categoricals; only the columns the counts need are kept. The shared timeline
     functions run unchanged on it.
     """
-    start = _lookback_start(crm, lookback)
     o = crm.opportunities
     pb = crm.playbook
-    keep = np.ones(len(o), dtype=bool)
-    if start is not None:
-        when = o["closed_at"].fillna(o["close_date"])
-        keep = (o["status"] == "open").to_numpy(dtype=bool, na_value=False) | (when >= start).to_numpy()
+    keep = _in_scope(crm, lookback)
     stage_t = pd.CategoricalDtype(list(pb.all_stage_names))
     status_t = pd.CategoricalDtype(["open", "won", "lost"])
     pos = np.flatnonzero(keep)
@@ -275,6 +344,30 @@ def _scope(crm: CRM, lookback: str | pd.Timedelta | None, by_cols: Sequence[str]
     return CRM({"opportunities": opps, "history": hist}, as_of_date=crm.as_of_date, playbook=pb)
 
 
+def _level_table(
+    group: np.ndarray,
+    n_groups: int,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    status: np.ndarray,
+    n_st: int,
+    pb: Playbook,
+    labels: dict[str, np.ndarray],
+) -> pd.DataFrame:
+    """Counts per (stage, group) of deals reaching stages ``lo..hi``: one row per cell any deal reached."""
+    width = (n_st + 1) * 4
+    size = n_groups * width
+    enter = np.bincount(group * width + lo * 4 + status, minlength=size)
+    leave = np.bincount(group * width + (hi + 1) * 4 + status, minlength=size)
+    cnt = (enter - leave).reshape(n_groups, n_st + 1, 4).cumsum(axis=1)[:, :n_st, :]
+    s_idx, g_idx = np.nonzero(cnt.sum(axis=2).T > 0)  # pipeline order, then groups
+    c = cnt[g_idx, s_idx]
+    names = np.array(pb.stage_names, dtype=object)
+    out = {"stage": names[s_idx], **{k: v[g_idx] for k, v in labels.items()}}
+    out.update(reached=c[:, :3].sum(axis=1), won=c[:, 1], lost=c[:, 2], open=c[:, 0])
+    return pd.DataFrame(out)
+
+
 def _attach_groups(long: pd.DataFrame, opps: pd.DataFrame, by_cols: list[str]) -> pd.DataFrame:
     """Add the group columns of each deal (``opps`` is the compact table of :func:`_scope`)."""
     if not by_cols:
@@ -294,10 +387,8 @@ def _count(long: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- shrinkage
-def _top_prior(scoped: CRM, min_closed: int, on_insufficient: str, *, what: str) -> pd.DataFrame:
+def _top_prior(pb: Playbook, n_closed: int, min_closed: int, on_insufficient: str, *, what: str) -> pd.DataFrame:
     """Beta prior of each stage's overall rate: Jeffreys, or the CRM defaults when data are too few."""
-    pb = scoped.playbook
-    n_closed = int((scoped.opportunities["status"] != "open").sum())
     crm_p = np.array([pb.crm_probability(s) for s in pb.stage_names])
     if n_closed >= min_closed:
         a = np.full(len(crm_p), 0.5)
