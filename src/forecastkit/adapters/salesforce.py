@@ -391,9 +391,9 @@ def read(
         hc = hraw.get("ForecastCategoryName", hraw.get("ForecastCategory"))
         if hc is not None:
             h["forecast_category"] = _category(hc)
-        export.add("history", h, hfile, hrows)
         if "CurrencyIsoCode" in hraw:
-            export.history_currency = hraw["CurrencyIsoCode"]
+            h["currency"] = hraw["CurrencyIsoCode"]  # converted by the validator, like the deals' amounts
+        export.add("history", h, hfile, hrows)
         closed_at = closed_at_from_history(
             h.assign(changed_at=pd.to_datetime(h["changed_at"], errors="coerce", format="ISO8601"))
         )

@@ -486,6 +486,33 @@ def _convert_currency(
     return df
 
 
+def _convert_history(
+    hist: pd.DataFrame,
+    row_currency: pd.Series | None,
+    deal_currency: pd.Series | None,
+    rej: _Rejects,
+    playbook: Playbook,
+    notes: list[str],
+    fx_rates: Mapping[str, float] | None,
+    file: str,
+) -> pd.DataFrame:
+    """History amounts in the reporting currency, converted like the deals' amounts.
+
+    A history row's currency is its own ``currency`` cell when the raw table has one
+    (e.g. Salesforce's CurrencyIsoCode), else its deal's currency. The column itself is
+    not kept: canonical amounts are all in the playbook currency.
+    """
+    cur = pd.Series(pd.NA, index=hist.index, dtype=TEXT_DTYPE)
+    if row_currency is not None:
+        cur = coerce_column(row_currency.loc[hist.index], "str")[0]
+    if deal_currency is not None:
+        by_deal = hist["opportunity_id"].map(deal_currency)
+        cur = cur.fillna(by_deal.astype(TEXT_DTYPE))
+    hist["currency"] = cur
+    out = _convert_currency(hist, rej, playbook, notes, fx_rates, file)
+    return out.drop(columns=["currency"])
+
+
 def _check_references(
     name: str, df: pd.DataFrame, tables: Mapping[str, pd.DataFrame], rej: _Rejects, notes: list[str], file: str
 ) -> pd.DataFrame:
@@ -509,6 +536,23 @@ def _check_references(
     return df
 
 
+def _sort_by_deal(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows ordered by ``opportunity_id`` then ``changed_at``, ties kept in file order (a stable sort)."""
+    if len(df) < 2:
+        return df
+    keys = pa.table(
+        {
+            "id": pa.array(df["opportunity_id"].to_numpy(dtype=object), type=pa.string(), from_pandas=True),
+            "at": pa.array(df["changed_at"].to_numpy(dtype="datetime64[ns]")),
+        }
+    )
+    order = pc.sort_indices(keys, sort_keys=[("id", "ascending"), ("at", "ascending")])
+    order = order.to_numpy().astype(np.int64)  # uint64 from arrow: differences must be signed
+    if (np.diff(order) > 0).all():
+        return df
+    return df.take(order)
+
+
 def _reconcile_history(
     opps: pd.DataFrame, hist: pd.DataFrame, as_of: pd.Timestamp, notes: list[str]
 ) -> tuple[pd.DataFrame, int]:
@@ -519,7 +563,7 @@ def _reconcile_history(
                 "history: no history rows; stage timing is unknown and as_of() cannot rewind stages, amounts or close dates"
             )
         return hist, 0
-    hist = hist.sort_values(["opportunity_id", "changed_at"], kind="stable")
+    hist = _sort_by_deal(hist)
     last = hist.groupby("opportunity_id", sort=False).tail(1).set_index("opportunity_id")
     cur = opps.set_index("opportunity_id")
     common = cur.index.intersection(last.index)
@@ -552,7 +596,7 @@ def _reconcile_history(
         "a history row was added for each, dated at the close date for closed deals and at the snapshot date otherwise"
     )
     hist = pd.concat([hist, add[hist.columns]], ignore_index=True)
-    return hist.sort_values(["opportunity_id", "changed_at"], kind="stable"), len(ids)
+    return _sort_by_deal(hist), len(ids)
 
 
 def validate_tables(
@@ -592,18 +636,25 @@ def validate_tables(
     rejects: list[pd.DataFrame] = []
     counts: dict[str, tuple[int, int]] = {}
     order = [t for t in TABLES if t in raw]
+    deal_currency: pd.Series | None = None
     for name in order:
         df = raw[name].copy(deep=False)  # the caller's frame is left as it was; no data copied
         file = files.get(name, name)
         rej = _Rejects(name, file)
         df.index = pd.RangeIndex(len(df))
         df[_ROW] = np.arange(1, len(df) + 1) + (row_offsets or {}).get(name, 0)
+        row_currency = df.pop("currency") if name == "history" and "currency" in df else None
         clean = _validate_columns(df, TABLES[name], file, rej, playbook, notes)
         if name == "opportunities":
+            found = set(normalise_codes(clean["currency"]).dropna().str.upper())
+            if found - {playbook.currency.lower(), playbook.currency.upper()}:
+                deal_currency = pd.Series(clean["currency"].to_numpy(), index=clean["opportunity_id"].to_numpy())
             clean = _check_opportunities(clean, rej, playbook, notes, fx_rates, file)
         elif name == "orders":
             clean = _convert_currency(clean, rej, playbook, notes, fx_rates, file) if "currency" in clean else clean
         clean = _check_references(name, clean, out, rej, notes, file)
+        if name == "history" and (row_currency is not None or deal_currency is not None):
+            clean = _convert_history(clean, row_currency, deal_currency, rej, playbook, notes, fx_rates, file)
         out[name] = clean
         rejects.append(rej.frame())
         counts[name] = (len(df), len(clean))
@@ -628,7 +679,7 @@ def validate_tables(
     for name, df in out.items():
         df = df.drop(columns=[_ROW]).reset_index(drop=True)
         if name in ("history", "field_history"):
-            df = df.sort_values(["opportunity_id", "changed_at"], kind="stable").reset_index(drop=True)
+            df = _sort_by_deal(df).reset_index(drop=True)  # history is sorted already: a cheap check
         tables[name] = df
     rejected = (
         pd.concat([r for r in rejects if len(r)], ignore_index=True)
