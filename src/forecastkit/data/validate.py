@@ -457,8 +457,10 @@ def _convert_currency(
 ) -> pd.DataFrame:
     if "currency" not in df:
         return df
-    cur = df["currency"].str.upper().str.strip()
-    found = sorted(set(cur.dropna()))
+    codes, uniques = pd.factorize(df["currency"])  # currency codes: work on the distinct values
+    upper = [str(u).upper().strip() for u in uniques]
+    cur = pd.Series(pd.arrays.StringArray(np.array([*upper, pd.NA], dtype=object)[codes]), index=df.index)
+    found = sorted(set(upper))
     if not found or found == [playbook.currency]:
         df["currency"] = cur.fillna(playbook.currency).astype(TEXT_DTYPE)
         return df
