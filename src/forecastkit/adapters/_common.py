@@ -18,13 +18,24 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from forecastkit.adapters._parse import for_validation, parse_dates, parse_money
+from forecastkit.adapters._parse import TEXT, for_validation, parse_dates, parse_money
 from forecastkit.data.crm import CRM
 from forecastkit.data.schema import TABLES
 from forecastkit.errors import DataQualityWarning
 from forecastkit.playbook import CLOSED_STAGES, LOST, WON, Playbook
 
-__all__ = ["RawExport", "build", "guess_stage_map", "norm", "FORECAST_CATEGORY_MAP", "typed_column", "map_values"]
+__all__ = [
+    "RawExport",
+    "build",
+    "guess_stage_map",
+    "norm",
+    "FORECAST_CATEGORY_MAP",
+    "typed_column",
+    "map_values",
+    "forecast_category",
+    "status_from_flags",
+    "add_closed_at",
+]
 
 FORECAST_CATEGORY_MAP = {
     # Salesforce API values and labels, HubSpot internal values, plain names
@@ -246,3 +257,25 @@ def closed_at_from_history(hist: pd.DataFrame) -> pd.Series:
         last_any.reindex(first_closed.index) > last_open.reindex(first_closed.index)
     )
     return first_closed[ends_closed.to_numpy()].dt.normalize()
+
+
+def forecast_category(raw: pd.Series) -> pd.Series:
+    """CRM forecast categories -> canonical ones (:data:`FORECAST_CATEGORY_MAP`); unknown values stay for the validator."""
+    mapped = raw.astype(TEXT).str.strip().str.lower().map(FORECAST_CATEGORY_MAP)
+    return mapped.where(mapped.notna(), raw.astype(object))
+
+
+def status_from_flags(closed: pd.Series | None, won: pd.Series | None, index: pd.Index) -> pd.Series | None:
+    """``open`` / ``won`` / ``lost`` from the CRM's is-closed and is-won flags (missing where is-closed is missing)."""
+    if closed is None:
+        return None
+    w = won.fillna(False) if won is not None else pd.Series(False, index=index)
+    status = np.where(closed.fillna(False), np.where(w, "won", "lost"), "open")
+    return pd.Series(status, index=index, dtype=object).where(closed.notna().to_numpy(), None)
+
+
+def add_closed_at(out: pd.DataFrame, hist: pd.DataFrame, changed_at: pd.Series | np.ndarray) -> None:
+    """Set ``out["closed_at"]`` from the history (:func:`closed_at_from_history`), ``changed_at`` as timestamps."""
+    ca = closed_at_from_history(hist.assign(changed_at=changed_at))
+    if len(ca):
+        out["closed_at"] = out["opportunity_id"].astype(object).map(ca)
