@@ -648,7 +648,7 @@ def validate_tables(
         row_currency = df.pop("currency") if name == "history" and "currency" in df else None
         clean = _validate_columns(df, TABLES[name], file, rej, playbook, notes)
         if name == "opportunities":
-            found = set(normalise_codes(clean["currency"]).dropna().str.upper())
+            found = {str(c).strip().upper() for c in pd.unique(clean["currency"].dropna())}
             if found - {playbook.currency.lower(), playbook.currency.upper()}:
                 deal_currency = pd.Series(clean["currency"].to_numpy(), index=clean["opportunity_id"].to_numpy())
             clean = _check_opportunities(clean, rej, playbook, notes, fx_rates, file)
@@ -678,10 +678,12 @@ def validate_tables(
             "history: no history table; stage timing is unknown and as_of() cannot rewind stages, amounts or close dates"
         )
     tables = {}
-    for name, df in out.items():
-        df = df.drop(columns=[_ROW]).reset_index(drop=True)
+    for name in list(out):
+        df = out.pop(name)  # one table at a time: the validated frames are not kept twice
         if name in ("history", "field_history"):
-            df = _sort_by_deal(df).reset_index(drop=True)  # history is sorted already: a cheap check
+            df = _sort_by_deal(df)  # history is sorted already: a cheap check
+        del df[_ROW]  # a frame built by the validation: the caller's frames are not touched
+        df.index = pd.RangeIndex(len(df))
         tables[name] = df
     rejected = (
         pd.concat([r for r in rejects if len(r)], ignore_index=True)
