@@ -621,7 +621,9 @@ def validate_tables(
     files : mapping, optional
         Table name -> file name used in messages (default ``<table>``).
     fx_rates : mapping, optional
-        Currency -> value of one unit in the playbook currency.
+        Currency -> value of one unit in the playbook currency. Deal, order and history
+        amounts are converted here, and only here: a history row takes its own ``currency``
+        cell when the raw history has that column (adapters pass the CRM's), else its deal's.
     as_of : Timestamp, optional
         Snapshot date; default the latest event date in the data.
     """
