@@ -465,11 +465,51 @@ def write_pipedrive(crm: CRM, folder: Path, *, ui: bool = False) -> dict[str, Pa
         junk["id"] = "DELETED-1"
         junk["status"] = "deleted"
         deals = pd.concat([deals.iloc[:2], junk, deals.iloc[2:]], ignore_index=True)
-    paths = {"deals": folder / "deals.csv", "stages": folder / "stages.csv"}
+    paths = {"deals": folder / "deals.csv", "stages": folder / "stages.csv", "updates": folder / "updates.csv"}
     deals.to_csv(paths["deals"], index=False)
     PD_STAGES.to_csv(paths["stages"], index=False)
+    pipedrive_updates(crm, stage).to_csv(paths["updates"], index=False)
     paths["users"] = {v: k for k, v in users.items()}  # type: ignore[assignment]
     return paths
+
+
+def pipedrive_updates(crm: CRM, deal_stage: pd.Series) -> pd.DataFrame:
+    """The deals' change log as Pipedrive exports it (``item_id, field_key, old_value, new_value, log_time``).
+
+    One row per changed field between consecutive history rows; a move to won/lost is a ``status``
+    change (Pipedrive keeps the last open ``stage_id``). Plus a change of an untracked field.
+    """
+    h = crm.history.sort_values(["opportunity_id", "changed_at"], kind="stable").reset_index(drop=True)
+    prev = h.groupby("opportunity_id", sort=False).shift(1)
+    later = prev["changed_at"].notna().to_numpy()
+    closed = h["stage"].isin(["won", "lost"]).to_numpy()
+    was_closed = prev["stage"].isin(["won", "lost"]).to_numpy()
+    day = lambda s: s.dt.strftime("%Y-%m-%d")  # noqa: E731
+    ids = {k: str(v) for k, v in PD_STAGE_ID.items()}
+    parts = []
+    for field, old, new, changed in (
+        ("stage_id", prev["stage"].map(ids), h["stage"].map(ids),
+         later & ~closed & (h["stage"] != prev["stage"]).to_numpy()),
+        ("status", prev["stage"].where(was_closed, "open"), h["stage"].where(closed, "open"),
+         later & (closed != was_closed)),
+        ("value", _number(prev["amount"]), _number(h["amount"]), later & (h["amount"] != prev["amount"]).to_numpy()),
+        ("expected_close_date", day(prev["close_date"]), day(h["close_date"]),
+         later & (h["close_date"] != prev["close_date"]).to_numpy()),
+    ):  # fmt: skip
+        parts.append(
+            pd.DataFrame(
+                {
+                    "item_id": h["opportunity_id"][changed],
+                    "field_key": field,
+                    "old_value": old[changed].astype(object),
+                    "new_value": new[changed].astype(object),
+                    "log_time": h["changed_at"][changed].dt.strftime("%Y-%m-%d %H:%M:%S"),
+                }
+            )
+        )
+    out = pd.concat(parts).sort_index(kind="stable").reset_index(drop=True)
+    extra = out.head(1).assign(field_key="title", old_value="Old title", new_value="New title")
+    return pd.concat([out, extra], ignore_index=True)
 
 
 _CACHE: dict[int, object] = {}

@@ -542,3 +542,26 @@ def test_validate_tables_direct(raw_tables: dict[str, pd.DataFrame]) -> None:
     raw_tables["opportunities"].loc[0, "amount"] = "x"
     _, report, _ = validate_tables(raw_tables, playbook=Playbook(), row_offsets={"opportunities": 10})
     assert report.rejected["row"].tolist()[0] == 11
+
+
+def test_history_amounts_converted_with_their_deal_currency(opp_raw: dict[str, pd.DataFrame]) -> None:
+    opp_raw["opportunities"].loc[1, "currency"] = "USD"  # O2: 5000 USD, history 4000 then 5000 USD
+    crm = _load(opp_raw, fx_rates={"USD": 0.5})
+    h = crm.history[crm.history["opportunity_id"] == "O2"]
+    assert h["amount"].tolist() == [2000.0, 2500.0]
+    assert crm.opportunities.set_index("opportunity_id").loc["O2", "amount"] == 2500.0
+    assert crm.load_report.summary.set_index("table").loc["history", "rows_added"] == 0  # no false mismatch
+    assert "history: converted 2 amounts to EUR with the given rates" in crm.load_report.notes
+    assert "currency" not in crm.history
+
+
+def test_history_rows_own_currency_wins_and_unknown_ones_are_rejected(opp_raw: dict[str, pd.DataFrame]) -> None:
+    h = opp_raw["history"]
+    h["currency"] = "EUR"
+    h.loc[h["opportunity_id"] == "O1", "currency"] = ["GBP", "EUR", "JPY"]
+    crm = _load(opp_raw, fx_rates={"GBP": 2.0})
+    o1 = crm.history[crm.history["opportunity_id"] == "O1"]
+    assert o1["amount"].tolist()[:2] == [20000.0, 10000.0]
+    r = crm.load_report.rejected
+    assert r[["table", "row", "column", "value"]].values.tolist() == [["history", 3, "currency", "JPY"]]
+    assert r["reason"].iloc[0] == "unknown currency (rates given for: EUR, GBP)"

@@ -24,7 +24,18 @@ from forecastkit.data.schema import TABLES
 from forecastkit.errors import DataQualityWarning
 from forecastkit.playbook import CLOSED_STAGES, LOST, WON, Playbook
 
-__all__ = ["RawExport", "build", "guess_stage_map", "norm", "FORECAST_CATEGORY_MAP", "typed_column", "map_values"]
+__all__ = [
+    "RawExport",
+    "build",
+    "guess_stage_map",
+    "norm",
+    "FORECAST_CATEGORY_MAP",
+    "typed_column",
+    "map_values",
+    "forecast_category",
+    "status_from_flags",
+    "add_closed_at",
+]
 
 FORECAST_CATEGORY_MAP = {
     # Salesforce API values and labels, HubSpot internal values, plain names
@@ -63,15 +74,16 @@ class RawExport:
         Table name -> file data-row number (1-based) of each raw row.
     notes : list of str
         What the adapter did (excluded rows, guessed mappings, ignored columns).
-    history_currency : Series, optional
-        Currency of each history row, to convert history amounts like the deal amounts.
+
+    A raw ``history`` table may carry a ``currency`` column (each row's currency); the
+    validator converts history amounts with it, or with the deal's currency, exactly
+    like the deals' amounts (see :func:`forecastkit.data.validate.validate_tables`).
     """
 
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     rows: dict[str, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    history_currency: pd.Series | None = None
 
     def add(self, name: str, df: pd.DataFrame, file: str, rows: np.ndarray) -> None:
         self.tables[name] = df.reset_index(drop=True)
@@ -92,17 +104,6 @@ def map_values(raw: pd.Series, mapping: Mapping[str, str]) -> pd.Series:
     codes, uniques = pd.factorize(raw, sort=False)
     mapped = np.array([mapping.get(str(u), u) for u in uniques] + [None], dtype=object)
     return pd.Series(mapped[codes], index=raw.index, dtype=object)
-
-
-def _to_object(df: pd.DataFrame) -> pd.DataFrame:
-    """Arrow text columns as Python objects (what the validator converts fastest)."""
-    out = {}
-    for c in df.columns:
-        s = df[c]
-        if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow":
-            s = pd.Series(s.to_numpy(dtype=object, na_value=None), index=df.index)
-        out[c] = s
-    return pd.DataFrame(out, index=df.index)
 
 
 def typed_column(
@@ -204,29 +205,6 @@ def _playbook_for(export: RawExport, playbook: Playbook | None, fx_rates: Mappin
     return pb
 
 
-def _convert_history(export: RawExport, pb: Playbook, fx_rates: Mapping[str, float] | None) -> None:
-    cur = export.history_currency
-    hist = export.tables.get("history")
-    if cur is None or hist is None or not fx_rates:
-        return
-    rates = {k.upper(): float(v) for k, v in fx_rates.items()} | {pb.currency: 1.0}
-    c = cur.reset_index(drop=True).astype(TEXT).str.upper().fillna(pb.currency)
-    factor = c.map(rates).astype("float64")
-    amount = pd.to_numeric(hist["amount"], errors="coerce")
-    ok = factor.notna() & amount.notna()
-    if not ok.any():
-        return
-    hist = hist.copy()
-    conv = (amount * factor).where(ok)
-    hist["amount"] = conv.where(ok, hist["amount"]) if hist["amount"].dtype == object else conv.fillna(amount)
-    export.tables["history"] = hist
-    n = int((ok & (c != pb.currency)).sum())
-    if n:
-        export.notes.append(
-            f"{export.files['history']}: converted {n} history amounts to {pb.currency} with the given rates"
-        )
-
-
 def build(
     export: RawExport,
     *,
@@ -240,8 +218,6 @@ def build(
     if unknown:  # pragma: no cover - adapters only produce canonical tables
         raise ValueError(f"not canonical tables: {sorted(unknown)}")
     pb = _playbook_for(export, playbook, fx_rates)
-    _convert_history(export, pb, fx_rates)
-    export.tables = {k: _to_object(v) for k, v in export.tables.items()}
     crm = CRM.from_tables(export.tables, as_of=as_of, playbook=pb, strict=False, fx_rates=fx_rates, files=export.files)
     rep = crm.load_report
     if len(rep.rejected):
@@ -281,3 +257,25 @@ def closed_at_from_history(hist: pd.DataFrame) -> pd.Series:
         last_any.reindex(first_closed.index) > last_open.reindex(first_closed.index)
     )
     return first_closed[ends_closed.to_numpy()].dt.normalize()
+
+
+def forecast_category(raw: pd.Series) -> pd.Series:
+    """CRM forecast categories -> canonical ones (:data:`FORECAST_CATEGORY_MAP`); unknown values stay for the validator."""
+    mapped = raw.astype(TEXT).str.strip().str.lower().map(FORECAST_CATEGORY_MAP)
+    return mapped.where(mapped.notna(), raw.astype(object))
+
+
+def status_from_flags(closed: pd.Series | None, won: pd.Series | None, index: pd.Index) -> pd.Series | None:
+    """``open`` / ``won`` / ``lost`` from the CRM's is-closed and is-won flags (missing where is-closed is missing)."""
+    if closed is None:
+        return None
+    w = won.fillna(False) if won is not None else pd.Series(False, index=index)
+    status = np.where(closed.fillna(False), np.where(w, "won", "lost"), "open")
+    return pd.Series(status, index=index, dtype=object).where(closed.notna().to_numpy(), None)
+
+
+def add_closed_at(out: pd.DataFrame, hist: pd.DataFrame, changed_at: pd.Series | np.ndarray) -> None:
+    """Set ``out["closed_at"]`` from the history (:func:`closed_at_from_history`), ``changed_at`` as timestamps."""
+    ca = closed_at_from_history(hist.assign(changed_at=changed_at))
+    if len(ca):
+        out["closed_at"] = out["opportunity_id"].astype(object).map(ca)

@@ -40,12 +40,13 @@ import numpy as np
 import pandas as pd
 
 from forecastkit.adapters._common import (
-    FORECAST_CATEGORY_MAP,
     RawExport,
+    add_closed_at,
     announce_guess,
     build,
-    closed_at_from_history,
+    forecast_category,
     guess_stage_map,
+    status_from_flags,
     typed_column,
 )
 from forecastkit.adapters._parse import TEXT, for_validation, parse_bool, parse_dates, parse_percent, pick, read_export
@@ -183,15 +184,11 @@ def read(
         out["probability"] = for_validation(prob, bad, df[pc])
     cc = _col(df, _CAT, file)
     if cc is not None:
-        key = df[cc].astype(TEXT).str.strip().str.lower()
-        mapped = key.map(FORECAST_CATEGORY_MAP)
-        out["forecast_category"] = mapped.where(mapped.notna(), df[cc].astype(object))
+        out["forecast_category"] = forecast_category(df[cc])
     closed = parse_bool(df[c])[0] if (c := _col(df, _CLOSED, file)) else None
     won = parse_bool(df[c])[0] if (c := _col(df, _WON, file)) else None
     if closed is not None:
-        w = won.fillna(False) if won is not None else pd.Series(False, index=df.index)
-        status = np.where(closed.fillna(False), np.where(w, "won", "lost"), "open")
-        out["status"] = pd.Series(status, index=df.index, dtype=object).where(closed.notna().to_numpy(), None)
+        out["status"] = status_from_flags(closed, won, df.index)
     # stage names -> playbook
     entered = _entered_columns(df)
     if pipeline not in (None, "all"):
@@ -271,9 +268,7 @@ def read(
                 "HubSpot keeps only the last entry into each stage and no past amounts or close dates, so history "
                 "rows carry the current amount and close date"
             )
-            ca = closed_at_from_history(h.assign(changed_at=ts.to_numpy()))
-            if len(ca):
-                out["closed_at"] = out["opportunity_id"].astype(object).map(ca)
+            add_closed_at(out, h, ts.to_numpy())
     export.add("opportunities", out, file, rows)
     return export
 

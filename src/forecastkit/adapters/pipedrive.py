@@ -16,8 +16,12 @@ Choices: a won or lost deal's stage is ``won`` / ``lost`` (Pipedrive keeps the l
 open stage in ``stage_id``); its ``closed_at`` is the won or lost time and its close
 date that day (the expected close date while open). Deleted deals are not loaded
 (counted in the notes). ``next_activity_date`` becomes ``next_step_date``. Deal
-exports carry no change history: the notes say so and analyses that need history
-raise. Pipedrive's **rotting** days per stage (``rotten_flag``, ``rotten_days``)
+exports carry no change history; the deals' change log (``updates=``: Pipedrive's deal
+updates / flow, one row per field change: ``item_id`` or ``deal_id``, ``field_key``,
+``old_value``, ``new_value``, ``log_time``) is rebuilt into the ``history`` table: one
+row per change time with the deal's stage, value and expected close date after it (a
+change of ``status`` to won / lost closes the deal that day). Without it the notes say
+so and analyses that need history raise. Pipedrive's **rotting** days per stage (``rotten_flag``, ``rotten_days``)
 become the playbook's age caps (:func:`playbook_with_rotting`; the smallest rotting
 period wins when several Pipedrive stages map to one playbook stage).
 
@@ -121,6 +125,7 @@ def read(
     dayfirst: bool | None = None,
     playbook: Playbook | None = None,
     encoding: str = "utf-8",
+    updates: str | Path | None = None,
 ) -> tuple[RawExport, Playbook]:
     """Read a Pipedrive deals export; return raw canonical tables and the playbook with rotting age caps."""
     pb = playbook or Playbook()
@@ -202,10 +207,23 @@ def read(
     else:
         out["close_date"] = closed_time
     export.add("opportunities", out, file, rows)
-    export.notes.append(
-        f"{file}: Pipedrive deal exports carry no change history; stage timing is unknown "
-        "(analyses that need history will say so)"
-    )
+    if updates is None:
+        export.notes.append(
+            f"{file}: Pipedrive deal exports carry no change history; stage timing is unknown "
+            "(analyses that need history will say so); pass updates= (the deals' change log) to load it"
+        )
+    else:
+        current = pd.DataFrame(
+            {
+                "stage_id": df[stage_col].astype(object),
+                "value": df[c].astype(object) if (c := pick(df, _COLUMNS["amount"], file=file)) else None,
+                "expected_close_date": df[c].astype(object) if (c := pick(df, _EXPECTED, file=file)) else None,
+                "status": status.astype(object),
+            },
+        ).set_axis(out["opportunity_id"].astype(str).to_numpy())
+        created = pd.Series(pd.to_datetime(out["created_at"], errors="coerce").to_numpy(), index=current.index)
+        stage_names = None if stage_table is None else dict(zip(stage_table["id"], stage_table["name"], strict=True))
+        _read_updates(updates, current, created, stage_names, mapping, export, dayfirst, encoding)
     if stage_table is not None:
         pb = playbook_with_rotting(pb, stage_table, mapping)
         caps = {s.name: s.age_cap_days for s in pb.stages}
@@ -226,6 +244,7 @@ def load(
     fx_rates: Mapping[str, float] | None = None,
     as_of: object = None,
     encoding: str = "utf-8",
+    updates: str | Path | None = None,
 ) -> CRM:
     """Load a Pipedrive deals export (API fields or UI headers) as a CRM snapshot.
 
@@ -244,6 +263,8 @@ def load(
         ``user_id`` -> name.
     dayfirst, playbook, strict, fx_rates, as_of, encoding
         As in :func:`forecastkit.adapters.salesforce.load_report_export`.
+    updates : path, optional
+        The deals' change log (see :func:`read_updates`): rebuilt into the ``history`` table.
 
     Returns
     -------
@@ -251,6 +272,112 @@ def load(
         The snapshot, whose playbook carries the rotting age caps.
     """
     export, pb = read(deals, stages, stage_map=stage_map, pipeline=pipeline, users=users, dayfirst=dayfirst,
-                      playbook=playbook, encoding=encoding)  # fmt: skip
+                      playbook=playbook, encoding=encoding, updates=updates)  # fmt: skip
     return build(export, playbook=pb if (stages is not None or playbook is not None) else None, strict=strict,
                  fx_rates=fx_rates, as_of=as_of)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- change log -> history
+_TRACKED = ("stage_id", "value", "expected_close_date", "status")
+_UPDATE_DEAL = ("item_id", "deal_id", "Deal ID")
+_UPDATE_FIELD = ("field_key", "Field")
+_UPDATE_OLD = ("old_value", "Old value")
+_UPDATE_NEW = ("new_value", "New value")
+_UPDATE_TIME = ("log_time", "Update time")
+
+
+def _read_updates(
+    path: str | Path,
+    current: pd.DataFrame,
+    created: pd.Series,
+    stage_names: Mapping[str, str] | None,
+    mapping: Mapping[str, str],
+    export: RawExport,
+    dayfirst: bool | None,
+    encoding: str,
+) -> None:
+    """Rebuild the ``history`` table from Pipedrive's deal change log (state after each change time).
+
+    ``current``: the deals' current raw ``stage_id, value, expected_close_date, status`` (index: deal id);
+    a field never changed keeps its current value all along, a changed one starts at its first ``old_value``.
+    """
+    file = Path(path).name
+    u = read_export(path, encoding=encoding, notes=export.notes)
+    cols = [pick(u, names, file=file) for names in (_UPDATE_DEAL, _UPDATE_FIELD, _UPDATE_NEW, _UPDATE_TIME)]
+    if any(c is None for c in cols):
+        raise SchemaError(
+            f"{file}: a Pipedrive deal updates export needs item_id (or deal_id), field_key, new_value and "
+            f"log_time (and old_value); found: {', '.join(list(u.columns)[:12])}"
+        )
+    deal_col, field_col, new_col, time_col = cols
+    old_col = pick(u, _UPDATE_OLD, file=file)
+    rows = np.arange(1, len(u) + 1)
+    field = u[field_col].astype(object).astype(str).str.strip().to_numpy()
+    deal = u[deal_col].astype(object).astype(str).str.strip().to_numpy()
+    when, bad_time = parse_dates(u[time_col], column=time_col, file=file, dayfirst=dayfirst)
+    tracked = np.isin(field, _TRACKED)
+    current = current[~current.index.duplicated()]  # duplicated deal ids are rejected by the validator
+    known = np.isin(deal, current.index.to_numpy())
+    export.exclude(file, rows[tracked & ~known], "changes of deals missing from the deals export")
+    bad = tracked & known & (bad_time.to_numpy(dtype=bool) | when.isna().to_numpy())
+    export.exclude(file, rows[bad], "log_time is not a date")
+    keep = tracked & known & ~bad
+    untracked = int((~tracked).sum())
+    if untracked:
+        export.notes.append(
+            f"{file}: {untracked} change(s) of other fields not used (history follows {', '.join(_TRACKED)})"
+        )
+    ev = pd.DataFrame(
+        {
+            "deal": deal[keep],
+            "time": when.to_numpy()[keep],
+            "field": field[keep],
+            "old": u[old_col].astype(object).to_numpy()[keep] if old_col else None,
+            "new": u[new_col].astype(object).to_numpy()[keep],
+            "row": rows[keep],
+        }
+    ).sort_values(["deal", "time"], kind="stable")
+    # deals with changes, and open deals without any (their state never changed since creation)
+    still_open = current.index[(current["status"].astype(str).str.lower() == "open").to_numpy()]
+    ids = pd.Index(ev["deal"].unique()).union(still_open, sort=False)
+    if not len(ids):
+        export.add("history", pd.DataFrame(columns=["opportunity_id", "changed_at", "stage", "amount", "close_date"]),
+                   file, np.array([], dtype=int))  # fmt: skip
+        return
+    # the state at creation: first old value of each changed field, the current value of the others
+    start = current.loc[ids, list(_TRACKED)].copy()
+    first = ev.groupby(["deal", "field"], sort=False).head(1)
+    for f, grp in first.groupby("field", sort=False):
+        start.loc[grp["deal"].to_numpy(), f] = grp["old"].to_numpy()
+    start["time"] = created.loc[ids].to_numpy()
+    start["row"] = ev.groupby("deal", sort=False)["row"].min().reindex(ids).fillna(0).astype(int).to_numpy()
+    start["order"] = 0
+    steps = ev.groupby(["deal", "time", "field"], sort=False)["new"].last().unstack("field")
+    steps = steps.reindex(columns=list(_TRACKED))
+    steps["row"] = ev.groupby(["deal", "time"], sort=False)["row"].max()
+    steps["order"] = 1
+    wide = pd.concat([start.rename_axis("deal").reset_index(), steps.reset_index()], ignore_index=True)
+    wide = wide.sort_values(["deal", "time", "order"], kind="stable").reset_index(drop=True)
+    wide[list(_TRACKED)] = wide.groupby("deal", sort=False)[list(_TRACKED)].ffill()
+    stage_raw = wide["stage_id"].astype(object)
+    if stage_names is not None:
+        stage_raw = stage_raw.map(lambda v: stage_names.get(str(v), v) if pd.notna(v) else v)
+    stage = stage_raw.map(lambda v: mapping.get(str(v), v) if pd.notna(v) else v)
+    st = wide["status"].astype(object).map(lambda v: str(v).strip().lower() if pd.notna(v) else v)
+    closed = st.isin(["won", "lost"]).to_numpy()
+    stage = stage.where(~closed, st)
+    changed_at = pd.Series(pd.to_datetime(wide["time"]).to_numpy(), index=wide.index)
+    close = typed_column(wide["expected_close_date"].astype(TEXT), "date", column="expected_close_date",
+                         file=file, dayfirst=dayfirst)  # fmt: skip
+    if close.dtype != object:
+        close = close.where(~closed, changed_at.dt.normalize())
+    h = pd.DataFrame(
+        {
+            "opportunity_id": wide["deal"].astype(object),
+            "changed_at": changed_at,
+            "stage": stage,
+            "amount": typed_column(wide["value"].astype(TEXT), "float", column="value", file=file),
+            "close_date": close,
+        }
+    )
+    export.add("history", h, file, wide["row"].to_numpy())

@@ -36,17 +36,17 @@ import numpy as np
 import pandas as pd
 
 from forecastkit.adapters._common import (
-    FORECAST_CATEGORY_MAP,
     RawExport,
+    add_closed_at,
     announce_guess,
     build,
-    closed_at_from_history,
+    forecast_category,
     guess_stage_map,
     map_values,
+    status_from_flags,
     typed_column,
 )
 from forecastkit.adapters._parse import (
-    TEXT,
     dedupe,
     drop_footer,
     for_validation,
@@ -165,12 +165,6 @@ def _drop_deleted(df: pd.DataFrame, rows: np.ndarray, file: str, export: RawExpo
     return _keep(df, ~deleted, rows)
 
 
-def _category(raw: pd.Series) -> pd.Series:
-    key = raw.astype(TEXT).str.strip().str.lower()
-    mapped = key.map(FORECAST_CATEGORY_MAP)
-    return mapped.where(mapped.notna(), raw.astype(object))  # unknown values stay for the validator to reject
-
-
 def _stage_table(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """One row per CRM stage name: median probability (0-1) and closed/won flags when known."""
     parts = [f for f in frames if f is not None and len(f)]
@@ -286,13 +280,11 @@ def read(
         out["probability"] = for_validation(p, bad_p, opp["Probability"])
     cat = opp.get("ForecastCategoryName", opp.get("ForecastCategory"))
     if cat is not None:
-        out["forecast_category"] = _category(cat)
+        out["forecast_category"] = forecast_category(cat)
     is_closed = parse_bool(opp["IsClosed"])[0] if "IsClosed" in opp else None
     is_won = parse_bool(opp["IsWon"])[0] if "IsWon" in opp else None
     if is_closed is not None:
-        won = is_won.fillna(False) if is_won is not None else pd.Series(False, index=opp.index)
-        status = np.where(is_closed.fillna(False), np.where(won, "won", "lost"), "open")
-        out["status"] = pd.Series(status, index=opp.index, dtype=object).where(is_closed.notna().to_numpy(), None)
+        out["status"] = status_from_flags(is_closed, is_won, opp.index)
 
     # history
     hraw = None
@@ -390,15 +382,11 @@ def read(
             h["close_date"] = typed_column(hraw["CloseDate"], "date", column="CloseDate", file=hfile)
         hc = hraw.get("ForecastCategoryName", hraw.get("ForecastCategory"))
         if hc is not None:
-            h["forecast_category"] = _category(hc)
-        export.add("history", h, hfile, hrows)
+            h["forecast_category"] = forecast_category(hc)
         if "CurrencyIsoCode" in hraw:
-            export.history_currency = hraw["CurrencyIsoCode"]
-        closed_at = closed_at_from_history(
-            h.assign(changed_at=pd.to_datetime(h["changed_at"], errors="coerce", format="ISO8601"))
-        )
-        if len(closed_at):
-            out["closed_at"] = out["opportunity_id"].astype(object).map(closed_at)
+            h["currency"] = hraw["CurrencyIsoCode"]  # converted by the validator, like the deals' amounts
+        export.add("history", h, hfile, hrows)
+        add_closed_at(out, h, pd.to_datetime(h["changed_at"], errors="coerce", format="ISO8601"))
     export.add("opportunities", out, ofile, rows)
 
     if field_history is not None:
@@ -581,7 +569,7 @@ def read_report_export(
         out["probability"] = for_validation(p, bad, df[prob_col])
     cat_col = next((k for k, v in used.items() if v == "forecast_category"), None)
     if cat_col:
-        out["forecast_category"] = _category(df[cat_col])
+        out["forecast_category"] = forecast_category(df[cat_col])
     if "account_id" not in out and "Account Name" in df:
         out["account_id"] = df["Account Name"]
         export.notes.append(f"{file}: no 'Account ID' column; accounts are told apart by their 'Account Name'")
@@ -616,7 +604,7 @@ def read_report_export(
         hist_df["stage_raw"] = hd[hstage_col].astype(object)
         hcat = next((k for k, v in hused.items() if v == "forecast_category"), None)
         if hcat:
-            hist_df["forecast_category"] = _category(hd[hcat])
+            hist_df["forecast_category"] = forecast_category(hd[hcat])
 
     frames = [
         pd.DataFrame(
@@ -635,15 +623,11 @@ def read_report_export(
     mapping = _resolve_stages(_stage_table(frames), stage_map, pb, file, export.notes)
     out["stage"] = _map_stage(df[stage_col], mapping)
     if closed is not None:
-        w = won.fillna(False) if won is not None else pd.Series(False, index=df.index)
-        status = np.where(closed.fillna(False), np.where(w, "won", "lost"), "open")
-        out["status"] = pd.Series(status, index=df.index, dtype=object).where(closed.notna().to_numpy(), None)
+        out["status"] = status_from_flags(closed, won, df.index)
     if hist_df is not None:
         hist_df["stage"] = _map_stage(hist_df.pop("stage_raw"), mapping)
         export.add("history", hist_df, _name(history), hrows)
-        ca = closed_at_from_history(hist_df.assign(changed_at=pd.to_datetime(hist_df["changed_at"], errors="coerce")))
-        if len(ca):
-            out["closed_at"] = out["opportunity_id"].astype(object).map(ca)
+        add_closed_at(out, hist_df, pd.to_datetime(hist_df["changed_at"], errors="coerce"))
     export.add("opportunities", out, file, rows)
     return export
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import gzip
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import yaml
 
 from forecastkit.data.schema import TABLES
@@ -40,21 +43,76 @@ def _find(folder: Path, name: str) -> Path | None:
     return found[0] if found else None
 
 
-def _separator(path: Path) -> str:
-    """The CSV separator, from the header line: ``,`` unless the header has none and has ``;`` or a tab."""
+def _head(path: Path) -> str:
+    """The first 64 KiB of a (possibly gzipped) text file, decoded leniently (empty when unreadable)."""
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
             head = f.read(1 << 16)
     except (OSError, EOFError):
-        return ","  # read_csv reports the problem
-    text = head.decode("utf-8-sig", errors="replace").lstrip("\r\n")
+        return ""  # read_csv reports the problem
+    return head.decode("utf-8-sig", errors="replace")
+
+
+def _separator(path: Path, head: str | None = None) -> str:
+    """The CSV separator, from the header line: ``,`` unless the header has none and has ``;`` or a tab."""
+    text = (_head(path) if head is None else head).lstrip("\r\n")
     header = text.splitlines()[0] if text else ""
     if "," in header:
         return ","
     counts = {sep: header.count(sep) for sep in (";", "\t", "|")}
     best = max(counts, key=lambda k: counts[k])
     return best if counts[best] else ","
+
+
+_TEXT = pd.StringDtype("pyarrow")
+
+
+def _arrow_csv(path: Path, head: str, sep: str) -> pd.DataFrame | None:
+    """Read a plain CSV file with pyarrow (every cell as text); None when the file needs the careful reader.
+
+    The fast reader takes files whose header is one line of distinct, non-empty
+    names and whose rows all have as many cells as the header; anything else
+    (bad encoding, ragged rows, odd headers) goes to pandas' reader, whose
+    behaviour and error messages are the reference.
+    """
+    lines = head.splitlines()
+    if not lines or not lines[0] or '"' in lines[0] or (len(lines) < 2 and len(head) > 60_000):
+        return None  # leading blank lines, quoted or very long header
+    names = lines[0].split(sep)
+    if any(not n or n != n.strip() for n in names) or len(set(names)) != len(names):
+        return None
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names},
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+    except (pa.ArrowInvalid, OSError, ValueError):
+        return None
+    return table.to_pandas(types_mapper={pa.string(): _TEXT, pa.large_string(): _TEXT}.get)
+
+
+def _read_raw(path: Path) -> pd.DataFrame:
+    """Read one table file for validation: text columns as pyarrow strings (fast and compact)."""
+    try:
+        if path.name.endswith(".parquet"):
+            table = pq.read_table(path)
+            return table.to_pandas(types_mapper={pa.string(): _TEXT, pa.large_string(): _TEXT}.get)
+        head = _head(path)
+        sep = _separator(path, head)
+        fast = _arrow_csv(path, head, sep) if head else None
+        if fast is not None:
+            return fast
+    except (OSError, ValueError) as exc:
+        raise SchemaError(f"{path.name}: cannot be read: {exc}") from None
+    return read_table(path)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -87,6 +145,25 @@ def read_table(path: str | Path) -> pd.DataFrame:
         ) from None
     except (pd.errors.ParserError, OSError, ValueError) as exc:
         raise SchemaError(f"{path.name}: cannot be read: {exc}") from None
+
+
+class _TableFiles(Mapping[str, pd.DataFrame]):
+    """Table name -> file, read when validation asks for it (one raw table in memory at a time)."""
+
+    def __init__(self, paths: Mapping[str, Path]) -> None:
+        self._paths = dict(paths)
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        return _read_raw(self._paths[name])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._paths
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
 
 
 def _read_meta(folder: Path) -> dict:
@@ -171,12 +248,12 @@ def load(
         pb = playbook
     if "currency" in meta and meta["currency"] != pb.currency:
         pb = Playbook.from_dict({**pb.to_dict(), "currency": meta["currency"]}, source=str(folder / "crm.yaml"))
-    raw, files = {}, {}
+    paths, files = {}, {}
     for name in TABLES:
         f = _find(folder, name)
         if f is not None:
-            raw[name] = read_table(f)
-            files[name] = f.name
+            paths[name], files[name] = f, f.name
+    raw = _TableFiles(paths)
     if "opportunities" not in raw:
         listing = ", ".join(sorted(p.name for p in folder.iterdir())[:10]) or "(empty)"
         raise SchemaError(

@@ -7,11 +7,13 @@ first line under the header of a CSV file.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from forecastkit.data.schema import TABLES, Column, Table
 from forecastkit.errors import DataError, SchemaError
@@ -123,13 +125,19 @@ class _Rejects:
         mask: pd.Series | np.ndarray,
         column: str,
         reason: str | pd.Series,
-        values: pd.Series | None = None,
+        values: pd.Series | Callable[[pd.DataFrame], pd.Series] | None = None,
     ) -> pd.DataFrame:
-        """Record rows of ``df`` where ``mask`` holds; return the rows kept."""
+        """Record rows of ``df`` where ``mask`` holds; return the rows kept.
+
+        ``values`` (the value shown for each rejected row) is a series over ``df``
+        or a function of the rejected rows, so that messages are built for those rows only.
+        """
         mask = np.asarray(mask, dtype=bool)
         if not mask.any():
             return df
         bad = df.loc[mask]
+        if callable(values):
+            values = values(bad)
         vals = values if values is not None else bad[column] if column in bad else pd.Series("", index=bad.index)
         vals = vals.loc[bad.index] if len(vals) != len(bad) else vals
         reasons = reason.loc[bad.index] if isinstance(reason, pd.Series) else reason
@@ -168,21 +176,107 @@ _TRUE = {"true", "1", "yes", "y", "t", "1.0"}
 _FALSE = {"false", "0", "no", "n", "f", "0.0"}
 
 
-def coerce_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
-    """Convert ``raw`` to the column kind; return (values, bad) where ``bad`` marks unparseable non-empty cells."""
-    if kind == "str":
-        if isinstance(raw.dtype, pd.StringDtype):
-            out = raw
-        else:
-            out = (
-                raw.astype(TEXT_DTYPE) if raw.dtype == object else raw.astype(str).astype(TEXT_DTYPE).where(raw.notna())
-            )
-        out = out.astype(TEXT_DTYPE)
-        out = out.mask(out.str.strip() == "")
-        return out, pd.Series(False, index=raw.index)
+def _arrow_text(raw: pd.Series) -> pa.ChunkedArray | None:
+    """The cells of a text column as a pyarrow string array (None when ``raw`` holds non-text values)."""
+    if isinstance(raw.dtype, pd.StringDtype) and raw.dtype.storage == "pyarrow":
+        arr = pa.array(raw.array)
+    elif isinstance(raw.dtype, pd.StringDtype) or raw.dtype == object:
+        try:
+            arr = pa.array(raw.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return None  # numbers, dates... in an object column
+    else:
+        return None
+    return arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
+
+
+def _from_arrow(arr: pa.ChunkedArray, index: pd.Index) -> pd.Series:
+    """A canonical text column from a pyarrow string array; equal values share one Python string (less memory)."""
+    enc = arr.dictionary_encode().combine_chunks()
+    uniques = np.append(enc.dictionary.to_numpy(zero_copy_only=False).astype(object), [pd.NA])
+    codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)  # -1 picks the trailing NA
+    return pd.Series(pd.arrays.StringArray(uniques[codes]), index=index, copy=False)
+
+
+def _to_text(raw: pd.Series) -> pd.Series:
+    """``raw`` as canonical text (``TEXT_DTYPE``); non-text values are written with ``str()``, missing stay missing."""
+    if raw.dtype == TEXT_DTYPE:
+        return raw
+    arr = _arrow_text(raw)
+    if arr is not None:
+        return _from_arrow(arr, raw.index)
+    if raw.dtype == object:
+        return raw.astype(TEXT_DTYPE)
+    return raw.astype(str).astype(TEXT_DTYPE).where(raw.notna())
+
+
+def _present(raw: pd.Series, arr: pa.ChunkedArray | None) -> pd.Series:
+    """True where a cell holds a value (text cells: something other than spaces)."""
+    if arr is not None:
+        filled = pc.not_equal(pc.utf8_trim_whitespace(arr), "").fill_null(False)
+        return pd.Series(filled.to_numpy(zero_copy_only=False), index=raw.index)
     present = raw.notna()
     if raw.dtype == object or isinstance(raw.dtype, pd.StringDtype):
         present &= raw.astype(str).str.strip() != ""
+    return present
+
+
+def normalise_codes(s: pd.Series) -> pd.Series:
+    """Coded text (stages, statuses, categories) trimmed, lower-cased, spaces as ``_``: ``" Best Case"`` -> ``best_case``.
+
+    Works on the distinct values only, so it costs little on long columns.
+    """
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    norm = [str(u).strip().lower().replace(" ", "_") for u in uniques]
+    vals = np.array([*norm, pd.NA], dtype=object)[codes]
+    return pd.Series(pd.arrays.StringArray(vals), index=s.index, copy=False)
+
+
+_NS_MIN, _NS_MAX = pd.Timestamp.min.value // 1000, pd.Timestamp.max.value // 1000  # in microseconds
+
+
+def _arrow_dates(arr: pa.ChunkedArray) -> pd.Series | None:
+    """ISO dates parsed by pyarrow (naive, or all with a UTC offset); None when any cell needs the slow path."""
+    for typ in (pa.timestamp("us"), pa.timestamp("us", "UTC")):
+        try:
+            ts = arr.cast(typ)
+            break
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+    else:
+        return None
+    us = ts.cast(pa.int64())
+    lo, hi = pc.min_max(us).values()
+    if lo.is_valid and (lo.as_py() < _NS_MIN or hi.as_py() > _NS_MAX):
+        return None  # beyond the datetime64[ns] range: pandas rejects those cells
+    out = us.to_numpy().astype("datetime64[us]") if us.null_count == 0 else None
+    if out is None:
+        vals = us.fill_null(0).to_numpy()
+        out = vals.astype("datetime64[us]")
+        out[us.is_null().to_numpy(zero_copy_only=False)] = np.datetime64("NaT")
+    return pd.Series(out.astype("datetime64[ns]"))
+
+
+def coerce_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
+    """Convert ``raw`` to the column kind; return (values, bad) where ``bad`` marks unparseable non-empty cells.
+
+    Text columns keep their values as given (blank cells become missing). Common
+    machine formats (ISO dates, plain numbers) are parsed in one vectorised
+    pass; anything else falls back to pandas' parsers, cell by cell.
+    """
+    no_bad = pd.Series(False, index=raw.index)
+    text_like = raw.dtype == object or isinstance(raw.dtype, pd.StringDtype)
+    arr = _arrow_text(raw) if text_like else None
+    if kind == "str":
+        if arr is None:
+            out = _to_text(raw)
+            blank = (out.str.strip() == "").fillna(False).to_numpy(dtype=bool)
+            return (out.mask(blank) if blank.any() else out), no_bad
+        blank = pc.equal(pc.utf8_trim_whitespace(arr), "")
+        if pc.any(blank).as_py():
+            arr = pc.if_else(blank, pa.scalar(None, arr.type), arr)
+        return _from_arrow(arr, raw.index), no_bad
+    present = _present(raw, arr)
     if kind == "date":
         if pd.api.types.is_datetime64_any_dtype(raw.dtype):
             out = raw
@@ -193,28 +287,51 @@ def coerce_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
                 out = out.where(in_range)
             out = out.astype("datetime64[ns]")
         else:
-            txt = raw.where(present).astype(object)
-            try:
-                out = pd.to_datetime(txt, errors="coerce", format="ISO8601", utc=True)
-            except (ValueError, TypeError, OverflowError):
-                out = pd.to_datetime(txt, errors="coerce", utc=True, format="mixed")
-            out = out.dt.tz_localize(None).astype("datetime64[ns]")
+            fast = _arrow_dates(arr) if arr is not None and bool(present.eq(raw.notna()).all()) else None
+            if fast is not None:
+                out = fast.set_axis(raw.index)
+            else:
+                txt = raw.where(present).astype(object)
+                try:
+                    out = pd.to_datetime(txt, errors="coerce", format="ISO8601", utc=True)
+                except (ValueError, TypeError, OverflowError):
+                    out = pd.to_datetime(txt, errors="coerce", utc=True, format="mixed")
+                out = out.dt.tz_localize(None).astype("datetime64[ns]")
         return out, present & out.isna()
     if kind == "float":
         if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
             out = raw.astype("float64")
         else:
-            out = pd.to_numeric(raw.where(present), errors="coerce").astype("float64")
+            out = None
+            if arr is not None and bool(present.eq(raw.notna()).all()):
+                try:
+                    out = pd.Series(arr.cast(pa.float64()).to_numpy(), index=raw.index, dtype="float64")
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    out = None
+            if out is None:
+                txt = raw.where(present)
+                txt = txt.astype(object) if isinstance(txt.dtype, pd.StringDtype) else txt
+                out = pd.to_numeric(txt, errors="coerce").astype("float64")
         bad = present & (out.isna() | ~np.isfinite(out.fillna(0.0)))
-        out = out.where(~bad)
+        if bad.any():
+            out = out.where(~bad)
         return out, bad
     if kind == "bool":
         if pd.api.types.is_bool_dtype(raw.dtype):
-            return raw.astype("boolean"), pd.Series(False, index=raw.index)
-        txt = raw.where(present).astype(str).str.strip().str.lower()
+            return raw.astype("boolean"), no_bad
+        if arr is None:
+            arr = pa.chunked_array([pa.array(raw.astype(str).to_numpy(dtype=object), type=pa.string())])
+        txt = pc.utf8_lower(pc.utf8_trim_whitespace(arr))
         out = pd.Series(pd.NA, index=raw.index, dtype="boolean")
-        out[txt.isin(_TRUE)] = True
-        out[txt.isin(_FALSE)] = False
+        ok = present.to_numpy(dtype=bool)
+        is_true = (
+            pc.is_in(txt, value_set=pa.array(sorted(_TRUE), txt.type)).fill_null(False).to_numpy(zero_copy_only=False)
+        )
+        is_false = (
+            pc.is_in(txt, value_set=pa.array(sorted(_FALSE), txt.type)).fill_null(False).to_numpy(zero_copy_only=False)
+        )
+        out[is_true & ok] = True
+        out[is_false & ok] = False
         return out, present & out.isna()
     raise ValueError(kind)
 
@@ -223,7 +340,7 @@ def _validate_columns(
     df: pd.DataFrame, table: Table, file: str, rej: _Rejects, playbook: Playbook, notes: list[str]
 ) -> pd.DataFrame:
     cols = [str(c).strip() for c in df.columns]
-    df = df.copy()
+    df = df.copy(deep=False)  # renamed columns, same data: nothing in here writes to df
     df.columns = cols
     dup = sorted({c for c in cols if cols.count(c) > 1})
     if dup:
@@ -240,25 +357,20 @@ def _validate_columns(
     extra = [c for c in df.columns if c not in table.column_names and c != _ROW]
     if extra:
         notes.append(f"{file}: ignored column(s) not in the '{table.name}' schema: {', '.join(extra[:10])}")
-    out = pd.DataFrame({_ROW: df[_ROW].to_numpy()}, index=df.index)
+    columns: dict[str, pd.Series] = {_ROW: df[_ROW]}
     bad_any = pd.Series(False, index=df.index)
     reasons: list[tuple[pd.Series, str, str, pd.Series]] = []
     for col in table.columns:
         if col.name not in df.columns:
-            out[col.name] = pd.Series(_MISSING[col.kind], index=df.index, dtype=_dtype(col))
+            columns[col.name] = pd.Series(_MISSING[col.kind], index=df.index, dtype=_dtype(col))
             continue
         values, bad = coerce_column(df[col.name], col.kind)
         if bad.any():
-            what = {
-                "date": "not a date",
-                "float": "not a number" if col.kind == "float" else "",
-                "bool": "not true/false",
-            }[col.kind]
-            if col.kind == "float":
-                what = "not a number"
+            what = {"date": "not a date", "float": "not a number", "bool": "not true/false"}[col.kind]
             reasons.append((bad & ~bad_any, col.name, what, df[col.name]))
             bad_any |= bad
-        out[col.name] = values
+        columns[col.name] = values
+    out = pd.DataFrame(columns, index=df.index, copy=False)
     for mask, colname, what, raw in reasons:
         out = rej.add(out, mask.loc[out.index], colname, what, raw)
     # required values present
@@ -270,12 +382,11 @@ def _validate_columns(
             m = out[col.name] < 0
             out = rej.add(out, m.fillna(False), col.name, "negative")
         if col.allowed is not None:
-            v = out[col.name].str.strip().str.lower()
-            out[col.name] = v.str.replace(" ", "_", regex=False)
+            out[col.name] = normalise_codes(out[col.name])
             m = out[col.name].notna() & ~out[col.name].isin(col.allowed)
             out = rej.add(out, m, col.name, f"not allowed (allowed: {', '.join(col.allowed)})")
     if "stage" in table.column_names and table.name in ("opportunities", "history"):
-        out["stage"] = out["stage"].str.strip().str.lower().str.replace(" ", "_", regex=False)
+        out["stage"] = normalise_codes(out["stage"])
         m = out["stage"].notna() & ~out["stage"].isin(playbook.all_stage_names)
         out = rej.add(out, m, "stage", f"unknown stage (playbook stages: {', '.join(playbook.all_stage_names)})")
     if table.key:
@@ -306,7 +417,11 @@ def _check_opportunities(
     else:
         m = df["status"].notna() & (df["status"] != stage_status)
         df = rej.add(
-            df, m, "status", "status does not match stage", df["status"].astype(str) + " / " + df["stage"].astype(str)
+            df,
+            m,
+            "status",
+            "status does not match stage",
+            lambda b: b["status"].astype(str) + " / " + b["stage"].astype(str),
         )
         df["status"] = df["stage"].where(df["stage"].isin(CLOSED_STAGES), "open").astype(TEXT_DTYPE)
     closed = df["status"] != "open"
@@ -319,7 +434,7 @@ def _check_opportunities(
         m,
         "close_date",
         "closed before created",
-        df["close_date"].astype(str) + " < " + df["created_at"].astype(str),
+        lambda b: b["close_date"].astype(str) + " < " + b["created_at"].astype(str),
     )
     df.loc[df["status"] == "won", "forecast_category"] = "closed"
     df.loc[df["status"] == "lost", "forecast_category"] = "omitted"
@@ -342,8 +457,10 @@ def _convert_currency(
 ) -> pd.DataFrame:
     if "currency" not in df:
         return df
-    cur = df["currency"].str.upper().str.strip()
-    found = sorted(set(cur.dropna()))
+    codes, uniques = pd.factorize(df["currency"])  # currency codes: work on the distinct values
+    upper = [str(u).upper().strip() for u in uniques]
+    cur = pd.Series(pd.arrays.StringArray(np.array([*upper, pd.NA], dtype=object)[codes]), index=df.index)
+    found = sorted(set(upper))
     if not found or found == [playbook.currency]:
         df["currency"] = cur.fillna(playbook.currency).astype(TEXT_DTYPE)
         return df
@@ -371,6 +488,33 @@ def _convert_currency(
     return df
 
 
+def _convert_history(
+    hist: pd.DataFrame,
+    row_currency: pd.Series | None,
+    deal_currency: pd.Series | None,
+    rej: _Rejects,
+    playbook: Playbook,
+    notes: list[str],
+    fx_rates: Mapping[str, float] | None,
+    file: str,
+) -> pd.DataFrame:
+    """History amounts in the reporting currency, converted like the deals' amounts.
+
+    A history row's currency is its own ``currency`` cell when the raw table has one
+    (e.g. Salesforce's CurrencyIsoCode), else its deal's currency. The column itself is
+    not kept: canonical amounts are all in the playbook currency.
+    """
+    cur = pd.Series(pd.NA, index=hist.index, dtype=TEXT_DTYPE)
+    if row_currency is not None:
+        cur = coerce_column(row_currency.loc[hist.index], "str")[0]
+    if deal_currency is not None:
+        by_deal = hist["opportunity_id"].map(deal_currency)
+        cur = cur.fillna(by_deal.astype(TEXT_DTYPE))
+    hist["currency"] = cur
+    out = _convert_currency(hist, rej, playbook, notes, fx_rates, file)
+    return out.drop(columns=["currency"])
+
+
 def _check_references(
     name: str, df: pd.DataFrame, tables: Mapping[str, pd.DataFrame], rej: _Rejects, notes: list[str], file: str
 ) -> pd.DataFrame:
@@ -380,7 +524,7 @@ def _check_references(
         df = rej.add(df, m, "opportunity_id", "unknown opportunity")
         created = df["opportunity_id"].map(opps.set_index("opportunity_id")["created_at"].dt.normalize())
         m = df["changed_at"].dt.normalize() < created
-        df = rej.add(df, m, "changed_at", "changed before created", df["changed_at"].astype(str))
+        df = rej.add(df, m, "changed_at", "changed before created", lambda b: b["changed_at"].astype(str))
     if name == "field_history":
         m = ~df["field"].isin(TABLES["opportunities"].column_names)
         df = rej.add(df, m, "field", "unknown field")
@@ -394,6 +538,23 @@ def _check_references(
     return df
 
 
+def _sort_by_deal(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows ordered by ``opportunity_id`` then ``changed_at``, ties kept in file order (a stable sort)."""
+    if len(df) < 2:
+        return df
+    keys = pa.table(
+        {
+            "id": pa.array(df["opportunity_id"].to_numpy(dtype=object), type=pa.string(), from_pandas=True),
+            "at": pa.array(df["changed_at"].to_numpy(dtype="datetime64[ns]")),
+        }
+    )
+    order = pc.sort_indices(keys, sort_keys=[("id", "ascending"), ("at", "ascending")])
+    order = order.to_numpy().astype(np.int64)  # uint64 from arrow: differences must be signed
+    if (np.diff(order) > 0).all():
+        return df
+    return df.take(order)
+
+
 def _reconcile_history(
     opps: pd.DataFrame, hist: pd.DataFrame, as_of: pd.Timestamp, notes: list[str]
 ) -> tuple[pd.DataFrame, int]:
@@ -404,7 +565,7 @@ def _reconcile_history(
                 "history: no history rows; stage timing is unknown and as_of() cannot rewind stages, amounts or close dates"
             )
         return hist, 0
-    hist = hist.sort_values(["opportunity_id", "changed_at"], kind="stable")
+    hist = _sort_by_deal(hist)
     last = hist.groupby("opportunity_id", sort=False).tail(1).set_index("opportunity_id")
     cur = opps.set_index("opportunity_id")
     common = cur.index.intersection(last.index)
@@ -437,7 +598,7 @@ def _reconcile_history(
         "a history row was added for each, dated at the close date for closed deals and at the snapshot date otherwise"
     )
     hist = pd.concat([hist, add[hist.columns]], ignore_index=True)
-    return hist.sort_values(["opportunity_id", "changed_at"], kind="stable"), len(ids)
+    return _sort_by_deal(hist), len(ids)
 
 
 def validate_tables(
@@ -460,7 +621,9 @@ def validate_tables(
     files : mapping, optional
         Table name -> file name used in messages (default ``<table>``).
     fx_rates : mapping, optional
-        Currency -> value of one unit in the playbook currency.
+        Currency -> value of one unit in the playbook currency. Deal, order and history
+        amounts are converted here, and only here: a history row takes its own ``currency``
+        cell when the raw history has that column (adapters pass the CRM's), else its deal's.
     as_of : Timestamp, optional
         Snapshot date; default the latest event date in the data.
     """
@@ -477,18 +640,25 @@ def validate_tables(
     rejects: list[pd.DataFrame] = []
     counts: dict[str, tuple[int, int]] = {}
     order = [t for t in TABLES if t in raw]
+    deal_currency: pd.Series | None = None
     for name in order:
-        df = raw[name]
+        df = raw[name].copy(deep=False)  # the caller's frame is left as it was; no data copied
         file = files.get(name, name)
         rej = _Rejects(name, file)
-        df = df.reset_index(drop=True)
+        df.index = pd.RangeIndex(len(df))
         df[_ROW] = np.arange(1, len(df) + 1) + (row_offsets or {}).get(name, 0)
+        row_currency = df.pop("currency") if name == "history" and "currency" in df else None
         clean = _validate_columns(df, TABLES[name], file, rej, playbook, notes)
         if name == "opportunities":
+            found = {str(c).strip().upper() for c in pd.unique(clean["currency"].dropna())}
+            if found - {playbook.currency.lower(), playbook.currency.upper()}:
+                deal_currency = pd.Series(clean["currency"].to_numpy(), index=clean["opportunity_id"].to_numpy())
             clean = _check_opportunities(clean, rej, playbook, notes, fx_rates, file)
         elif name == "orders":
             clean = _convert_currency(clean, rej, playbook, notes, fx_rates, file) if "currency" in clean else clean
         clean = _check_references(name, clean, out, rej, notes, file)
+        if name == "history" and (row_currency is not None or deal_currency is not None):
+            clean = _convert_history(clean, row_currency, deal_currency, rej, playbook, notes, fx_rates, file)
         out[name] = clean
         rejects.append(rej.frame())
         counts[name] = (len(df), len(clean))
@@ -510,10 +680,12 @@ def validate_tables(
             "history: no history table; stage timing is unknown and as_of() cannot rewind stages, amounts or close dates"
         )
     tables = {}
-    for name, df in out.items():
-        df = df.drop(columns=[_ROW]).reset_index(drop=True)
+    for name in list(out):
+        df = out.pop(name)  # one table at a time: the validated frames are not kept twice
         if name in ("history", "field_history"):
-            df = df.sort_values(["opportunity_id", "changed_at"], kind="stable").reset_index(drop=True)
+            df = _sort_by_deal(df)  # history is sorted already: a cheap check
+        del df[_ROW]  # a frame built by the validation: the caller's frames are not touched
+        df.index = pd.RangeIndex(len(df))
         tables[name] = df
     rejected = (
         pd.concat([r for r in rejects if len(r)], ignore_index=True)
