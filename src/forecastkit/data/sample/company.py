@@ -346,11 +346,14 @@ def build_forecast_calls(
       ``sum(amount x p_stage x p_by_quarter_end)`` over the deals open at ``t`` that the
       rep still works (a deal idle in its stage for more than three times the stage's
       mean dwell is given up). ``amount`` is the deal's first amount (later changes are
-      not known yet), ``p_stage`` the population win rate of deals that reached the
-      deal's current stage (the rep's experience), ``p_by_quarter_end`` the chance that
+      not known yet), ``p_stage`` the rep's experience of the stage: the share of the
+      time deals spent in it, among the deals closed by ``t``, that belonged to deals
+      later won (the win rate of the deals one finds sitting in that stage, stalled
+      losers included), ``p_by_quarter_end`` the chance that
       a winning deal's remaining stages fit in the quarter (gamma with the mean and
-      variance of the remaining mean stage dwells; the time already spent in the
-      current stage shortens it, to at least a fifth of its mean);
+      variance of the remaining stage dwells, their gamma shape learned from the won
+      deals closed by ``t``; the time already spent in the current stage shortens it, to
+      at least a fifth of its mean);
     * ``new`` - the rep's run rate of deals created and won in the rest of the quarter:
       the mean, over the last (up to) four complete quarters, of the rep's bookings
       from deals created after the same point of the quarter.
@@ -375,13 +378,18 @@ def build_forecast_calls(
     ft = ((fridays - start) / pd.Timedelta(days=1)).to_numpy(float) + 1.0  # end of the Friday
     n, n_st = d.enter.shape
     n_reps = len(reps.skill)
-    # the rep's experience: stage win rates (population, from the outcome priors) and mean stage dwells
     visited = np.isfinite(d.dwell)
     time_in = np.where(visited, d.dwell, 0.0)
-    p_stage = (time_in * d.will_win[:, None]).sum(axis=0) / np.maximum(time_in.sum(axis=0), 1e-9)
-    passed = d.will_win[:, None] & visited
-    k = float(np.mean(d.dwell[passed] / d.scale[passed])) if passed.any() else 2.0  # gamma shape of the dwells
-    mean_dwell = d.scale * k
+    won_time = time_in * d.will_win[:, None]
+    shape_i = np.where(d.will_win[:, None] & visited, d.dwell / d.scale, 0.0).sum(axis=1)  # sum of gamma(k, 1)
+    n_pass = (d.will_win[:, None] & visited).sum(axis=1)
+    by_close = np.argsort(d.close, kind="stable")
+    close_sorted = d.close[by_close]
+    zero = np.zeros((1, n_st))
+    cum_won = np.vstack([zero, np.cumsum(won_time[by_close], axis=0)])
+    cum_all = np.vstack([zero, np.cumsum(time_in[by_close], axis=0)])
+    cum_shape = np.r_[0.0, np.cumsum(shape_i[by_close])]
+    cum_pass = np.r_[0, np.cumsum(n_pass[by_close])]
     created = d.enter[np.arange(n), d.entry]
     enter_inf = np.nan_to_num(d.enter, nan=np.inf)
     won = np.flatnonzero(d.will_win)
@@ -394,6 +402,12 @@ def build_forecast_calls(
         act = np.flatnonzero((reps.start <= t) & (reps.end > t))
         if len(act) == 0:
             continue
+        # the rep's experience, from the deals closed by t: the win rate of the deals sitting in each
+        # stage (time-weighted) and the gamma shape of the stage dwells of won deals
+        j = np.searchsorted(close_sorted, t)
+        p_stage = cum_won[j] / np.maximum(cum_all[j], 1e-9)
+        k = float(cum_shape[j] / cum_pass[j]) if cum_pass[j] else 2.0
+        mean_dwell = d.scale * k
         done = (w_close >= qs) & (w_close < t)
         won_td = np.bincount(w_own[done], weights=w_amt[done], minlength=n_reps)
         # open deals and their state at t
