@@ -353,7 +353,8 @@ def build_forecast_calls(
       a winning deal's remaining stages fit in the quarter (gamma with the mean and
       variance of the remaining stage dwells, their gamma shape learned from the won
       deals closed by ``t``; the time already spent in the current stage shortens it, to
-      at least a fifth of its mean);
+      at least a fifth of its mean; the rep's bias shortens the mean by ``sqrt(bias)``:
+      an optimistic rep expects deals to close sooner);
     * ``new`` - the rep's run rate of deals created and won in the rest of the quarter:
       the mean, over the last (up to) four complete quarters, of the rep's bookings
       from deals created after the same point of the quarter.
@@ -421,8 +422,11 @@ def build_forecast_calls(
         later = np.arange(n_st)[None, :] > st[:, None]
         m = np.maximum(cur - age, 0.2 * cur) + (md * later).sum(axis=1)
         v = (d.scale[op] ** 2 * k * (later | (np.arange(n_st)[None, :] == st[:, None]))).sum(axis=1)
-        p_time = special.gammainc(m**2 / v, np.maximum(qe - t, 0.0) * m / v)
         own = owner_at(d, op, np.full(len(op), t))
+        # the rep's bias also shortens the time they expect a deal to need (by the square root of the bias)
+        m = m / np.sqrt(reps.optimism[own])
+        v = v / reps.optimism[own]
+        p_time = special.gammainc(m**2 / v, np.maximum(qe - t, 0.0) * m / v)
         a0 = d.amount0[op] * worked * p_time
         open_part = np.bincount(own, weights=a0 * p_stage[st], minlength=n_reps)
         upside = np.bincount(own, weights=a0 * (1.0 - p_stage[st]) * (st >= 2), minlength=n_reps)
