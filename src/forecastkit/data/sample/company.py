@@ -361,9 +361,9 @@ def build_forecast_calls(
 
     ``commit = won + bias x (open + new) x noise`` with the rep's bias
     (:attr:`GroundTruth.rep_bias`) and a mean-one log-normal noise (sd ``0.3 x`` the
-    share of the quarter left); ``best_case = commit + bias x noise x u x sum(amount x
-    (1 - p_stage) x p_by_quarter_end)`` with ``u ~ U(0.2, 0.5)`` per call (the upside of
-    the open deals, so best case >= commit). Amounts rounded to hundreds.
+    share of the quarter left); ``best_case = commit + bias x noise x u x open`` with
+    ``u ~ U(0.3, 0.6)`` per call (the upside of the open deals, so best case >= commit).
+    Amounts rounded to hundreds.
     """
     cols = ["submitted_at", "owner", "period", "commit", "best_case"]
     fridays = pd.date_range(start + pd.Timedelta(days=90), as_of - pd.Timedelta(days=1), freq="W-FRI")
@@ -429,7 +429,6 @@ def build_forecast_calls(
         p_time = special.gammainc(m**2 / v, np.maximum(qe - t, 0.0) * m / v)
         a0 = d.amount0[op] * worked * p_time
         open_part = np.bincount(own, weights=a0 * p_stage[st], minlength=n_reps)
-        upside = np.bincount(own, weights=a0 * (1.0 - p_stage[st]) * (st >= 2), minlength=n_reps)
         # run rate of deals created and won in the rest of the quarter, over the last complete quarters
         new = np.zeros(n_reps)
         n_q = 0
@@ -445,7 +444,7 @@ def build_forecast_calls(
         noise = np.exp(rng.normal(-0.5 * (0.3 * rem_frac) ** 2, 0.3 * rem_frac, len(act)))
         bias = reps.optimism[act] * noise
         commit = won_td[act] + bias * (open_part[act] + new[act])
-        best = commit + bias * rng.uniform(0.2, 0.5, len(act)) * upside[act]
+        best = commit + bias * rng.uniform(0.3, 0.6, len(act)) * open_part[act]
         rows.append(pd.DataFrame({"submitted_at": fridays[w], "owner": reps.name[act], "period": q[w],
                                   "commit": np.round(commit, -2), "best_case": np.round(best, -2)}))
     if not rows:
