@@ -82,9 +82,22 @@ def test_leakage_forecast_as_of_d_ignores_everything_after_d(baseline, base_crm)
             pd.testing.assert_frame_equal(getattr(a, part), getattr(b, part), obj=part)
     # the backtest's cached training rows give the very same model as a refit on crm.as_of(d)
     bt = backtest(base_crm, periods=["2025-Q2"], checkpoints=("week8",), methods=("model",), refit="checkpoint")
+    assert bt.attrs["fits"] == {"win_model": 1, "slip_model": 1}
     dist = a.distribution.iloc[0]
     expected = dist["closed_won"] + dist["open_expected"] + dist["new_deals_expected"]
     assert bt["forecast"].iloc[0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_backtest_fits_each_model_once_and_reuses_it(base_crm):
+    # 2 periods x 2 checkpoints: the slip model once per checkpoint (shared by "stage" and "model"),
+    # the win model once per period (refit="period") or once per checkpoint (refit="checkpoint")
+    kw = {"periods": ["2025-Q3", "2025-Q4"], "checkpoints": ("week4", "week8"), "methods": ("stage", "model")}
+    bt = backtest(base_crm, **kw)
+    assert bt.attrs["fits"] == {"win_model": 2, "slip_model": 4}
+    again = backtest(base_crm, refit="checkpoint", **kw)
+    assert again.attrs["fits"] == {"win_model": 4, "slip_model": 4}
+    first = bt[bt["checkpoint"] == "week4"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(first, again[again["checkpoint"] == "week4"].reset_index(drop=True))
 
 
 def test_sample_forecast_is_reproducible_and_consistent(base_crm):
@@ -131,7 +144,9 @@ def test_pipeline_changes_on_sample_add_up(base_crm):
 @pytest.mark.slow
 @pytest.mark.xfail(
     reason="since the oracle's p_win_by was corrected (remaining time counted from now), the calibrated method's "
-    "week-4 error is about 2x the oracle's on baseline (target 1.3x): the win model over-predicts; open in issue 4",
+    "week-4 error is about 2x the oracle's on baseline (target 1.3x): the win model over-predicts the enterprise "
+    "deals (mean p 0.12 vs true 0.08, +55% amount-weighted; smb and mid-market are right), which carry ~75% of "
+    "the open amount; open in issue 4",
     strict=False,
 )
 def test_acceptance_baseline_week4(base_backtest):
@@ -150,22 +165,20 @@ def test_acceptance_baseline_week4(base_backtest):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the generator builds the reps' commit calls from the realised final bookings "
-    "(company.build_forecast_calls), so on baseline they are near-perfect (~3% error) and no "
-    "pipeline method, the oracle included, can beat them",
-)
 def test_acceptance_baseline_model_beats_commit(base_backtest):
-    med = forecast_accuracy(base_backtest, by="method").set_index("method")["median_ape"]
-    assert med["model"] < med["commit"]
+    """Baseline (seed 0, 8 quarters, week 4): the calibrated method's median |F - A| / A is below the reps'
+    commit's, and the commit is roughly unbiased (|bias| < 15%; measured -2% on seed 0)."""
+    acc = forecast_accuracy(base_backtest, by="method").set_index("method")
+    assert acc.loc["model", "median_ape"] < acc.loc["commit", "median_ape"]
+    assert abs(acc.loc["commit", "bias"]) < 0.15
 
 
 @pytest.mark.slow
 def test_acceptance_optimistic_commit_is_biased_upward():
     """Optimistic (seed 0, 8 quarters, week 4): the reps' commit overshoots bookings by more than 20%
-    (measured +33% to +53% over seeds 0-3 and sizes 24 and 72 reps). The companion criterion - the
-    calibrated method's error at most half the commit's - holds on 1 of 3 seeds at 72 reps and fails at the
+    (measured +96%, +25%, +86% on seeds 0-2 at the default size; the calls are the reps' judgement of their
+    pipeline as of each Friday, see ``company.build_forecast_calls``). The companion criterion - the
+    calibrated method's error at most half the commit's - holds on seeds 1 and 2 and fails on seed 0 at the
     default size; it is measured by ``benchmarks/bench_forecast.py accuracy optimistic ...``, not asserted."""
     s = generate("optimistic", seed=0)
     bt = backtest(s.crm, checkpoints=("week4",), methods=("commit", "run_rate"), seed=0)

@@ -32,11 +32,20 @@ Methods (each forecasts total period bookings = won so far + still to come):
 
 ``crm``, ``stage``, ``model`` and ``oracle`` also give P10 / P50 / P90 (seeded Monte Carlo).
 
-Win model refits: ``refit="period"`` (default) fits the win model once per period on
-the snapshot of its first checkpoint and uses it at the later checkpoints (still
-leakage-free: a model fitted on older data); ``refit="checkpoint"`` refits at every
-checkpoint (then each forecast equals ``forecast(crm.as_of(d), method="model")``,
-about 3 s more per checkpoint).
+Fitting (each model is fitted once and reused, never refitted per method):
+
+* the slip model is fitted **once per checkpoint** (on ``crm.as_of(d)``) and its
+  ``p_in_period`` shared by ``stage`` and ``model``; the not-yet-created deals term too;
+* the win model: ``refit="period"`` (default) fits it once per period on the snapshot
+  of its first checkpoint and reuses it at the later checkpoints (still leakage-free: a
+  model fitted on older data); ``refit="checkpoint"`` fits it once per checkpoint (then
+  each forecast equals ``forecast(crm.as_of(d), method="model")``, about 3 s more per
+  checkpoint);
+* the win model's training rows (:func:`~forecastkit.probability.features.training_rows`)
+  and the slip model's rows are computed once for the whole backtest from the full
+  snapshot and filtered, per fit, to the rows the checkpoint's snapshot knows.
+
+The returned frame's ``attrs["fits"]`` counts the fits: ``{"win_model": ..., "slip_model": ...}``.
 """
 
 from __future__ import annotations
@@ -191,7 +200,8 @@ def backtest(
         forecast, actual, closed_won`` (won by the checkpoint), ``p10, p50, p90`` (NaN for
         methods without a distribution), ``error`` (forecast - actual), ``abs_pct_error``
         (``|error| / actual``; NaN when actual = 0), ``covered`` (``p10 <= actual <= p90``;
-        NA without interval), ``note``.
+        NA without interval), ``note``. ``attrs["fits"]``: how many times the win model
+        and the slip model were fitted (see the module docstring).
     """
     methods = list(dict.fromkeys(methods))
     if truth is not None and "oracle" not in methods:
@@ -222,6 +232,7 @@ def backtest(
     )
     win_cache = _win_rows(crm, first_d, last_d) if "model" in methods else None
     models: dict[str, Any] = {}
+    fits = {"win_model": 0, "slip_model": 0}
     rows = []
     for per, cp, d in plan:
         snap = crm.as_of(d)
@@ -243,8 +254,10 @@ def backtest(
                 refit=refit,
                 seed=seed,
                 n_sims=n_sims,
+                fits=fits,
             )
             rows.append({**common, "method": m, **res})
+        fits["slip_model"] += ctx.slip_fits
     out = pd.DataFrame(rows)
     out["error"] = out["forecast"] - out["actual"]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -255,7 +268,9 @@ def backtest(
         (out.loc[has, "p10"] <= out.loc[has, "actual"]) & (out.loc[has, "actual"] <= out.loc[has, "p90"])
     ).to_numpy()
     out["covered"] = covered
-    return out[list(BACKTEST_COLUMNS)]
+    out = out[list(BACKTEST_COLUMNS)]
+    out.attrs["fits"] = fits
+    return out
 
 
 # --------------------------------------------------------------------------- helpers
@@ -294,6 +309,7 @@ class _Context:
         self._p_in: np.ndarray | None = None
         self._new: NewDeals | None = None
         self.notes: list[str] = []
+        self.slip_fits = 0
 
     @property
     def p_in(self) -> np.ndarray:
@@ -301,6 +317,7 @@ class _Context:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", FallbackWarning)
                 sm = SlipModel(self.per.freq).fit(self.snap, rows=self.slip_cache)
+            self.slip_fits += 1
             self.notes += [str(w.message).split(";")[0] for w in caught]
             self._p_in = p_in_period(self.snap, self.per, model=sm)["p_in_period"].to_numpy(float)
         return self._p_in
@@ -340,6 +357,7 @@ def _one(
     refit: str,
     seed: int,
     n_sims: int,
+    fits: dict[str, int],
 ) -> dict:
     snap = ctx.snap
     nan = {"forecast": np.nan, "p10": np.nan, "p50": np.nan, "p90": np.nan, "note": ""}
@@ -355,7 +373,8 @@ def _one(
     if m == "model":
         key = per.label if refit == "period" else f"{per.label}@{d.date()}"
         note = ""
-        if key not in models:
+        if key not in models:  # fitted once per period (or checkpoint), then reused
+            fits["win_model"] += 1
             try:
                 models[key] = fit_win_model(snap, rows=win_cache)
             except InsufficientDataError as exc:

@@ -62,8 +62,12 @@ class GroundTruth:
         owner -> logit shift on P(win) of the deals they created.
     rep_bias : dict
         owner -> multiplicative forecast bias: each weekly commit call equals
-        ``won_to_date + bias * (final_quarter_bookings - won_to_date) * noise`` (noise mean 1);
-        it also raises the share of deals the rep puts in commit/best case.
+        ``won_to_date + bias * (open + new) * noise`` (noise mean 1), where ``open`` is the
+        rep's judgement, from what is known that Friday, of their open deals closing won in
+        the quarter and ``new`` their run rate of deals created and won in the rest of the
+        quarter (see :func:`~forecastkit.data.sample.company.build_forecast_calls`); the
+        calls never see the quarter's final bookings. The bias also raises the share of
+        deals the rep puts in commit/best case.
     weak_rep, weak_stage : str
         The rep who loses an extra ``weak_extra`` share of would-be-won deals while in
         ``weak_stage`` (i.e. at the transition from ``weak_stage`` to the next stage).
