@@ -63,6 +63,7 @@ KNOWN: dict[str, tuple[type[BaseException], str]] = {
     "F2": (ValueError, "kpi/dashboards.py:_assemble"),
     "F3": (ValueError, "kpi/sales.py:velocity"),
     "F4": (IndexError, "winloss/coaching.py:coaching"),
+    "F5": (ValueError, "kpi/sales.py:pipeline_coverage"),
 }
 
 
@@ -541,3 +542,14 @@ def test_finding_f4_coaching_rep_without_team():
     )
     report = fk.coaching(crm, "rep0")
     assert report.headline
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason="F5 in FUZZ_FINDINGS.md: empty 'won' key is float64")
+def test_finding_f5_pipeline_coverage_overdue_pipeline_without_wins():
+    """Only an overdue open deal (close date before the snapshot) and no deal won."""
+    opps = _opps(
+        {"opportunity_id": "O1", "stage": "discovery", "close_date": pd.Timestamp("2026-03-31"), "team": "t0"}
+    ).assign(created_at=pd.Timestamp("2026-01-05"))
+    crm = fk.CRM.from_tables({"opportunities": opps}, as_of="2026-06-30")
+    cov = fk.pipeline_coverage(crm, "quarter")
+    assert (cov["open_deals"] == 0).all()
