@@ -8,10 +8,11 @@ directory) to check the margins of the thresholds.
 
 Run (re-run after any generator change)::
 
-    PYTHONPATH=src .venv/bin/python benchmarks/diagnosis_confusion.py [n_seeds] [first_seed] [method]
+    PYTHONPATH=src .venv/bin/python benchmarks/diagnosis_confusion.py [n_seeds] [first_seed] [method] [scenarios]
 
 ``method`` is the source of the commit deals' calibrated probability (``stage``, the
-default here because it is fast, or ``model``, the default of ``fk.diagnose``).
+default here because it is fast, or ``model``, the default of ``fk.diagnose``);
+``scenarios`` a comma-separated subset (e.g. ``optimistic,wide_pipeline+optimistic``).
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ SHOWN = {
 }
 
 
-def main(n_seeds: int = 10, first: int = 100, method: str = "stage") -> None:
+def main(n_seeds: int = 10, first: int = 100, method: str = "stage", scenarios: str = ",".join(SCENARIOS)) -> None:
     warnings.simplefilter("ignore")
     rows, times = [], []
-    for scenario in SCENARIOS:
+    chosen = [s for s in SCENARIOS if s in scenarios.split(",")]
+    for scenario in chosen:
         for seed in range(first, first + n_seeds):
             crm = generate(scenario=scenario, seed=seed).crm
             t = time.process_time()
@@ -56,7 +58,7 @@ def main(n_seeds: int = 10, first: int = 100, method: str = "stage") -> None:
             print(row, flush=True)
     df = pd.DataFrame(rows)
     df.to_csv(f"diagnosis_confusion-{first}.csv", index=False)
-    table = pd.crosstab(df["scenario"], df["detected"]).reindex(list(SCENARIOS))
+    table = pd.crosstab(df["scenario"], df["detected"]).reindex(chosen)
     print(table.fillna(0).astype(int).to_string())
     print(
         f"\nCPU seconds per diagnosis (company-wide, no drill-down, method={method}): "
@@ -66,4 +68,4 @@ def main(n_seeds: int = 10, first: int = 100, method: str = "stage") -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    main(*(int(a) for a in args[:2]), *args[2:3])  # type: ignore[arg-type]
+    main(*(int(a) for a in args[:2]), *args[2:4])  # type: ignore[arg-type]

@@ -144,7 +144,7 @@ def test_case_3_combines_calls_and_commit_deals_from_the_forecast_functions() ->
     f3 = diagnose(crm, by=None, drilldown=False, method="stage").finding(3)
     ev = f3.evidence.set_index("metric")
     bias, up, commit = ev.loc[["commit_bias_median", "periods_biased_up", "commit_win_probability"], "holds"]
-    strong = bias and up and ev.loc["commit_bias_median", "value"] >= 0.30
+    strong = bias and ev.loc["periods_biased_up", "value"] == 4
     assert ev.loc["optimism_evidence", "value"] == (bias or up) + commit + strong
     assert f3.detected and (bias or up) and commit
     # the commit deals' probability is the forecast's own p_win_in_period of the reps' commit deals

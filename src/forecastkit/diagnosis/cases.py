@@ -27,7 +27,8 @@ computed by the named forecastkit function, never a second time here):
    quarter are, weighted by amount, below ``commit_probability_low`` of being won
    in it (``p_win_in_period`` of :func:`~forecastkit.forecast`; it does not use
    the calls). Detected when both families hold, or when the calls alone are
-   strong (bias above ``forecast_bias_strong`` *and* enough quarters up). CRM
+   systematic (median bias above ``forecast_bias_high`` *and* every one of the
+   last ``bias_periods`` quarters above +10%). CRM
    stage probabilities above the recalibrated ones are supporting evidence only
    (the wide-pipeline case shows them too).
 
@@ -483,7 +484,7 @@ def diagnose_scope(
         drill2 = {"deals_pushed_twice_or_more": twice, "stages_without_exit_criteria_met": _stuck_deals(crm, aged)}
     f2 = _finding(2, scope, [healthy, cycle], m2, enough and n_won > 0, need, basis, drill2, strength_metrics=[cycle])
 
-    # case 3: calls over bookings and commit deals unlikely (or strong calls alone)
+    # case 3: calls over bookings and commit deals unlikely (or systematic calls alone)
     bias, n_biased, n_periods, bias_table = _commit_bias(calls)
     calls_source = "forecast_accuracy(calls_vs_actual(...), by='period'): commit at week 4"
     bias_metric = _Metric(
@@ -519,9 +520,8 @@ def diagnose_scope(
         n=n_commit,
     )
     gap, stage_table = _probability_gap(stages)
-    strong_bias = float(th["forecast_bias_strong"])
     calls_over = bias_metric.holds or count_metric.holds
-    calls_strong = bias_metric.holds and count_metric.holds and bias >= strong_bias
+    calls_strong = bias_metric.holds and n_periods >= periods and n_biased >= periods
     score = float(calls_over) + float(commit_metric.holds) + float(calls_strong)
     optimistic = _Metric(
         "optimism_evidence",
@@ -529,9 +529,9 @@ def diagnose_scope(
         1.5,
         "above",
         "both families: calls over bookings (bias or quarters up) and commit deals unlikely to close; "
-        f"or the calls alone when both call symptoms hold with a median bias of {strong_bias:.0%} or more",
+        f"or the calls alone when biased and above +10% in every one of the last {periods} quarters",
         True,
-        "(calls over bookings + commit deals unlikely + strong calls)",
+        "(calls over bookings + commit deals unlikely + calls up in every quarter)",
         holds_override=score >= 2,
     )
     symptoms = [bias_metric, count_metric, commit_metric]
