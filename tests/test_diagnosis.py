@@ -14,6 +14,7 @@ from forecastkit.data.sample import generate
 from forecastkit.diagnosis import diagnose
 from forecastkit.diagnosis.findings import EVIDENCE_COLUMNS
 from forecastkit.errors import ParameterError
+from forecastkit.forecast.accuracy import calls_vs_actual
 from forecastkit.playbook import Playbook
 
 EXPECTED = {"baseline": [], "wide_pipeline": [1], "slow_cycle": [2], "optimistic": [3]}
@@ -92,8 +93,13 @@ def test_thresholds_come_from_the_playbook_and_can_be_overridden() -> None:
     strict = Playbook.from_dict({"diagnosis": {"conversion_low_ratio": 1.5, "leads_per_rep_month_high": 3}})
     dx = diagnose(crm, by=None, drilldown=False, playbook=strict)
     assert 1 in dx.detected_cases()
-    lax = Playbook.from_dict({"diagnosis": {"forecast_bias_high": 5.0}})
-    assert 3 not in diagnose(_crm("optimistic", 11), by=None, drilldown=False, playbook=lax).detected_cases()
+    # case 3 needs the calls over bookings: with both call symptoms out of reach, the commit deals alone do not decide
+    lax = Playbook.from_dict({"diagnosis": {"forecast_bias_high": 5.0, "biased_periods_min": 5}})
+    f3 = diagnose(_crm("optimistic", 11), by=None, drilldown=False, playbook=lax).finding(3)
+    assert not f3.detected
+    ev = f3.evidence.set_index("metric")
+    assert not ev.loc["commit_bias_median", "holds"] and not ev.loc["periods_biased_up", "holds"]
+    assert ev.loc["commit_bias_median", "threshold"] == 5.0
 
 
 def test_a_case_can_hold_for_one_team_only() -> None:
@@ -128,9 +134,65 @@ def test_drilldowns_make_the_actions_concrete() -> None:
     f3 = diagnose(_crm("optimistic", 11), by=None, method="stage").finding(3)
     assert {"stage", "p_win", "crm_probability"} <= set(f3.drilldown["recalibrated_probabilities"].columns)
     challenge = f3.drilldown["commit_deals_to_challenge"]
-    if len(challenge):
-        assert (challenge["rep_category"] == "commit").all()
-        assert (challenge["p_in_period"] < crm.playbook.best_case_threshold).all()
+    assert len(challenge), "the optimistic reps commit deals that will not close"
+    assert (challenge["rep_category"] == "commit").all() and challenge["in_period"].all()
+    assert (challenge["p_win_in_period"] < crm.playbook.best_case_threshold).all()
+
+
+def test_case_3_combines_calls_and_commit_deals_from_the_forecast_functions() -> None:
+    crm = _crm("optimistic", 11)
+    f3 = diagnose(crm, by=None, drilldown=False, method="stage").finding(3)
+    ev = f3.evidence.set_index("metric")
+    bias, up, commit = ev.loc[["commit_bias_median", "periods_biased_up", "commit_win_probability"], "holds"]
+    strong = bias and ev.loc["periods_biased_up", "value"] == 4
+    assert ev.loc["optimism_evidence", "value"] == (bias or up) + commit + strong
+    assert f3.detected and (bias or up) and commit
+    # the commit deals' probability is the forecast's own p_win_in_period of the reps' commit deals
+    d = fk.forecast(crm, method="stage", n_sims=500).deals
+    c = d[(d["rep_category"] == "commit") & d["in_period"]]
+    assert ev.loc["commit_win_probability", "value"] == pytest.approx(
+        np.average(c["p_win_in_period"], weights=c["amount"])
+    )
+    assert ev.loc["commit_win_probability", "n"] == len(c)
+    # the call bias is forecast_accuracy's bias of the week-4 commit calls
+    cva = calls_vs_actual(crm, periods=4, checkpoints=("week4",))
+    acc = fk.forecast_accuracy(cva[cva["method"] == "commit"], by="period")
+    assert ev.loc["commit_bias_median", "value"] == pytest.approx(acc["bias"].median())
+    assert ev.loc["periods_biased_up", "value"] == (acc["bias"] > 0.10).sum()
+
+
+def test_the_win_model_is_fitted_at_most_once_and_can_be_passed() -> None:
+    crm = _crm("baseline", 11)
+    seen = []
+
+    class FixedModel:
+        def predict_proba(self, snap: CRM) -> pd.DataFrame:
+            seen.append(len(snap.open_deals))
+            return pd.DataFrame({"p_win": np.full(len(snap.open_deals), 0.05)})
+
+    dx = diagnose(crm, by="team", drilldown=True, model=FixedModel())
+    assert seen == [len(crm.open_deals)], "one forecast for the company and every team"
+    for f in dx.findings:
+        if f.case == 3 and f.status != "insufficient data":
+            p = f.evidence.set_index("metric").loc["commit_win_probability", "value"]
+            assert np.isnan(p) or p <= 0.05
+
+
+def test_team_findings_slice_the_company_tables() -> None:
+    crm = _crm("baseline", 11)
+    dx = diagnose(crm, by="team", method="stage")
+    team = sorted(crm.opportunities["team"].dropna().unique())[0]
+    sub = crm.subset(team=team)
+    f2 = dx.finding(2, f"team={team}")
+    pushed = f2.drilldown["deals_pushed_twice_or_more"]
+    assert set(pushed["opportunity_id"]) <= set(sub.open_deals["opportunity_id"])
+    pushes = fk.timeline.close_date_pushes(sub).merge(sub.open_deals[["opportunity_id"]])
+    share = f2.evidence.set_index("metric").loc["share_open_deals_pushed", "value"]
+    assert share == pytest.approx((pushes["pushes"] > 0).mean())
+    f1 = dx.finding(1, f"team={team}")
+    assert set(f1.drilldown["reps_over_wip"]["owner"]) <= set(sub.opportunities["owner"])
+    challenge = dx.finding(3, f"team={team}").drilldown["commit_deals_to_challenge"]
+    assert set(challenge["opportunity_id"]) <= set(sub.open_deals["opportunity_id"])
 
 
 def test_period_and_scope_errors() -> None:

@@ -112,10 +112,12 @@ _DEFAULT_DIAGNOSIS = {
     "leads_per_rep_month_high": 12.0,  # new deals a rep can really work per month
     # case 2 - good conversion, cycle too long (cycle threshold: traffic_lights.sales_cycle_days orange)
     "pushed_share_high": 0.30,  # share of open deals whose close date was pushed at least once
-    # case 3 - optimistic forecast
-    "forecast_bias_high": 0.20,  # median signed bias of the reps' commit calls (F/A - 1)
-    "biased_periods_min": 3,  # ... and at least this many of the last `bias_periods` periods above +10%
+    # case 3 - optimistic forecast: calls over bookings (bias OR periods) AND commit deals unlikely,
+    # or the calls alone when biased and above +10% in every one of the last `bias_periods` periods
+    "forecast_bias_high": 0.15,  # median signed bias of the reps' commit calls (F/A - 1) over `bias_periods`
+    "biased_periods_min": 3,  # at least this many of the last `bias_periods` periods above +10%
     "bias_periods": 4,
+    "commit_probability_low": 0.30,  # amount-weighted calibrated P(won this quarter) of the reps' commit deals
     # judging against the company's own history
     "history_drop": 0.30,  # relative worsening vs the year before that counts as "low"/"long"
     "history_quarters": 8,  # closed quarters needed before own history is used

@@ -17,12 +17,20 @@ computed by the named forecastkit function, never a second time here):
    ``sales_cycle_days`` orange threshold, or lengthened by ``history_drop``
    against the year before. Close-date slips and forecast instability are
    supporting evidence.
-3. **Systematically optimistic forecast** - the reps' commit calls exceed what
-   was booked: median signed bias over the last ``bias_periods`` closed
-   quarters above ``forecast_bias_high`` and at least ``biased_periods_min`` of
-   them above +10% (:func:`~forecastkit.forecast_accuracy`). CRM stage
-   probabilities above the recalibrated ones and commit deals with a low
-   calibrated probability are supporting evidence.
+3. **Systematically optimistic forecast** ("commits are not met") - judged on
+   two independent families of evidence, so that no single number decides:
+   *calls over bookings* - the median signed bias of the reps' week-4 commit
+   calls over the last ``bias_periods`` closed quarters is above
+   ``forecast_bias_high``, or at least ``biased_periods_min`` of those quarters
+   are above +10% (:func:`~forecastkit.forecast_accuracy` of ``calls_vs_actual``);
+   *commit deals unlikely* - the deals the reps call commit for the current
+   quarter are, weighted by amount, below ``commit_probability_low`` of being won
+   in it (``p_win_in_period`` of :func:`~forecastkit.forecast`; it does not use
+   the calls). Detected when both families hold, or when the calls alone are
+   systematic (median bias above ``forecast_bias_high`` *and* every one of the
+   last ``bias_periods`` quarters above +10%). CRM
+   stage probabilities above the recalibrated ones are supporting evidence only
+   (the wide-pipeline case shows them too).
 
 "Low" and "long" are judged against the playbook's thresholds and, when the
 company has at least ``history_quarters`` closed quarters, also against its own
@@ -30,9 +38,15 @@ previous year; the finding's ``basis`` says which. With too few closed deals
 (``min_closed_deals``) or forecast periods, the finding is "insufficient data"
 with what is missing - never a verdict.
 
+Speed: :func:`diagnose` computes the company-wide tables once (close-date pushes,
+aging, WIP, the reps' calls against bookings, the company's year-ago snapshot and one forecast
+of the current quarter, which fits the win model at most once, or uses ``model=``)
+and slices them per team or rep; only the scope's own conversion, cycle, lead and
+coverage measures are recomputed on the scope.
+
 Severity: how far the weakest core symptom is past its threshold - ``high``
 at 1.5x or more (or 1/1.5 for "below" symptoms), ``medium`` at 1.2x, ``low``
-otherwise.
+otherwise (case 3: the weakest of the symptoms that hold).
 """
 
 from __future__ import annotations
@@ -49,7 +63,7 @@ from forecastkit.data.crm import CRM
 from forecastkit.diagnosis.findings import ACTIONS, EVIDENCE_COLUMNS, Diagnosis, Finding
 from forecastkit.errors import ParameterError
 from forecastkit.periods import parse_period, period_of
-from forecastkit.playbook import Playbook
+from forecastkit.playbook import _DEFAULT_DIAGNOSIS, Playbook
 
 __all__ = ["diagnose", "diagnose_scope"]
 
@@ -117,12 +131,17 @@ def _evidence(metrics: Sequence[_Metric]) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------- measures
-def _qualified_conversion(crm: CRM) -> tuple[float, float, int]:
-    """Recalibrated p_win of the qualification stage over the last year: (p_win, crm_probability, closed deals)."""
+def _stage_table(crm: CRM) -> pd.DataFrame:
+    """Recalibrated stage probabilities over the last year (one call per scope, shared by cases 1-3)."""
     from forecastkit.probability.stages import stage_probabilities
 
+    return _quiet(stage_probabilities, crm, lookback="365D")
+
+
+def _qualified_conversion(crm: CRM, table: pd.DataFrame | None = None) -> tuple[float, float, int]:
+    """Recalibrated p_win of the qualification stage over the last year: (p_win, crm_probability, closed deals)."""
     stage = _qualified_stage(crm.playbook)
-    t = _quiet(stage_probabilities, crm, lookback="365D")
+    t = _stage_table(crm) if table is None else table
     row = t[t["stage"] == stage]
     if row.empty:
         return np.nan, crm.playbook.crm_probability(stage), 0
@@ -149,13 +168,11 @@ def _leads_per_rep_month(crm: CRM) -> tuple[float, int]:
     return float(per_rep.median()), int(t["new_deals"].sum())
 
 
-def _wip_load(crm: CRM) -> tuple[float, pd.DataFrame, pd.DataFrame]:
-    from forecastkit.hygiene import wip
-
-    w = wip(crm)
-    by = w.by_owner
+def _wip_load(w, owners: set) -> tuple[float, pd.DataFrame, pd.DataFrame]:  # type: ignore[no-untyped-def]
+    """Median WIP load of the scope's reps (hygiene.wip, computed once company-wide), reps over the limit, deals to close out."""
+    by = _rows_of(w.by_owner, "owner", owners)
     load = float(by["load"].median()) if len(by) else np.nan
-    return load, by[by["over_limit"] > 0], w.close_out
+    return load, by[by["over_limit"] > 0].reset_index(drop=True), _rows_of(w.close_out, "owner", owners)
 
 
 def _time_to_win(crm: CRM) -> tuple[float, int]:
@@ -171,10 +188,8 @@ def _time_to_win(crm: CRM) -> tuple[float, int]:
     return float(won.loc[won["estimate"] >= half, "days"].iloc[0]), n
 
 
-def _slips(crm: CRM) -> tuple[float, float, pd.DataFrame]:
-    from forecastkit.data.timeline import close_date_pushes
-
-    pushes = close_date_pushes(crm)
+def _slips(crm: CRM, pushes: pd.DataFrame) -> tuple[float, float, pd.DataFrame]:
+    """Close-date pushes of the scope's open deals (timeline.close_date_pushes, computed once company-wide)."""
     o = crm.open_deals.merge(pushes, on="opportunity_id", how="left")
     if o.empty:
         return np.nan, np.nan, o
@@ -226,25 +241,98 @@ def _forecast_instability(calls: pd.DataFrame) -> float:
     return float((moved / actual).mean())
 
 
+# ------------------------------------------------------------- company-wide, once
+class _Company:
+    """Company-wide tables computed once per :func:`diagnose` call and sliced per scope.
+
+    Per-deal tables (close-date pushes, aging, the forecast's deal table) are sliced by
+    the scope's deals; per-rep tables (WIP load, the reps' calls against bookings) by
+    the scope's reps. The company's year-ago snapshot is rewound once (a scope rewinds its own, small one).
+    """
+
+    def __init__(self, crm: CRM, *, method: str = "model", model: object = None, forecast_deals: bool = True) -> None:
+        self.crm = crm
+        self.method = method
+        self.model = model
+        self.want_forecast = forecast_deals
+        self._cache: dict[str, object] = {}
+
+    def _get(self, key: str, make):  # type: ignore[no-untyped-def]
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def pushes(self) -> pd.DataFrame:
+        from forecastkit.data.timeline import close_date_pushes
+
+        return self._get("pushes", lambda: close_date_pushes(self.crm))  # type: ignore[no-any-return]
+
+    def aging(self) -> pd.DataFrame:
+        from forecastkit.hygiene import aging
+
+        return self._get("aging", lambda: aging(self.crm))  # type: ignore[no-any-return]
+
+    def wip(self):  # type: ignore[no-untyped-def]
+        from forecastkit.hygiene import wip
+
+        return self._get("wip", lambda: wip(self.crm))
+
+    def calls(self, periods: int) -> pd.DataFrame:
+        return self._get(f"calls{periods}", lambda: _calls_by_period(self.crm, periods))  # type: ignore[no-any-return]
+
+    def year_ago(self) -> CRM:
+        return self._get("year_ago", lambda: self.crm.as_of(self.crm.as_of_date - _YEAR))  # type: ignore[no-any-return]
+
+    def commit_deals(self) -> pd.DataFrame:
+        """The forecast's open deals dated in the current quarter that the reps call commit (one forecast)."""
+        if not self.want_forecast:
+            return pd.DataFrame()
+        return self._get("commit", lambda: _commit_deals(self.crm, self.method, self.model))  # type: ignore[no-any-return]
+
+
+def _year_ago(company: _Company, crm: CRM) -> CRM:
+    """The scope's snapshot a year earlier: the company's is rewound once; a team's or rep's
+    own (small) snapshot rewinds faster than the company's year-ago snapshot can be subset."""
+    return company.year_ago() if crm is company.crm else crm.as_of(crm.as_of_date - _YEAR)
+
+
+def _rows_of(table: pd.DataFrame, col: str, keep: pd.Series | set) -> pd.DataFrame:
+    if table is None or len(table) == 0 or col not in table:
+        return table if table is not None else pd.DataFrame()
+    return table[table[col].isin(keep)].reset_index(drop=True)
+
+
 # ---------------------------------------------------------------------- cases
 def _history_basis(crm: CRM, pb: Playbook) -> tuple[bool, int]:
     first = crm.opportunities["created_at"].min()
     if pd.isna(first):
         return False, 0
     quarters = len(pd.period_range(first, crm.as_of_date, freq="Q")) - 1
-    return quarters >= int(pb.diagnosis["history_quarters"]), quarters
+    return quarters >= int({**_DEFAULT_DIAGNOSIS, **pb.diagnosis}["history_quarters"]), quarters
 
 
 def diagnose_scope(
-    crm: CRM, scope: str = "company", *, with_drilldown: bool = True, commit_deals: pd.DataFrame | None = None
+    crm: CRM,
+    scope: str = "company",
+    *,
+    with_drilldown: bool = True,
+    company: _Company | None = None,
 ) -> tuple[Finding, Finding, Finding]:
     """The three findings for one snapshot (already restricted to its scope).
 
-    ``commit_deals`` is the company-wide list of commit deals to challenge (computed once by
-    :func:`diagnose`); it is filtered to the scope's deals.
+    ``company`` holds the company-wide tables computed once by :func:`diagnose` (pushes,
+    aging, WIP, the reps' calls, the company's year-ago snapshot, the forecast's commit deals); they
+    are sliced to the scope's deals and reps. Without ``company``, everything is computed
+    from ``crm``.
     """
+    if company is None:
+        company = _Company(crm, method="stage", forecast_deals=True)
     pb = crm.playbook
-    th = pb.diagnosis
+    ids = crm.opportunities["opportunity_id"]
+    owners = set(crm.opportunities["owner"].dropna()) | (
+        set(crm.forecast_calls["owner"].dropna()) if crm.has("forecast_calls") else set()
+    )
+    th = {**_DEFAULT_DIAGNOSIS, **pb.diagnosis}  # a playbook saved before a threshold existed gets its default
     long_history, quarters = _history_basis(crm, pb)
     basis = "playbook thresholds" + (
         f" and the company's own previous year ({quarters} quarters of history)"
@@ -253,11 +341,12 @@ def diagnose_scope(
     )
     min_closed = int(th["min_closed_deals"])
     drop = float(th["history_drop"])
-    year_ago = crm.as_of(crm.as_of_date - _YEAR) if long_history else None
+    year_ago = _year_ago(company, crm) if long_history else None
 
     # shared measures
-    conv, crm_p, n_closed = _qualified_conversion(crm)
-    conv_prev = _qualified_conversion(year_ago)[0] if year_ago is not None else np.nan
+    stages = _stage_table(crm)
+    conv, crm_p, n_closed = _qualified_conversion(crm, stages)
+    conv_prev = _qualified_conversion(year_ago)[0] if year_ago is not None and len(year_ago.opportunities) else np.nan
     conv_threshold = float(th["conversion_low_ratio"]) * crm_p
     conv_ref = f"{th['conversion_low_ratio']:.0%} of the CRM's {_qualified_stage(pb)} probability ({crm_p:.0%})"
     conv_low_hist = bool(long_history and np.isfinite(conv_prev) and conv < (1 - drop) * conv_prev)
@@ -286,7 +375,7 @@ def diagnose_scope(
 
     # case 1
     leads, n_leads = _leads_per_rep_month(crm)
-    load, over_wip, close_out = _wip_load(crm)
+    load, over_wip, close_out = _wip_load(company.wip(), owners)
     lead_metric = _Metric(
         "new_deals_per_rep_month",
         leads,
@@ -315,7 +404,7 @@ def diagnose_scope(
     drill1 = {}
     if with_drilldown:
         drill1 = {
-            "unqualified_deals_to_kill": _unqualified_deals(crm),
+            "unqualified_deals_to_kill": _unqualified_deals(crm, _rows_of(company.aging(), "opportunity_id", ids)),
             "reps_over_wip": over_wip,
             "deals_to_close_out": close_out,
         }
@@ -333,9 +422,11 @@ def diagnose_scope(
 
     # case 2
     periods = int(th["bias_periods"])
-    calls = _calls_by_period(crm, periods)
+    calls = company.calls(periods)
+    if company.crm is not crm:
+        calls = _rows_of(calls, "owner", owners)
     ttw, n_won = _time_to_win(crm)
-    ttw_prev = _time_to_win(year_ago)[0] if year_ago is not None else np.nan
+    ttw_prev = _time_to_win(year_ago)[0] if year_ago is not None and len(year_ago.opportunities) else np.nan
     cyc_rule = pb.traffic_lights.get("sales_cycle_days", {"orange": 120})
     cycle = _Metric(
         "median_days_to_win",
@@ -363,7 +454,7 @@ def diagnose_scope(
         n=n_closed,
         holds_override=not conversion.holds and np.isfinite(conv),
     )
-    share, per, twice = _slips(crm)
+    share, per, twice = _slips(crm, company.pushes())
     m2 = [
         healthy,
         cycle,
@@ -389,19 +480,21 @@ def diagnose_scope(
     ]
     drill2 = {}
     if with_drilldown:
-        drill2 = {"deals_pushed_twice_or_more": twice, "stages_without_exit_criteria_met": _stuck_deals(crm)}
+        aged = _rows_of(company.aging(), "opportunity_id", ids)
+        drill2 = {"deals_pushed_twice_or_more": twice, "stages_without_exit_criteria_met": _stuck_deals(crm, aged)}
     f2 = _finding(2, scope, [healthy, cycle], m2, enough and n_won > 0, need, basis, drill2, strength_metrics=[cycle])
 
-    # case 3
+    # case 3: calls over bookings and commit deals unlikely (or systematic calls alone)
     bias, n_biased, n_periods, bias_table = _commit_bias(calls)
+    calls_source = "forecast_accuracy(calls_vs_actual(...), by='period'): commit at week 4"
     bias_metric = _Metric(
         "commit_bias_median",
         bias,
         float(th["forecast_bias_high"]),
         "above",
-        "playbook diagnosis.forecast_bias_high",
+        f"playbook diagnosis.forecast_bias_high (median of the last {periods} quarters)",
         True,
-        "forecast_accuracy(calls_vs_actual(...), by='period'): commit at week 4",
+        calls_source,
         n=n_periods,
     )
     count_metric = _Metric(
@@ -411,13 +504,42 @@ def diagnose_scope(
         "above",
         f"at least {int(th['biased_periods_min'])} of the last {periods} quarters above +10%",
         True,
-        "forecast_accuracy(calls_vs_actual(...), by='period'): commit at week 4",
+        calls_source,
         n=n_periods,
     )
-    gap, stage_table = _probability_gap(crm)
+    commit = _rows_of(company.commit_deals(), "opportunity_id", ids)
+    commit_p, n_commit = _commit_probability(commit)
+    commit_metric = _Metric(
+        "commit_win_probability",
+        commit_p,
+        float(th["commit_probability_low"]),
+        "below",
+        "playbook diagnosis.commit_probability_low (amount-weighted, commit deals dated this quarter)",
+        True,
+        f"forecast(method={company.method!r}).deals: p_win_in_period of the reps' commit deals",
+        n=n_commit,
+    )
+    gap, stage_table = _probability_gap(stages)
+    calls_over = bias_metric.holds or count_metric.holds
+    calls_strong = bias_metric.holds and n_periods >= periods and n_biased >= periods
+    score = float(calls_over) + float(commit_metric.holds) + float(calls_strong)
+    optimistic = _Metric(
+        "optimism_evidence",
+        score,
+        1.5,
+        "above",
+        "both families: calls over bookings (bias or quarters up) and commit deals unlikely to close; "
+        f"or the calls alone when biased and above +10% in every one of the last {periods} quarters",
+        True,
+        "(calls over bookings + commit deals unlikely + calls up in every quarter)",
+        holds_override=score >= 2,
+    )
+    symptoms = [bias_metric, count_metric, commit_metric]
+    for m in symptoms:
+        m.core = False
     m3 = [
-        bias_metric,
-        count_metric,
+        optimistic,
+        *symptoms,
         _Metric(
             "crm_probability_gap",
             gap,
@@ -425,30 +547,30 @@ def diagnose_scope(
             "above",
             "CRM stage probabilities above the recalibrated ones",
             False,
-            "stage_probabilities",
+            "stage_probabilities(lookback='365D')",
         ),
     ]
     drill3 = {}
     if with_drilldown:
-        challenge = _commit_deals_to_challenge(crm) if commit_deals is None else commit_deals
-        if len(challenge):
-            challenge = challenge[challenge["opportunity_id"].isin(crm.opportunities["opportunity_id"])]
+        challenge = commit
+        if len(commit):
+            challenge = commit[commit["p_win_in_period"] < pb.best_case_threshold].reset_index(drop=True)
         drill3 = {
             "recalibrated_probabilities": stage_table,
-            "commit_deals_to_challenge": challenge.reset_index(drop=True),
+            "commit_deals_to_challenge": challenge,
             "commit_bias_by_quarter": bias_table,
         }
     need3 = f"reps' forecast calls for at least {periods} closed quarters (found {n_periods})"
     f3 = _finding(
         3,
         scope,
-        [bias_metric, count_metric],
+        [optimistic],
         m3,
         n_periods >= periods,
         need3,
         basis,
         drill3,
-        strength_metrics=[bias_metric],
+        strength_metrics=[m for m in symptoms if m.holds] or [bias_metric],
     )
     return f1, f2, f3
 
@@ -501,7 +623,7 @@ def _win_rate_metric(crm: CRM) -> _Metric:
     from forecastkit.kpi.sales import win_rate
 
     start = crm.as_of_date - _YEAR
-    wr = win_rate(crm.as_of(crm.as_of_date), period="month")
+    wr = win_rate(crm, period="month")
     months = {period_of(start + pd.DateOffset(months=i), "month", crm.playbook).label for i in range(1, 13)}
     wr = wr[wr["period"].isin(months)]
     won, closed = wr["won"].sum(), wr["closed"].sum()
@@ -518,45 +640,57 @@ def _win_rate_metric(crm: CRM) -> _Metric:
     )
 
 
-def _probability_gap(crm: CRM) -> tuple[float, pd.DataFrame]:
-    from forecastkit.probability.stages import stage_probabilities
-
-    t = _quiet(stage_probabilities, crm, lookback="365D")
+def _probability_gap(t: pd.DataFrame) -> tuple[float, pd.DataFrame]:
+    """CRM probability minus recalibrated p_win, averaged over the stages weighted by the deals that reached them."""
+    if t.empty:
+        return np.nan, t
     weights = t["reached"].clip(lower=1)
     return float(np.average(t["gap"], weights=weights)), t
 
 
-def _unqualified_deals(crm: CRM) -> pd.DataFrame:
+def _unqualified_deals(crm: CRM, aged: pd.DataFrame) -> pd.DataFrame:
     """Open deals still early (to contact / qualification) and past their age cap: candidates to kill fast."""
-    from forecastkit.hygiene import aging
-
-    a = aging(crm)
     early = set(crm.playbook.stage_names[:2])
-    return a[a["stage"].isin(early)].reset_index(drop=True)
+    return aged[aged["stage"].isin(early)].reset_index(drop=True)
 
 
-def _stuck_deals(crm: CRM) -> pd.DataFrame:
+def _stuck_deals(crm: CRM, aged: pd.DataFrame) -> pd.DataFrame:
     """Open deals past their stage's age cap, with the exit criterion they have not met."""
-    from forecastkit.hygiene import aging
-
-    a = aging(crm)
     crit = {s.name: s.exit_criteria for s in crm.playbook.stages}
-    return a.assign(exit_criterion=a["stage"].map(crit)).reset_index(drop=True)
+    return aged.assign(exit_criterion=aged["stage"].map(crit)).reset_index(drop=True)
 
 
-def _commit_deals_to_challenge(crm: CRM, method: str = "model") -> pd.DataFrame:
-    """Deals the reps call commit whose calibrated probability of closing in the period is below the best-case threshold."""
+def _commit_deals(crm: CRM, method: str = "model", model: object = None) -> pd.DataFrame:
+    """The open deals the reps call commit, dated in the current quarter, with their calibrated probabilities.
+
+    One :func:`~forecastkit.forecast` of the current quarter (``p_win_in_period`` = ``p_win x
+    p_in_period``); the win model is fitted at most once (or ``model`` is used).
+    """
     from forecastkit.forecast.forecast import forecast
 
     try:
-        fc = _quiet(forecast, crm, period=period_of(crm.as_of_date, "quarter", crm.playbook).label, method=method)
-    except Exception:  # the drill-down must never break the diagnosis
+        fc = _quiet(
+            forecast,
+            crm,
+            period=period_of(crm.as_of_date, "quarter", crm.playbook).label,
+            method=method,
+            model=model,
+            n_sims=500,
+        )
+    except Exception:  # the commit-deal evidence and drill-down must never break the diagnosis
         return pd.DataFrame()
     d = fc.deals
     if "opportunity_id" not in d:
         d = d.reset_index()
-    low = (d["rep_category"] == "commit") & (d["p_in_period"] < crm.playbook.best_case_threshold)
-    return d[low].sort_values("amount", ascending=False).reset_index(drop=True)
+    mine = (d["rep_category"] == "commit") & d["in_period"]
+    return d[mine].sort_values("amount", ascending=False).reset_index(drop=True)
+
+
+def _commit_probability(commit: pd.DataFrame) -> tuple[float, int]:
+    """Amount-weighted calibrated probability that the reps' commit deals are won in the quarter."""
+    if commit is None or len(commit) == 0 or commit["amount"].sum() <= 0:
+        return np.nan, 0
+    return float(np.average(commit["p_win_in_period"], weights=commit["amount"])), len(commit)
 
 
 # ------------------------------------------------------------------ public API
@@ -568,6 +702,7 @@ def diagnose(
     playbook: Playbook | None = None,
     drilldown: bool = True,
     method: Literal["model", "stage"] = "model",
+    model: object = None,
 ) -> Diagnosis:
     """Judge the three case patterns company-wide and per team (or rep), with evidence, actions and drill-downs.
 
@@ -585,9 +720,12 @@ def diagnose(
     drilldown : bool
         Build the drill-down lists (deals to kill, pushed deals, commit deals to challenge...).
     method : {"model", "stage"}
-        Where the calibrated probability of the commit deals to challenge comes from: the
-        per-deal :class:`~forecastkit.WinModel` (slower: it is fitted) or the stage
-        probabilities recalibrated to history (see :func:`~forecastkit.forecast`).
+        Where the calibrated probability of the reps' commit deals comes from (case 3's
+        evidence and drill-down): the per-deal :class:`~forecastkit.WinModel` (fitted once
+        per call, slower) or the stage probabilities recalibrated to history (see
+        :func:`~forecastkit.forecast`).
+    model : WinModel, optional
+        A win model already fitted on this snapshot (or an earlier one): nothing is fitted.
 
     Returns
     -------
@@ -608,10 +746,10 @@ def diagnose(
     bad = [s for s in scopes if s not in ("team", "owner", "business_unit")]
     if bad:
         raise ParameterError(f"by={bad[0]!r} is not a scope; use 'team', 'owner' or 'business_unit'")
-    commit_deals = _commit_deals_to_challenge(crm, method) if drilldown else None
-    findings = list(diagnose_scope(crm, "company", with_drilldown=drilldown, commit_deals=commit_deals))
+    company = _Company(crm, method=method, model=model)
+    findings = list(diagnose_scope(crm, "company", with_drilldown=drilldown, company=company))
     for col in scopes:
         for who in sorted(crm.opportunities[col].dropna().astype(str).unique()):
             sub = crm.subset(**{col: who})
-            findings.extend(diagnose_scope(sub, f"{col}={who}", with_drilldown=drilldown, commit_deals=commit_deals))
+            findings.extend(diagnose_scope(sub, f"{col}={who}", with_drilldown=drilldown, company=company))
     return Diagnosis(tuple(findings), crm.as_of_date)
