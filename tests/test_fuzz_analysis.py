@@ -29,7 +29,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import pytest
 from _fuzz_snapshots import snapshots
 from hypothesis import HealthCheck, given, settings
 
@@ -58,13 +57,7 @@ def fuzz(n: int, n_long: int = 300):
 #: looking for new ones); each finding has a strict-xfail regression test at the end of
 #: this module, which starts passing - and so fails - once the bug is fixed: then delete
 #: both the entry here and the xfail marker.
-KNOWN: dict[str, tuple[type[BaseException], str]] = {
-    "F1": (TypeError, "forecast/slips.py:fit"),
-    "F2": (ValueError, "kpi/dashboards.py:_assemble"),
-    "F3": (ValueError, "kpi/sales.py:velocity"),
-    "F4": (IndexError, "winloss/coaching.py:coaching"),
-    "F5": (ValueError, "kpi/sales.py:pipeline_coverage"),
-}
+KNOWN: dict[str, tuple[type[BaseException], str]] = {}
 
 
 def _innermost_forecastkit_frame(exc: BaseException) -> str:
@@ -488,13 +481,12 @@ def test_diagnose(snap):
         dx.to_frame()
 
 
-# ------------------------------------------------------------------ findings (strict xfail until fixed)
+# ------------------------------------------------------------------ findings F1-F5 (fixed; regression tests)
 def _opps(*rows: dict) -> pd.DataFrame:
     base = {"owner": "rep0", "amount": 1000.0, "created_at": pd.Timestamp("2026-05-01")}
     return pd.DataFrame([{**base, **r} for r in rows])
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="F1 in FUZZ_FINDINGS.md: slip_rows' empty frame is float64")
 def test_finding_f1_forecast_without_won_history():
     """One open deal and no history: the slip model compares an empty float column with a date."""
     crm = fk.CRM.from_tables(
@@ -517,18 +509,15 @@ def _empty_crm():
     return fk.CRM.from_tables({"opportunities": pd.DataFrame(columns=cols)}, as_of="2026-06-30")
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="F2 in FUZZ_FINDINGS.md: no member to reshape")
 def test_finding_f2_dashboards_without_deals():
     assert fk.dashboards(_empty_crm(), "sales_activity", "rep") == {}
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="F3 in FUZZ_FINDINGS.md: empty 'period' key is float64")
 def test_finding_f3_velocity_by_period_without_closed_deals():
     v = fk.velocity(_empty_crm(), "quarter")
     assert len(v) == 0
 
 
-@pytest.mark.xfail(strict=True, raises=IndexError, reason="F4 in FUZZ_FINDINGS.md: mode() of an all-missing team")
 def test_finding_f4_coaching_rep_without_team():
     """The rep's deals carry no team (no team column, no reps table)."""
     crm = fk.CRM.from_tables(
@@ -544,7 +533,6 @@ def test_finding_f4_coaching_rep_without_team():
     assert report.headline
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="F5 in FUZZ_FINDINGS.md: empty 'won' key is float64")
 def test_finding_f5_pipeline_coverage_overdue_pipeline_without_wins():
     """Only an overdue open deal (close date before the snapshot) and no deal won."""
     opps = _opps(

@@ -522,13 +522,19 @@ def diagnose_scope(
     gap, stage_table = _probability_gap(stages)
     calls_over = bias_metric.holds or count_metric.holds
     calls_strong = bias_metric.holds and n_periods >= periods and n_biased >= periods
-    score = float(calls_over) + float(commit_metric.holds) + float(calls_strong)
+    # When case 2 holds, slipping close dates already explain both commit deals unlikely to
+    # close inside the quarter and calls above bookings: the two families are no longer
+    # independent, so only calls biased in every quarter still point at optimism.
+    slips_explain = f2.status == "detected"
+    commit_counts = commit_metric.holds and not slips_explain
+    score = float(calls_over) + float(commit_counts) + float(calls_strong)
     optimistic = _Metric(
         "optimism_evidence",
         score,
         1.5,
         "above",
-        "both families: calls over bookings (bias or quarters up) and commit deals unlikely to close; "
+        "both families: calls over bookings (bias or quarters up) and commit deals unlikely to close "
+        "(not counted when case 2's slipping close dates explain it); "
         f"or the calls alone when biased and above +10% in every one of the last {periods} quarters",
         True,
         "(calls over bookings + commit deals unlikely + calls up in every quarter)",

@@ -89,6 +89,39 @@ def _design(
     return np.hstack([st, po, po * frac_left[:, None], np.minimum(pushes, _MAX_PUSHES)[:, None].astype(float)])
 
 
+def _no_slip_rows() -> pd.DataFrame:
+    """The empty result of :func:`slip_rows`, typed like a full one (dates compare with dates)."""
+    dates = ("as_of", "close_date", "period_end", "closed_at")
+    ints = ("pushes", "in_period")
+    return pd.DataFrame(
+        {
+            c: pd.Series(
+                dtype="datetime64[ns]"
+                if c in dates
+                else "int64"
+                if c in ints
+                else "float64"
+                if c == "period_days"
+                else "string"
+            )
+            for c in _SLIP_COLUMNS
+        }
+    )
+
+
+_SLIP_COLUMNS = [
+    "opportunity_id",
+    "as_of",
+    "stage",
+    "close_date",
+    "pushes",
+    "period_end",
+    "period_days",
+    "closed_at",
+    "in_period",
+]
+
+
 def slip_rows(crm: CRM, freq: Freq = "quarter", *, lookback: str = "1095D", until: object = None) -> pd.DataFrame:
     """Training rows of the slip model: one per (won deal, weekly as-of date it was open on).
 
@@ -109,17 +142,6 @@ def slip_rows(crm: CRM, freq: Freq = "quarter", *, lookback: str = "1095D", unti
         ``opportunity_id, as_of, stage, close_date, pushes, period_end, period_days,
         closed_at, in_period`` (1 when won before ``period_end``).
     """
-    cols = [
-        "opportunity_id",
-        "as_of",
-        "stage",
-        "close_date",
-        "pushes",
-        "period_end",
-        "period_days",
-        "closed_at",
-        "in_period",
-    ]
     try:
         lb = pd.Timedelta(lookback)
     except (ValueError, TypeError):
@@ -131,7 +153,7 @@ def slip_rows(crm: CRM, freq: Freq = "quarter", *, lookback: str = "1095D", unti
     h = crm.history
     h = h[h["opportunity_id"].isin(won["opportunity_id"])]
     if won.empty or h.empty or len(dates) == 0:
-        return pd.DataFrame({c: [] for c in cols})
+        return _no_slip_rows()
     h = h.sort_values(["opportunity_id", "changed_at"], kind="stable")
     same = h["opportunity_id"].eq(h["opportunity_id"].shift())
     pushed = (h["close_date"] > h["close_date"].shift()) & same
@@ -152,7 +174,7 @@ def slip_rows(crm: CRM, freq: Freq = "quarter", *, lookback: str = "1095D", unti
         }
     )
     if pairs.empty:
-        return pd.DataFrame({c: [] for c in cols})
+        return _no_slip_rows()
     pairs = pairs.sort_values("_cut", kind="stable")
     hs = h[["opportunity_id", "changed_at", "stage", "close_date", "pushes"]].sort_values("changed_at", kind="stable")
     hs = hs.assign(opportunity_id=hs["opportunity_id"].astype(object))
@@ -173,7 +195,7 @@ def slip_rows(crm: CRM, freq: Freq = "quarter", *, lookback: str = "1095D", unti
     m["in_period"] = (m["closed_at"] < m["period_end"]).astype(int)
     m["pushes"] = m["pushes"].astype(int)
     m["stage"] = m["stage"].astype("string")
-    out = m[cols].sort_values(["as_of", "opportunity_id"], kind="stable").reset_index(drop=True)
+    out = m[_SLIP_COLUMNS].sort_values(["as_of", "opportunity_id"], kind="stable").reset_index(drop=True)
     return out
 
 

@@ -219,7 +219,8 @@ def _with_owner(crm: CRM, contacts: pd.DataFrame) -> pd.DataFrame:
     """The contacts with their account's owner (see :func:`account_owner`)."""
     acc_owner = account_owner(crm)
     pos = acc_owner.index.get_indexer(obj(contacts["account_id"]))
-    return contacts.assign(owner=pd.array(np.where(pos >= 0, obj(acc_owner)[pos], None), dtype="string"))
+    owners = np.append(obj(acc_owner), None)  # position -1 (account unknown) reads the trailing None
+    return contacts.assign(owner=pd.array(owners[pos], dtype="string"))
 
 
 def contact_problems(crm: CRM, contact_fields: Sequence[str] = CONTACT_FIELDS) -> tuple[pd.DataFrame, pd.DataFrame]:

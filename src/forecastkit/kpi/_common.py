@@ -194,6 +194,22 @@ def _group(df: pd.DataFrame, by: Sequence[str]):
     return df.groupby([*by, "_pcode", "period"], dropna=False, sort=True, observed=True)
 
 
+def _merge(left: pd.DataFrame, right: pd.DataFrame, on: Sequence[str], how: str) -> pd.DataFrame:
+    """``left.merge(right)`` that tolerates an empty side whose key columns lost their dtype.
+
+    An empty groupby result has float64 keys while the other side's are text; pandas refuses
+    to merge those, so the keys of an empty side take the other side's dtype first.
+    """
+    on = list(on)
+    if left.empty or right.empty:
+        empty, full = (left, right) if left.empty else (right, left)
+        empty = empty.astype(
+            {k: full[k].dtype for k in on if k in empty and k in full and empty[k].dtype != full[k].dtype}
+        )
+        left, right = (empty, full) if left.empty else (full, empty)
+    return left.merge(right, on=on, how=how)
+
+
 def _finish(out: pd.DataFrame, by: Sequence[str], cols: Sequence[str]) -> pd.DataFrame:
     """Columns in order ``by..., period, cols``, sorted by group then period, fresh index."""
     out = out.reset_index()

@@ -40,6 +40,7 @@ from forecastkit.kpi._common import (
     _days,
     _finish,
     _group,
+    _merge,
     _period_list,
     _resolve_period,
     _safe_div,
@@ -243,7 +244,7 @@ def velocity(crm: CRM, period: PeriodArg = None, by: ByArg = None) -> pd.DataFra
         n["period"] = lab
         counts.append(n.drop(columns=["index"], errors="ignore"))
     n = pd.concat(counts, ignore_index=True) if counts else pd.DataFrame(columns=[*b, "period", "opportunities"])
-    g = g.merge(n, on=[*b, "period"], how="left")
+    g = _merge(g, n, on=[*b, "period"], how="left")
     g["opportunities"] = g["opportunities"].fillna(0).astype(int)
     g["velocity_per_day"] = _safe_div(g["opportunities"] * g["win_rate"] * g["avg_deal_size"], g["cycle_days"])
     g = g.set_index([*b, "_pcode", "period"])
@@ -376,7 +377,7 @@ def pipeline_coverage(
     won = _group(c, b)["amount"].sum().rename("won").reset_index()
     # every (group, period) with either pipeline or wins, periods in range
     keys = [*b, "_pcode", "period"]
-    out = pipe.merge(won, on=keys, how="outer")
+    out = _merge(pipe, won, on=keys, how="outer")
     out = out[out["period"].isin([p.label for p in periods])]
     level = b[0] if len(b) == 1 and b[0] in ("owner", "team", "business_unit") else (None if not b else "_none")
     tg = _target_amounts(crm, "bookings", periods, level) if level != "_none" else None

@@ -171,9 +171,14 @@ def coaching(
             f"owner {owner!r} has no deals in this CRM snapshot{'' if period is None else f' for period {period}'}"
             f"; {'did you mean ' + ', '.join(close) + '?' if close else 'check the spelling of the owner column'}"
         )
-    team = str(conv.loc[conv["owner"] == owner, "team"].mode().iloc[0])
     is_rep = conv["owner"] == owner
-    in_team = conv["team"] == team
+    teams = conv.loc[is_rep, "team"].mode()
+    if len(teams):
+        team = str(teams.iloc[0])
+        in_team = conv["team"] == team
+    else:  # the rep's deals carry no team: the "team" is the reps without one
+        team = ""
+        in_team = conv["team"].isna()
     peer_mask = (in_team & ~is_rep) if peers == "team" else ~is_rep
     rng = np.random.default_rng(seed)
     tr = transition_gaps(conv[is_rep], conv[peer_mask], crm, rng)

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import special
 
 from forecastkit.playbook import Playbook
 
@@ -337,118 +336,41 @@ def build_forecast_calls(
     rng: np.random.Generator, d: Deals, reps: Reps, amounts: np.ndarray, start: pd.Timestamp,
     as_of: pd.Timestamp, pb: Playbook,
 ) -> pd.DataFrame:
-    """Weekly (Friday) commit and best-case calls per rep, built only from what the rep knows that Friday.
+    """Weekly (Friday) commit and best-case calls per rep for every fiscal quarter up to ``as_of``.
 
-    Per rep and Friday ``t`` of a fiscal quarter (nothing after ``t`` is used):
-
-    * ``won`` - the rep's deals won in the quarter by ``t`` (their amounts);
-    * ``open`` - the rep's judgement of their open deals closing won in the quarter:
-      ``sum(amount x p_stage x p_by_quarter_end)`` over the deals open at ``t`` that the
-      rep still works (a deal idle in its stage for more than three times the stage's
-      mean dwell is given up). ``amount`` is the deal's first amount (later changes are
-      not known yet), ``p_stage`` the rep's experience of the stage: the share of the
-      time deals spent in it, among the deals closed by ``t``, that belonged to deals
-      later won (the win rate of the deals one finds sitting in that stage, stalled
-      losers included), ``p_by_quarter_end`` the chance that
-      a winning deal's remaining stages fit in the quarter (gamma with the mean and
-      variance of the remaining stage dwells, their gamma shape learned from the won
-      deals closed by ``t``; the time already spent in the current stage shortens it, to
-      at least a fifth of its mean; the rep's bias shortens the mean by ``sqrt(bias)``:
-      an optimistic rep expects deals to close sooner);
-    * ``new`` - the rep's run rate of deals created and won in the rest of the quarter:
-      the mean, over the last (up to) four complete quarters, of the rep's bookings
-      from deals created after the same point of the quarter.
-
-    ``commit = won + bias x (open + new) x noise`` with the rep's bias
-    (:attr:`GroundTruth.rep_bias`) and a mean-one log-normal noise (sd ``0.3 x`` the
-    share of the quarter left); ``best_case = commit + bias x noise x u x open`` with
-    ``u ~ U(0.3, 0.6)`` per call (the upside of the open deals, so best case >= commit).
-    Amounts rounded to hundreds.
+    ``commit = won_to_date + bias * (final_quarter_bookings - won_to_date) * noise`` with the rep's
+    bias and a mean-one log-normal noise shrinking as the quarter ends; ``best_case`` adds
+    20-60% of the remaining part on top of the commit.
     """
-    cols = ["submitted_at", "owner", "period", "commit", "best_case"]
     fridays = pd.date_range(start + pd.Timedelta(days=90), as_of - pd.Timedelta(days=1), freq="W-FRI")
     if len(fridays) == 0:
-        return pd.DataFrame(columns=cols)
-    freq = f"Q-{_q_end_month(pb)}"
-    pidx = pd.PeriodIndex(fridays, freq=freq)
+        return pd.DataFrame(columns=["submitted_at", "owner", "period", "commit", "best_case"])
     q = fiscal_quarter(fridays, pb)
-    qall = pd.period_range(pidx.min() - 4, pidx.max(), freq=freq)
-    qs_all = ((qall.start_time - start) / pd.Timedelta(days=1)).to_numpy(float)
-    qe_all = ((qall.end_time.normalize() + pd.Timedelta(days=1) - start) / pd.Timedelta(days=1)).to_numpy(float)
-    qk = (pidx - qall[0]).map(lambda x: x.n).to_numpy(int)
-    ft = ((fridays - start) / pd.Timedelta(days=1)).to_numpy(float) + 1.0  # end of the Friday
-    n, n_st = d.enter.shape
-    n_reps = len(reps.skill)
-    visited = np.isfinite(d.dwell)
-    time_in = np.where(visited, d.dwell, 0.0)
-    won_time = time_in * d.will_win[:, None]
-    shape_i = np.where(d.will_win[:, None] & visited, d.dwell / d.scale, 0.0).sum(axis=1)  # sum of gamma(k, 1)
-    n_pass = (d.will_win[:, None] & visited).sum(axis=1)
-    by_close = np.argsort(d.close, kind="stable")
-    close_sorted = d.close[by_close]
-    zero = np.zeros((1, n_st))
-    cum_won = np.vstack([zero, np.cumsum(won_time[by_close], axis=0)])
-    cum_all = np.vstack([zero, np.cumsum(time_in[by_close], axis=0)])
-    cum_shape = np.r_[0.0, np.cumsum(shape_i[by_close])]
-    cum_pass = np.r_[0, np.cumsum(n_pass[by_close])]
-    created = d.enter[np.arange(n), d.entry]
-    enter_inf = np.nan_to_num(d.enter, nan=np.inf)
+    qstart = pd.PeriodIndex(fridays, freq=f"Q-{_q_end_month(pb)}").start_time
+    qend = pd.PeriodIndex(fridays, freq=f"Q-{_q_end_month(pb)}").end_time.normalize() + pd.Timedelta(days=1)
+    ft = ((fridays - start) / pd.Timedelta(days=1)).to_numpy(float) + 1.0
+    qs = ((qstart - start) / pd.Timedelta(days=1)).to_numpy(float)
+    qe = ((qend - start) / pd.Timedelta(days=1)).to_numpy(float)
     won = np.flatnonzero(d.will_win)
-    w_own = owner_at(d, won, d.close[won])
-    w_close, w_created, w_amt = d.close[won], created[won], amounts[won]
+    own = owner_at(d, won, d.close[won])
+    ct = d.close[won]
+    amt = amounts[won]
     rows = []
+    n_reps = len(reps.skill)
+    # per quarter (few): final bookings per rep; per friday: won to date
     for w in range(len(fridays)):
-        t = ft[w]
-        qs, qe = qs_all[qk[w]], qe_all[qk[w]]
-        act = np.flatnonzero((reps.start <= t) & (reps.end > t))
-        if len(act) == 0:
-            continue
-        # the rep's experience, from the deals closed by t: the win rate of the deals sitting in each
-        # stage (time-weighted) and the gamma shape of the stage dwells of won deals
-        j = np.searchsorted(close_sorted, t)
-        p_stage = cum_won[j] / np.maximum(cum_all[j], 1e-9)
-        k = float(cum_shape[j] / cum_pass[j]) if cum_pass[j] else 2.0
-        mean_dwell = d.scale * k
-        done = (w_close >= qs) & (w_close < t)
-        won_td = np.bincount(w_own[done], weights=w_amt[done], minlength=n_reps)
-        # open deals and their state at t
-        op = np.flatnonzero((created < t) & (d.close >= t))
-        st = (enter_inf[op] <= t).sum(axis=1) - 1 + d.entry[op]
-        st = np.clip(st, 0, n_st - 1)
-        md = mean_dwell[op]
-        cur = md[np.arange(len(op)), st]
-        age = t - d.enter[op, st]
-        worked = age <= 3.0 * cur
-        later = np.arange(n_st)[None, :] > st[:, None]
-        m = np.maximum(cur - age, 0.2 * cur) + (md * later).sum(axis=1)
-        v = (d.scale[op] ** 2 * k * (later | (np.arange(n_st)[None, :] == st[:, None]))).sum(axis=1)
-        own = owner_at(d, op, np.full(len(op), t))
-        # the rep's bias also shortens the time they expect a deal to need (by the square root of the bias)
-        m = m / np.sqrt(reps.optimism[own])
-        v = v / reps.optimism[own]
-        p_time = special.gammainc(m**2 / v, np.maximum(qe - t, 0.0) * m / v)
-        a0 = d.amount0[op] * worked * p_time
-        open_part = np.bincount(own, weights=a0 * p_stage[st], minlength=n_reps)
-        # run rate of deals created and won in the rest of the quarter, over the last complete quarters
-        new = np.zeros(n_reps)
-        n_q = 0
-        for j in range(qk[w] - 1, max(qk[w] - 5, -1), -1):
-            ps, pe = qs_all[j], qe_all[j]
-            if ps < 0 or pe > t:
-                continue
-            sel = (w_created >= ps + (t - qs)) & (w_close < pe) & (w_close >= ps)
-            new += np.bincount(w_own[sel], weights=w_amt[sel], minlength=n_reps)
-            n_q += 1
-        new = new / max(n_q, 1)
-        rem_frac = np.clip((qe - t) / (qe - qs), 0, 1)
+        in_q = (ct >= qs[w]) & (ct < qe[w])
+        final = np.bincount(own[in_q], weights=amt[in_q], minlength=n_reps)
+        done = in_q & (ct < ft[w])
+        to_date_ = np.bincount(own[done], weights=amt[done], minlength=n_reps)
+        act = np.flatnonzero((reps.start <= ft[w]) & (reps.end > ft[w]))
+        rem_frac = np.clip((qe[w] - ft[w]) / (qe[w] - qs[w]), 0, 1)
         noise = np.exp(rng.normal(-0.5 * (0.3 * rem_frac) ** 2, 0.3 * rem_frac, len(act)))
-        bias = reps.optimism[act] * noise
-        commit = won_td[act] + bias * (open_part[act] + new[act])
-        best = commit + bias * rng.uniform(0.3, 0.6, len(act)) * open_part[act]
+        rest = np.maximum(final[act] - to_date_[act], 0.0)
+        commit = to_date_[act] + reps.optimism[act] * rest * noise
+        best = commit + rest * rng.uniform(0.2, 0.6, len(act)) + reps.optimism[act] * 0.1 * final[act]
         rows.append(pd.DataFrame({"submitted_at": fridays[w], "owner": reps.name[act], "period": q[w],
                                   "commit": np.round(commit, -2), "best_case": np.round(best, -2)}))
-    if not rows:
-        return pd.DataFrame(columns=cols)
     return pd.concat(rows, ignore_index=True)
 
 

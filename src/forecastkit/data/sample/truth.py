@@ -62,15 +62,14 @@ class GroundTruth:
         owner -> logit shift on P(win) of the deals they created.
     rep_bias : dict
         owner -> multiplicative forecast bias: each weekly commit call equals
-        ``won_to_date + bias * (open + new) * noise`` (noise mean 1), where ``open`` is the
-        rep's judgement, from what is known that Friday, of their open deals closing won in
-        the quarter and ``new`` their run rate of deals created and won in the rest of the
-        quarter (see :func:`~forecastkit.data.sample.company.build_forecast_calls`); the
-        calls never see the quarter's final bookings. The bias also raises the share of
-        deals the rep puts in commit/best case.
+        ``won_to_date + bias * (final_quarter_bookings - won_to_date) * noise`` (noise mean 1);
+        it also raises the share of deals the rep puts in commit/best case. (These calls see
+        the quarter's final bookings; calls built only from what the rep knew on the Friday
+        are on branch ``forecast`` and wait for the diagnosis thresholds to be re-validated.)
     weak_rep, weak_stage : str
-        The rep who loses an extra ``weak_extra`` share of would-be-won deals while in
-        ``weak_stage`` (i.e. at the transition from ``weak_stage`` to the next stage).
+        The rep who loses, while in ``weak_stage``, an extra ``weak_extra`` share of the
+        deals that would have moved past it (won or lost later): that transition's
+        conversion is ``1 - weak_extra`` times a peer's; the other transitions are unchanged.
     weak_extra : float
     stage_win_probability : DataFrame
         ``stage, segment, p_win``: true population P(win | reached stage) (segment

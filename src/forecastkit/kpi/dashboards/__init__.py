@@ -131,6 +131,8 @@ def dashboards(
     c = _Ctx(crm, level, p, history)
     specs, members = _BUILDERS[which](c)
     members = sorted(str(m) for m in members if m is not None and m == m and m != "(none)")
+    if not members:  # nobody at this level in the snapshot (no deal yet, an empty export)
+        return {}
     tiles = _assemble(c, specs, members)
     return {
         m: Dashboard(
