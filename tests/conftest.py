@@ -239,3 +239,21 @@ def csv_folder(tmp_path: Path, raw_tables: dict[str, pd.DataFrame]) -> Path:
     for name, df in raw_tables.items():
         df.to_csv(folder / f"{name}.csv", index=False)
     return folder
+
+
+#: a three-deal export (two open deals of ana, one won by bob) for the CLI and scheduled runs
+TINY_EXPORT = """opportunity_id,owner,created_at,close_date,amount,stage,status,closed_at
+o1,ana,2025-01-05,2025-09-01,100,discovery,open,
+o2,ana,2025-02-20,2025-08-01,200,proposal,open,
+o3,bob,2025-01-10,2025-03-20,300,won,won,2025-03-20
+"""
+
+
+@pytest.fixture
+def export(tmp_path: Path) -> Path:
+    """A folder with :data:`TINY_EXPORT` as ``opportunities.csv`` and ``as_of: 2025-06-30``."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "opportunities.csv").write_text(TINY_EXPORT)
+    (folder / "crm.yaml").write_text("as_of: 2025-06-30\n")
+    return folder

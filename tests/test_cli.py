@@ -11,21 +11,6 @@ import pytest
 
 from forecastkit.cli import main
 
-OPPS = """opportunity_id,owner,created_at,close_date,amount,stage,status,closed_at
-o1,ana,2025-01-05,2025-09-01,100,discovery,open,
-o2,ana,2025-02-20,2025-08-01,200,proposal,open,
-o3,bob,2025-01-10,2025-03-20,300,won,won,2025-03-20
-"""
-
-
-@pytest.fixture
-def export(tmp_path: Path) -> Path:
-    folder = tmp_path / "export"
-    folder.mkdir()
-    (folder / "opportunities.csv").write_text(OPPS)
-    (folder / "crm.yaml").write_text("as_of: 2025-06-30\n")
-    return folder
-
 
 @pytest.fixture
 def tiny(tmp_path: Path) -> Path:

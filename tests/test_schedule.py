@@ -29,21 +29,6 @@ from forecastkit.report import REPORTS, run_report
 from forecastkit.report import runner as runner_module
 from forecastkit.report.schedule import is_today, publish_lock, resolve_as_of, snapshot_date
 
-OPPS = """opportunity_id,owner,created_at,close_date,amount,stage,status,closed_at
-o1,ana,2025-01-05,2025-09-01,100,discovery,open,
-o2,ana,2025-02-20,2025-08-01,200,proposal,open,
-o3,bob,2025-01-10,2025-03-20,300,won,won,2025-03-20
-"""
-
-
-@pytest.fixture
-def export(tmp_path: Path) -> Path:
-    folder = tmp_path / "export"
-    folder.mkdir()
-    (folder / "opportunities.csv").write_text(OPPS)
-    (folder / "crm.yaml").write_text("as_of: 2025-06-30\n")
-    return folder
-
 
 def write_notebook(
     path: Path, body: str, params: str = "data = 'data/sample'\nas_of = ''\nn = 0\nfail = False"
