@@ -15,6 +15,7 @@ Every KPI takes ``period`` and ``by`` with the same meaning:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -75,7 +76,10 @@ def _by_list(by: object) -> list[str]:
 
 def _period_codes(dates: pd.Series, freq: Freq, playbook: Playbook) -> np.ndarray:
     """Integer code of the fiscal period of each date (``-1`` where the date is missing); sortable."""
-    d = np.asarray(pd.to_datetime(dates), dtype="datetime64[ns]")
+    if isinstance(dates, pd.Series) and dates.dtype == "datetime64[ns]":
+        d = dates.to_numpy()  # already dates: no parsing pass
+    else:
+        d = np.asarray(pd.to_datetime(dates), dtype="datetime64[ns]")
     ok = ~np.isnat(d)
     months = d.astype("datetime64[M]").astype(np.int64)  # months since 1970-01
     year = np.where(ok, months // 12 + 1970, 0)
@@ -137,8 +141,21 @@ def _period_list(spec: _PeriodSpec, start: object, end: object, playbook: Playbo
     return periods_between(start, end, spec.freq, playbook)
 
 
+_ORG_MAPS: weakref.WeakKeyDictionary[CRM, pd.DataFrame] = weakref.WeakKeyDictionary()
+
+
 def _org_map(crm: CRM) -> pd.DataFrame:
-    """owner -> team, business_unit (from ``reps``, completed by the deals' own columns)."""
+    """owner -> team, business_unit (from ``reps``, completed by the deals' own columns).
+
+    Built once per snapshot (its tables never change); the frame is shared: do not modify it.
+    """
+    cached = _ORG_MAPS.get(crm)
+    if cached is None:
+        cached = _ORG_MAPS[crm] = _build_org_map(crm)
+    return cached
+
+
+def _build_org_map(crm: CRM) -> pd.DataFrame:
     reps = crm.reps
     parts = []
     if len(reps):

@@ -31,6 +31,7 @@ DASHBOARDS: dict[str, str] = {
 }
 LEVELS: dict[str, str] = {"rep": "owner", "team": "team", "business_unit": "business_unit"}
 _MAX_TILES = 7
+_ROW_TABLES = ("opportunities", "orders", "activities", "accounts")
 _ALL = "all"
 
 
@@ -142,7 +143,15 @@ class Dashboard:
 
 # ------------------------------------------------------------------ helpers
 class _Ctx:
-    """Everything a dashboard computation needs, built once: grouped tables and the periods."""
+    """Everything a dashboard computation needs, built once: grouped tables and the periods.
+
+    Group keys are integer codes: the group (rep, team or business unit) of every row of
+    ``opportunities``, ``orders``, ``activities`` and ``accounts`` is worked out once per
+    call (:meth:`_table_groups`); a frame passed with one of these table names must be a
+    row subset of that snapshot table (same index labels, any columns, any row order),
+    and its rows take their codes by position. Any other frame (a per-customer or
+    per-owner summary...) is grouped on its own ``owner`` column, with another name.
+    """
 
     def __init__(self, crm: CRM, level: str, period: Period, history: int, full: CRM | None = None) -> None:
         self.crm = crm
@@ -159,13 +168,48 @@ class _Ctx:
         self.org = _org_map(self.full)
         end = min(period.end, self.cut)
         self.elapsed = max(0.0, min(1.0, (end - period.start).days / period.days))
+        self._groups: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _labels(self, df: pd.DataFrame, table: str) -> pd.Series:
+        """The group label of each row of ``df`` from its own columns (``all`` for the company)."""
+        if self.col is None:
+            return pd.Series(_ALL, index=df.index, dtype=object)
+        narrow = df[[c for c in dict.fromkeys(("owner", self.col)) if c in df]] if "owner" in df else df
+        g = _with_groups(narrow, self.crm, [self.col], table=table, org=self.org)
+        return g[self.col].astype(object).fillna("(none)")
+
+    def _table_groups(self, table: str) -> tuple[np.ndarray, np.ndarray]:
+        """Group code of every row of the snapshot table ``table`` and the group labels (once per call)."""
+        if table not in self._groups:
+            codes, labels = pd.factorize(self._labels(getattr(self.crm, table), table))
+            self._groups[table] = (codes.astype(np.int64), np.asarray(labels, dtype=object))
+        return self._groups[table]
+
+    def _positions(self, df: pd.DataFrame, table: str) -> np.ndarray | None:
+        """Positions of the rows of ``df`` in the snapshot table ``table`` (None: not one of the row tables)."""
+        if table not in _ROW_TABLES:
+            return None
+        base = getattr(self.crm, table)
+        if df is base:
+            return np.arange(len(base))
+        idx = base.index
+        if isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1 and df.index.dtype.kind in "iu":
+            pos = df.index.to_numpy(dtype=np.int64)
+        elif idx.is_unique:
+            pos = idx.get_indexer(df.index)
+        else:
+            return None
+        if len(pos) and (pos.min() < 0 or pos.max() >= len(idx)):
+            raise AssertionError(f"a frame passed as {table!r} is not a row subset of that table")
+        return pos
 
     def who(self, df: pd.DataFrame, table: str) -> pd.Series:
         """The group label of each row (``all`` for the company)."""
-        if self.col is None:
-            return pd.Series(_ALL, index=df.index, dtype=object)
-        g = _with_groups(df, self.crm, [self.col], table=table, org=self.org)
-        return g[self.col].astype(object).fillna("(none)")
+        pos = self._positions(df, table)
+        if pos is None:
+            return self._labels(df, table)
+        codes, labels = self._table_groups(table)
+        return pd.Series(labels[codes[pos]], index=df.index, dtype=object)
 
     def in_period(self, dates: pd.Series) -> np.ndarray:
         """True where the date falls in the dashboard's period (False where missing)."""
@@ -176,13 +220,23 @@ class _Ctx:
         return self.total(df, pd.Series(1.0, index=df.index), table)
 
     def total(self, df: pd.DataFrame, values: pd.Series, table: str) -> pd.Series:
-        """Sum of ``values`` (aligned with ``df``) per group."""
-        return pd.Series(values.to_numpy(), index=self.who(df, table).to_numpy()).groupby(level=0).sum()
+        """Sum of ``values`` (aligned with ``df``) per group, indexed by group label."""
+        w, labels = self.who_codes(df, table)
+        s = pd.Series(values.to_numpy()).groupby(w).sum()
+        return pd.Series(s.to_numpy(), index=pd.Index(labels[s.index.to_numpy()], dtype=object)).sort_index()
 
     def who_codes(self, df: pd.DataFrame, table: str) -> tuple[np.ndarray, np.ndarray]:
-        """The group of each row as integer codes, and the group labels."""
-        codes, labels = pd.factorize(self.who(df, table))
-        return codes, np.asarray(labels, dtype=object)
+        """The group of each row as integer codes, and the labels of the groups present in ``df``."""
+        pos = self._positions(df, table)
+        if pos is None:
+            codes, labels = pd.factorize(self._labels(df, table))
+            return codes, np.asarray(labels, dtype=object)
+        full, labels = self._table_groups(table)
+        w = full[pos]
+        present = np.flatnonzero(np.bincount(w, minlength=len(labels)))
+        lut = np.full(len(labels), -1, dtype=np.int64)
+        lut[present] = np.arange(len(present))
+        return lut[w], labels[present]
 
     def flow(self, df: pd.DataFrame, date: pd.Series, values: Mapping[str, pd.Series], table: str) -> pd.DataFrame:
         """Sums of ``values`` per (who, period) over the sparkline periods (missing = 0)."""
@@ -217,8 +271,10 @@ class _Ctx:
         """Positions of each group's rows in ``df`` (drill-down lists)."""
         if not len(df):
             return {}
-        w = self.who(df, table).to_numpy()
-        return pd.Series(np.arange(len(df))).groupby(w, sort=False).indices
+        w, labels = self.who_codes(df, table)
+        order = np.argsort(w, kind="stable")
+        starts = np.flatnonzero(np.r_[True, w[order][1:] != w[order][:-1]])
+        return {labels[w[order[a]]]: order[a:b] for a, b in zip(starts, [*starts[1:], len(order)], strict=True)}
 
 
 def _trend(m: np.ndarray) -> np.ndarray:

@@ -46,7 +46,7 @@ def _data_health(c: _Ctx) -> tuple[list[_TileSpec], set]:
     cols = ["account_id", "owner", "last_order", "usual_cycle_days", "days_since_last_order", "p_alive", "status"]
     if crm.has("orders") and len(crm.orders):
         act = customer_activity(crm)
-        act_w = c.who(act, "orders").to_numpy()
+        act_w = c.who(act, "customers").to_numpy()
         judged = act["status"] != "one_off"
         base = pd.Series(judged.to_numpy(dtype=float)).groupby(act_w).sum()
         inactive = act[act["status"] == "inactive"].sort_values("p_alive")[cols]
@@ -105,7 +105,7 @@ def _data_health(c: _Ctx) -> tuple[list[_TileSpec], set]:
             snapshot=ni,
             share_of=base,
             kpi="inactive_share",
-            drill=(inactive, "orders"),
+            drill=(inactive, "customers"),
             action="Call them: their usual order is late",
         ),
         dict(
@@ -115,7 +115,7 @@ def _data_health(c: _Ctx) -> tuple[list[_TileSpec], set]:
             snapshot=nl,
             share_of=base,
             kpi="lost_share",
-            drill=(lost, "orders"),
+            drill=(lost, "customers"),
             action="Win-back plan for these customers",
         ),
         dict(
@@ -124,7 +124,7 @@ def _data_health(c: _Ctx) -> tuple[list[_TileSpec], set]:
             unit="ratio",
             ratio=(churn, "became_lost", "customers_start"),
             kpi="churn_rate",
-            drill=(lost, "orders"),
+            drill=(lost, "customers"),
             action="Customers lost: understand why",
         ),
     ]

@@ -41,7 +41,13 @@ def _at_ends(
 def _organisation(c: _Ctx) -> tuple[list[_TileSpec], set]:
     crm = c.crm
     a = crm.activities
-    visits = a[a["type"] == "visit"]
+    # masks on the whole table, then only the columns each figure or list needs (activities are wide and long)
+    is_visit = (a["type"] == "visit").to_numpy(dtype=bool, na_value=False)
+    is_other = (a["type"] != "visit").to_numpy(dtype=bool, na_value=False)
+    overdue = ((a["due_at"] < c.as_of) & a["done_at"].isna()).to_numpy(dtype=bool)
+    dates = ["created_at", "due_at", "done_at"]
+    cols = ["activity_id", "type", "account_id", "opportunity_id", "owner", "due_at"]
+    visits = a.loc[is_visit, dates]
     late_v = _at_ends(
         c,
         visits,
@@ -49,10 +55,10 @@ def _organisation(c: _Ctx) -> tuple[list[_TileSpec], set]:
         [(visits["due_at"], True), (visits["created_at"].fillna(visits["due_at"]), False)],
         visits["done_at"],
     )
-    late_list = visits[(visits["due_at"] < c.as_of) & visits["done_at"].isna()]
+    late_list = a.loc[is_visit & overdue, cols]
     late_list = late_list.assign(days_late=(c.as_of - late_list["due_at"]).dt.days).sort_values("due_at")
     late_list = late_list[["activity_id", "account_id", "opportunity_id", "owner", "due_at", "days_late"]]
-    other = a[a["type"] != "visit"]
+    other = a.loc[is_other, dates]
     over = _at_ends(
         c,
         other,
@@ -60,7 +66,7 @@ def _organisation(c: _Ctx) -> tuple[list[_TileSpec], set]:
         [(other["due_at"], True), (other["created_at"].fillna(other["due_at"]), False)],
         other["done_at"],
     )
-    over_list = other[(other["due_at"] < c.as_of) & other["done_at"].isna()]
+    over_list = a.loc[is_other & overdue, cols]
     over_list = over_list.assign(days_late=(c.as_of - over_list["due_at"]).dt.days).sort_values("due_at")
     over_list = over_list[["activity_id", "type", "account_id", "opportunity_id", "owner", "due_at", "days_late"]]
     # quotes and offers: open deals in the last two open stages whose next step is missing or overdue

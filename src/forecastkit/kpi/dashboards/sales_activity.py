@@ -26,7 +26,8 @@ def _sales_activity(c: _Ctx) -> tuple[list[_TileSpec], set]:
         },
         "orders",
     )
-    won = crm.opportunities[crm.opportunities["status"] == WON]
+    opp = crm.opportunities
+    won = opp.loc[(opp["status"] == WON).to_numpy(dtype=bool, na_value=False), ["closed_at", "close_date", "amount"]]
     wd = won["closed_at"].fillna(won["close_date"])
     bk = c.flow(won, wd, {"bookings": won["amount"]}, "opportunities")
     # drill-downs
@@ -93,7 +94,7 @@ def _sales_activity(c: _Ctx) -> tuple[list[_TileSpec], set]:
             flow=(od, "ordered"),
             target=tg["ordered"],
             kpi="attainment",
-            drill=(inactive, "orders"),
+            drill=(inactive, "customers"),
             action="Call these inactive customers: their usual order is late",
         ),
         dict(
@@ -103,7 +104,7 @@ def _sales_activity(c: _Ctx) -> tuple[list[_TileSpec], set]:
             flow=(od, "orders"),
             target=tg["orders"],
             kpi="attainment",
-            drill=(soon, "orders"),
+            drill=(soon, "customers"),
             action="Propose the reorder: due within 14 days",
         ),
         dict(
