@@ -249,6 +249,23 @@ def _safe_div(a: object, b: object) -> object:
     return float(res) if res.ndim == 0 else res
 
 
+_TARGET_CODES: weakref.WeakKeyDictionary[CRM, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _target_codes(crm: CRM) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Integer codes of the targets' metric and period text, with the distinct values (once per snapshot)."""
+    cached = _TARGET_CODES.get(crm)
+    if cached is None:
+        t = crm.targets
+        mcodes, mnames = pd.factorize(t["metric"].astype(str))
+        pcodes, plabels = pd.factorize(t["period"].astype(str))
+        cached = (mcodes, np.asarray(mnames, dtype=object), pcodes, np.asarray(plabels, dtype=object))
+        _TARGET_CODES[crm] = cached
+    return cached
+
+
 def _target_amounts(
     crm: CRM, metric: str, periods: Sequence[Period], level: str | None, org: pd.DataFrame | None = None
 ) -> pd.DataFrame:
@@ -264,12 +281,14 @@ def _target_amounts(
     """
     t = crm.targets
     if len(t):  # compare the distinct metric names only (targets can have millions of rows)
-        codes, names = pd.factorize(t["metric"].astype(str))
-        t = t[np.isin(codes, [i for i, n in enumerate(names) if n.lower() == metric.lower()])]
+        codes, names, period_codes, period_labels = _target_codes(crm)
+        keep = np.isin(codes, [i for i, n in enumerate(names) if n.lower() == metric.lower()])
+        t = t[keep]
+        used, pcodes = np.unique(period_codes[keep], return_inverse=True)
+        labels = period_labels[used]
     key = [level] if level else []
     if not len(t) or not periods or level not in (None, "owner", "team", "business_unit"):
         return pd.DataFrame(columns=[*key, "period", "target"])
-    pcodes, labels = pd.factorize(t["period"].astype(str))
     tp = [parse_period(lab, crm.playbook) for lab in labels]
     amount = t["amount"].to_numpy(dtype=float)
     rows = []

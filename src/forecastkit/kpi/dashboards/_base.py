@@ -181,7 +181,18 @@ class _Ctx:
     def _table_groups(self, table: str) -> tuple[np.ndarray, np.ndarray]:
         """Group code of every row of the snapshot table ``table`` and the group labels (once per call)."""
         if table not in self._groups:
-            codes, labels = pd.factorize(self._labels(getattr(self.crm, table), table))
+            base = getattr(self.crm, table)
+            if self.col is not None and "owner" in base and (self.col == "owner" or self.col not in base):
+                # the group follows from the owner alone: map the distinct owners, not every row
+                codes, owners = pd.factorize(base["owner"].array)
+                who = pd.Series(np.asarray(owners, dtype=object), dtype=object)
+                if self.col != "owner":
+                    who = who.map(self.org[self.col]) if len(self.org) else pd.Series(pd.NA, index=who.index)
+                names = np.append(who.astype(object).fillna("(none)").to_numpy(dtype=object), "(none)")
+                relabel, labels = pd.factorize(names)  # the missing owner (code -1) takes the trailing "(none)"
+                codes = relabel[np.where(codes >= 0, codes, len(names) - 1)]
+            else:
+                codes, labels = pd.factorize(self._labels(base, table))
             self._groups[table] = (codes.astype(np.int64), np.asarray(labels, dtype=object))
         return self._groups[table]
 
@@ -275,6 +286,12 @@ class _Ctx:
         order = np.argsort(w, kind="stable")
         starts = np.flatnonzero(np.r_[True, w[order][1:] != w[order][:-1]])
         return {labels[w[order[a]]]: order[a:b] for a, b in zip(starts, [*starts[1:], len(order)], strict=True)}
+
+
+def _take(df: pd.DataFrame, mask: np.ndarray, cols: list[str]) -> pd.DataFrame:
+    """``df.loc[mask, cols]`` taking only those columns' rows (``.loc`` copies every column or every row first)."""
+    idx = np.flatnonzero(mask)
+    return pd.DataFrame({c: df[c].array.take(idx) for c in cols}, index=df.index[idx])
 
 
 def _trend(m: np.ndarray) -> np.ndarray:

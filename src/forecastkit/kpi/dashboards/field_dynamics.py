@@ -7,7 +7,7 @@ import pandas as pd
 
 from forecastkit.data.timeline import _row_positions
 from forecastkit.hygiene._deals import isin, obj
-from forecastkit.kpi.dashboards._base import _Ctx, _TileSpec
+from forecastkit.kpi.dashboards._base import _Ctx, _take, _TileSpec
 from forecastkit.playbook import WON
 
 
@@ -33,7 +33,7 @@ def _field_dynamics(c: _Ctx) -> tuple[list[_TileSpec], set]:
     done_at = a["done_at"]
     is_visit = (a["type"] == "visit").to_numpy(dtype=bool, na_value=False) & done_at.notna().to_numpy(dtype=bool)
     v_cols = ["activity_id", "account_id", "opportunity_id", "owner", "done_at", "report"]
-    v = a.loc[is_visit, [*v_cols, *(b for b in _report_boxes() if b in a)]]
+    v = _take(a, is_visit, [*v_cols, *(b for b in _report_boxes() if b in a)])
     has_report = _has_report(v)
     rep = has_report.astype(float)
     vf = c.flow(v, v["done_at"], {"visits": pd.Series(1.0, index=v.index), "reports": rep}, "activities")
@@ -48,12 +48,12 @@ def _field_dynamics(c: _Ctx) -> tuple[list[_TileSpec], set]:
     no_ord = vp[~(vp["account_id"].map(last_order) >= vp["done_at"])].sort_values("done_at")
     no_ord = no_ord[["activity_id", "account_id", "owner", "done_at"]]
     is_due = (a["due_at"] < c.cut).to_numpy(dtype=bool)
-    due = a.loc[is_due, ["due_at", "done_at"]]
+    due = _take(a, is_due, ["due_at", "done_at"])
     done_on = due["done_at"].notna().astype(float)
     ap = c.flow(due, due["due_at"], {"due": pd.Series(1.0, index=due.index), "done": done_on}, "activities")
     todo_cols = ["activity_id", "type", "account_id", "opportunity_id", "owner", "due_at"]
     is_todo = is_due & c.in_period(a["due_at"]) & done_at.isna().to_numpy(dtype=bool)
-    todo = a.loc[is_todo, todo_cols].sort_values("due_at")[todo_cols]
+    todo = _take(a, is_todo, todo_cols).sort_values("due_at")[todo_cols]
     ql = _qualified_leads(c)
     qf = c.flow(ql, ql["qualified_at"], {"n": pd.Series(1.0, index=ql.index)}, "opportunities")
     ql_p = ql[c.in_period(ql["qualified_at"])]
@@ -129,7 +129,7 @@ def _qualified_leads(c: _Ctx) -> pd.DataFrame:
     at = np.where(no_hist, created, at)
     keep = at != nat
     cols = ["opportunity_id", "name", "owner", "stage", "status", "amount", "next_step_date"]
-    out = o.loc[keep, cols]
+    out = _take(o, keep, cols)
     return out.assign(qualified_at=at[keep].view("datetime64[ns]"))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forecastkit.kpi.dashboards._base import _Ctx, _reps_per_group, _TileSpec
+from forecastkit.kpi.dashboards._base import _Ctx, _reps_per_group, _take, _TileSpec
 
 
 # --------------------------------------------------------- 2. organisation
@@ -47,7 +47,7 @@ def _organisation(c: _Ctx) -> tuple[list[_TileSpec], set]:
     overdue = ((a["due_at"] < c.as_of) & a["done_at"].isna()).to_numpy(dtype=bool)
     dates = ["created_at", "due_at", "done_at"]
     cols = ["activity_id", "type", "account_id", "opportunity_id", "owner", "due_at"]
-    visits = a.loc[is_visit, dates]
+    visits = _take(a, is_visit, dates)
     late_v = _at_ends(
         c,
         visits,
@@ -55,10 +55,10 @@ def _organisation(c: _Ctx) -> tuple[list[_TileSpec], set]:
         [(visits["due_at"], True), (visits["created_at"].fillna(visits["due_at"]), False)],
         visits["done_at"],
     )
-    late_list = a.loc[is_visit & overdue, cols]
+    late_list = _take(a, is_visit & overdue, cols)
     late_list = late_list.assign(days_late=(c.as_of - late_list["due_at"]).dt.days).sort_values("due_at")
     late_list = late_list[["activity_id", "account_id", "opportunity_id", "owner", "due_at", "days_late"]]
-    other = a.loc[is_other, dates]
+    other = _take(a, is_other, dates)
     over = _at_ends(
         c,
         other,
@@ -66,7 +66,7 @@ def _organisation(c: _Ctx) -> tuple[list[_TileSpec], set]:
         [(other["due_at"], True), (other["created_at"].fillna(other["due_at"]), False)],
         other["done_at"],
     )
-    over_list = a.loc[is_other & overdue, cols]
+    over_list = _take(a, is_other & overdue, cols)
     over_list = over_list.assign(days_late=(c.as_of - over_list["due_at"]).dt.days).sort_values("due_at")
     over_list = over_list[["activity_id", "type", "account_id", "opportunity_id", "owner", "due_at", "days_late"]]
     # quotes and offers: open deals in the last two open stages whose next step is missing or overdue
