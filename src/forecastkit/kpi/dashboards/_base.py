@@ -9,6 +9,7 @@ list); :func:`_assemble` turns specs into :class:`Tile` objects for every member
 from __future__ import annotations
 
 import html
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -32,6 +33,8 @@ DASHBOARDS: dict[str, str] = {
 LEVELS: dict[str, str] = {"rep": "owner", "team": "team", "business_unit": "business_unit"}
 _MAX_TILES = 7
 _ROW_TABLES = ("opportunities", "orders", "activities", "accounts")
+# group codes of the row tables per snapshot and level (see _Ctx._table_groups)
+_GROUPS: weakref.WeakKeyDictionary[CRM, dict[str, tuple[np.ndarray, np.ndarray]]] = weakref.WeakKeyDictionary()
 _ALL = "all"
 
 
@@ -168,7 +171,7 @@ class _Ctx:
         self.org = _org_map(self.full)
         end = min(period.end, self.cut)
         self.elapsed = max(0.0, min(1.0, (end - period.start).days / period.days))
-        self._groups: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._groups: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # when ``crm`` is one member's scope
 
     def _labels(self, df: pd.DataFrame, table: str) -> pd.Series:
         """The group label of each row of ``df`` from its own columns (``all`` for the company)."""
@@ -179,22 +182,31 @@ class _Ctx:
         return g[self.col].astype(object).fillna("(none)")
 
     def _table_groups(self, table: str) -> tuple[np.ndarray, np.ndarray]:
-        """Group code of every row of the snapshot table ``table`` and the group labels (once per call)."""
-        if table not in self._groups:
-            base = getattr(self.crm, table)
-            if self.col is not None and "owner" in base and (self.col == "owner" or self.col not in base):
-                # the group follows from the owner alone: map the distinct owners, not every row
-                codes, owners = pd.factorize(base["owner"].array)
-                who = pd.Series(np.asarray(owners, dtype=object), dtype=object)
-                if self.col != "owner":
-                    who = who.map(self.org[self.col]) if len(self.org) else pd.Series(pd.NA, index=who.index)
-                names = np.append(who.astype(object).fillna("(none)").to_numpy(dtype=object), "(none)")
-                relabel, labels = pd.factorize(names)  # the missing owner (code -1) takes the trailing "(none)"
-                codes = relabel[np.where(codes >= 0, codes, len(names) - 1)]
-            else:
-                codes, labels = pd.factorize(self._labels(base, table))
-            self._groups[table] = (codes.astype(np.int64), np.asarray(labels, dtype=object))
-        return self._groups[table]
+        """Group code of every row of the snapshot table ``table`` and the group labels.
+
+        Built once per snapshot and level (a snapshot's tables never change), so the four
+        dashboards of one snapshot share them.
+        """
+        memo = _GROUPS.setdefault(self.crm, {}) if self.full is self.crm else self._groups
+        key = f"{table}:{self.col}"
+        if key not in memo:
+            memo[key] = self._build_groups(table)
+        return memo[key]
+
+    def _build_groups(self, table: str) -> tuple[np.ndarray, np.ndarray]:
+        base = getattr(self.crm, table)
+        if self.col is not None and "owner" in base and (self.col == "owner" or self.col not in base):
+            # the group follows from the owner alone: map the distinct owners, not every row
+            codes, owners = pd.factorize(_text(base["owner"]))
+            who = pd.Series(np.asarray(owners, dtype=object), dtype=object)
+            if self.col != "owner":
+                who = who.map(self.org[self.col]) if len(self.org) else pd.Series(pd.NA, index=who.index)
+            names = np.append(who.astype(object).fillna("(none)").to_numpy(dtype=object), "(none)")
+            relabel, labels = pd.factorize(names)  # the missing owner (code -1) takes the trailing "(none)"
+            codes = relabel[np.where(codes >= 0, codes, len(names) - 1)]
+        else:
+            codes, labels = pd.factorize(self._labels(base, table))
+        return codes.astype(np.int64), np.asarray(labels, dtype=object)
 
     def _positions(self, df: pd.DataFrame, table: str) -> np.ndarray | None:
         """Positions of the rows of ``df`` in the snapshot table ``table`` (None: not one of the row tables)."""
@@ -266,10 +278,15 @@ class _Ctx:
 
     def dense(self, g: pd.DataFrame, col: str, members: list) -> np.ndarray:
         """``g[col]`` as a members x sparkline-periods matrix (missing = 0)."""
+        out = np.zeros((len(members), len(self.codes)))
         if not len(g):
-            return np.zeros((len(members), len(self.codes)))
-        m = g[col].unstack("_code")
-        return m.reindex(index=members, columns=self.codes).fillna(0.0).to_numpy(dtype=float)
+            return out
+        row = pd.Index(members, dtype=object).get_indexer(g.index.get_level_values("_who"))
+        col_ = pd.Index(self.codes).get_indexer(g.index.get_level_values("_code"))
+        ok = (row >= 0) & (col_ >= 0)
+        v = g[col].to_numpy(dtype=float)[ok]
+        out[row[ok], col_[ok]] = np.where(np.isnan(v), 0.0, v)
+        return out
 
     def target(self, metric: str) -> pd.Series:
         lvl = {"rep": "owner", "team": "team", "business_unit": "business_unit"}.get(self.level)
@@ -286,6 +303,20 @@ class _Ctx:
         order = np.argsort(w, kind="stable")
         starts = np.flatnonzero(np.r_[True, w[order][1:] != w[order][:-1]])
         return {labels[w[order[a]]]: order[a:b] for a, b in zip(starts, [*starts[1:], len(order)], strict=True)}
+
+
+def _text(s: pd.Series) -> np.ndarray:
+    """A text column as an object array (missing values as they are; no copy for pandas' python strings)."""
+    return np.asarray(s.array, dtype=object)
+
+
+def _is(s: pd.Series, value: str) -> np.ndarray:
+    """``s == value`` as a boolean array, missing values never equal (fast on text columns)."""
+    try:
+        out = _text(s) == value
+    except TypeError:  # a missing value (pd.NA) cannot be compared elementwise
+        return (s == value).to_numpy(dtype=bool, na_value=False)
+    return np.asarray(out, dtype=bool) if isinstance(out, np.ndarray) else np.zeros(len(s), dtype=bool)
 
 
 def _take(df: pd.DataFrame, mask: np.ndarray, cols: list[str]) -> pd.DataFrame:
@@ -383,35 +414,56 @@ def _assemble(c: _Ctx, specs: list[_TileSpec], members: list) -> list[list[Tile]
         )
     full_idx, last_idx = pd.Index(c.labels), pd.Index(c.labels[-1:])
     empty = np.arange(0)
-    out = []
-    for i, who in enumerate(members):
-        tiles = []
-        for col in cols:
-            s = col["s"]
-            spark = col["spark"][i]
-            t = col["target"][i]
-            j = col["judged"][i]
-            kpi = s.get("kpi")
-            tiles.append(
-                Tile(
-                    key=s["key"],
-                    label=s["label"],
-                    value=float(col["value"][i]),
-                    target=None if t != t else float(t),
-                    unit=s["unit"],
-                    status=c.pb.traffic_light(kpi, j) if kpi else "grey",
-                    status_value=float(j),
-                    _spark=spark,
-                    _spark_index=full_idx if len(spark) > 1 else last_idx,
-                    action=s.get("action", ""),
-                    _source=col["source"],
-                    _rows=col["rows"].get(who, empty),
-                )
+    # per tile, everything shared by the members; per member, plain Python floats and strings
+    shared = []
+    for col in cols:
+        s = col["s"]
+        kpi = s.get("kpi")
+        shared.append(
+            (
+                s["key"],
+                s["label"],
+                s["unit"],
+                s.get("action", ""),
+                col["spark"],
+                full_idx if col["spark"].shape[1] > 1 else last_idx,
+                np.asarray(col["value"], dtype=float).tolist(),
+                np.asarray(col["target"], dtype=float).tolist(),
+                col["judged"].tolist(),
+                _lights(c.pb, kpi, col["judged"]) if kpi else ["grey"] * n,
+                col["source"],
+                col["rows"],
             )
-        if len(tiles) > _MAX_TILES:  # pragma: no cover - guarded by design
-            raise AssertionError("a dashboard has at most 7 tiles")
-        out.append(tiles)
-    return out
+        )
+    if len(shared) > _MAX_TILES:  # pragma: no cover - guarded by design
+        raise AssertionError("a dashboard has at most 7 tiles")
+    return [
+        [
+            Tile(
+                key=key,
+                label=label,
+                value=value[i],
+                target=None if target[i] != target[i] else target[i],
+                unit=unit,
+                status=status[i],
+                status_value=judged[i],
+                _spark=spark[i],
+                _spark_index=spark_index,
+                action=action,
+                _source=source,
+                _rows=rows.get(who, empty),
+            )
+            for key, label, unit, action, spark, spark_index, value, target, judged, status, source, rows in shared
+        ]
+        for i, who in enumerate(members)
+    ]
+
+
+def _lights(pb: Any, kpi: str, judged: np.ndarray) -> list[str]:
+    """``pb.traffic_light(kpi, v)`` for every value, evaluated once per distinct value."""
+    uniq, inv = np.unique(judged, return_inverse=True)
+    lights = np.array([pb.traffic_light(kpi, float(u)) for u in uniq], dtype=object)
+    return lights[inv.ravel()].tolist()
 
 
 def _resolve(crm: CRM, which: str, level: str, period: object) -> Period:

@@ -7,7 +7,7 @@ import pandas as pd
 
 from forecastkit.data.timeline import _row_positions
 from forecastkit.hygiene._deals import isin, obj
-from forecastkit.kpi.dashboards._base import _Ctx, _take, _TileSpec
+from forecastkit.kpi.dashboards._base import _Ctx, _is, _take, _text, _TileSpec
 from forecastkit.playbook import WON
 
 
@@ -19,7 +19,12 @@ def _report_boxes() -> tuple[str, ...]:
 
 
 def _has_report(a: pd.DataFrame) -> pd.Series:
-    has = a["report"].notna() & (a["report"].astype(str).str.strip() != "")
+    """A report written (not blank) or any of the five report boxes ticked."""
+    text = _text(a["report"])
+    filled = np.flatnonzero(a["report"].notna().to_numpy(dtype=bool))
+    written = np.zeros(len(a), dtype=bool)
+    written[filled] = [str(x).strip() != "" for x in text[filled]]
+    has = pd.Series(written, index=a.index)
     for b in _report_boxes():
         if b in a:
             has |= a[b].fillna(False).astype(bool)
@@ -31,7 +36,7 @@ def _field_dynamics(c: _Ctx) -> tuple[list[_TileSpec], set]:
     a = crm.activities
     # masks on the whole table, then only the columns each figure or list needs (activities are wide and long)
     done_at = a["done_at"]
-    is_visit = (a["type"] == "visit").to_numpy(dtype=bool, na_value=False) & done_at.notna().to_numpy(dtype=bool)
+    is_visit = _is(a["type"], "visit") & done_at.notna().to_numpy(dtype=bool)
     v_cols = ["activity_id", "account_id", "opportunity_id", "owner", "done_at", "report"]
     v = _take(a, is_visit, [*v_cols, *(b for b in _report_boxes() if b in a)])
     has_report = _has_report(v)

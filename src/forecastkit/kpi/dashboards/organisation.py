@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forecastkit.kpi.dashboards._base import _Ctx, _reps_per_group, _take, _TileSpec
+from forecastkit.kpi.dashboards._base import _Ctx, _is, _reps_per_group, _take, _TileSpec
 
 
 # --------------------------------------------------------- 2. organisation
@@ -27,9 +27,15 @@ def _at_ends(
     w, labels = c.who_codes(df, table)
     starts = [(_ns(d), strict) for d, strict in since]
     end = _ns(until)
+    ts = [(min(p.end, c.cut) - pd.Timedelta(days=1)).value for p in c.periods]  # end of each period's last known day
+    # rows open at no period end (closed before the first, or started after the last) are dropped once
+    maybe = end > min(ts)
+    for d, _ in starts:
+        maybe &= d <= max(ts)
+    w, end = w[maybe], end[maybe]
+    starts = [(d[maybe], strict) for d, strict in starts]
     out = np.zeros((len(labels), len(c.codes)))
-    for j, p in enumerate(c.periods):
-        t = (min(p.end, c.cut) - pd.Timedelta(days=1)).value  # state at the end of the period's last known day
+    for j, t in enumerate(ts):
         m = end > t
         for d, strict in starts:
             m &= (d < t) if strict else (d <= t)
@@ -42,8 +48,8 @@ def _organisation(c: _Ctx) -> tuple[list[_TileSpec], set]:
     crm = c.crm
     a = crm.activities
     # masks on the whole table, then only the columns each figure or list needs (activities are wide and long)
-    is_visit = (a["type"] == "visit").to_numpy(dtype=bool, na_value=False)
-    is_other = (a["type"] != "visit").to_numpy(dtype=bool, na_value=False)
+    is_visit = _is(a["type"], "visit")
+    is_other = ~is_visit & a["type"].notna().to_numpy(dtype=bool)
     overdue = ((a["due_at"] < c.as_of) & a["done_at"].isna()).to_numpy(dtype=bool)
     dates = ["created_at", "due_at", "done_at"]
     cols = ["activity_id", "type", "account_id", "opportunity_id", "owner", "due_at"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from forecastkit.kpi.customers import customer_activity
-from forecastkit.kpi.dashboards._base import _Ctx, _empty, _rule, _take, _TileSpec
+from forecastkit.kpi.dashboards._base import _Ctx, _empty, _is, _rule, _take, _TileSpec
 from forecastkit.kpi.sales import win_probabilities
 from forecastkit.playbook import WON
 
@@ -27,7 +27,7 @@ def _sales_activity(c: _Ctx) -> tuple[list[_TileSpec], set]:
         "orders",
     )
     opp = crm.opportunities
-    won = _take(opp, (opp["status"] == WON).to_numpy(dtype=bool, na_value=False), ["closed_at", "close_date", "amount"])
+    won = _take(opp, _is(opp["status"], WON), ["closed_at", "close_date", "amount"])
     wd = won["closed_at"].fillna(won["close_date"])
     bk = c.flow(won, wd, {"bookings": won["amount"]}, "opportunities")
     # drill-downs
