@@ -263,8 +263,13 @@ class _Ctx:
 
     def flow(self, df: pd.DataFrame, date: pd.Series, values: Mapping[str, pd.Series], table: str) -> pd.DataFrame:
         """Sums of ``values`` per (who, period) over the sparkline periods (missing = 0)."""
-        code = _period_codes(date, self.period.freq, self.pb)
-        keep = np.isin(code, self.codes) & (date < self.cut).to_numpy(dtype=bool)
+        d = date.to_numpy() if date.dtype == "datetime64[ns]" else np.asarray(pd.to_datetime(date), "datetime64[ns]")
+        # period codes only for the dates inside the sparkline window (most rows of a long history are not)
+        lo, hi = self.periods[0].start, min(self.periods[-1].end, self.cut)
+        win = (d >= lo.to_datetime64()) & (d < hi.to_datetime64())
+        code = np.full(len(d), -1, dtype=np.int64)
+        code[win] = _period_codes(pd.Series(d[win]), self.period.freq, self.pb)
+        keep = win & np.isin(code, self.codes)
         w, labels = self.who_codes(df, table)
         k = len(self.codes)
         pos = np.searchsorted(self.codes, code[keep])  # self.codes is sorted (oldest first)
