@@ -162,6 +162,24 @@ def test_all_members_match_single_calls(crm: CRM) -> None:
             assert len(d.tiles) <= 7
 
 
+def test_group_codes_follow_the_level_and_the_row_labels(crm: CRM) -> None:
+    """Rows are grouped by integer codes cached per snapshot and level, found by row label in any index."""
+    rep = dashboards(crm, "organisation", "rep", "2026-Q2")
+    team = dashboards(crm, "organisation", "team", "2026-Q2")  # after the rep codes: no mix-up
+    assert sorted(team) == ["north", "south"]
+    assert team["north"].tile("wip").value == rep["alice"].tile("wip").value == 1
+    assert team["south"].tile("overdue_actions").value == rep["bob"].tile("overdue_actions").value == 1
+    relabelled = {n: df.set_axis(np.arange(len(df)) * 10 + 7) for n, df in crm.tables.items() if crm.has(n)}
+    other = CRM(relabelled, as_of_date=crm.as_of_date, playbook=crm.playbook, load_report=crm.load_report)
+    for which in DASHBOARDS:
+        mine, theirs = dashboards(other, which, "rep", "2026-Q2"), dashboards(crm, which, "rep", "2026-Q2")
+        assert list(mine) == list(theirs)
+        for who, d in mine.items():
+            pd.testing.assert_frame_equal(d.to_frame(), theirs[who].to_frame())
+            for t, u in zip(d.tiles, theirs[who].tiles, strict=True):
+                pd.testing.assert_frame_equal(t.drilldown, u.drilldown)
+
+
 def test_team_and_company_levels(crm: CRM) -> None:
     t = dashboard(crm, "sales_activity", "team", "north", "2026-Q2")
     assert t.tile("ordered").value == 1500
