@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import weakref
+
 import pandas as pd
 
+from forecastkit.data.crm import CRM
 from forecastkit.data.timeline import qualification_completeness
 from forecastkit.hygiene.completeness import contact_problems
 from forecastkit.kpi._common import _period_codes
@@ -11,13 +14,25 @@ from forecastkit.kpi.customers import customer_activity, customer_churn
 from forecastkit.kpi.dashboards._base import _ALL, _Ctx, _empty, _TileSpec
 from forecastkit.periods import Period, period_of
 
-
 # --------------------------------------------------------- 3. data health
+# contact problems of a whole snapshot (its tables never change): every dashboard call of that snapshot,
+# for all reps or one (a one-rep dashboard reads the whole company's frame), shares one computation
+_CONTACTS: weakref.WeakKeyDictionary[CRM, tuple[pd.DataFrame, pd.DataFrame]] = weakref.WeakKeyDictionary()
+
+
+def _contact_problems(crm: CRM) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`~forecastkit.hygiene.completeness.contact_problems` once per snapshot (shared frames: read only)."""
+    cached = _CONTACTS.get(crm)
+    if cached is None:
+        cached = _CONTACTS[crm] = contact_problems(crm)
+    return cached
+
+
 def _contact_completeness(c: _Ctx) -> tuple[pd.Series, pd.Series, pd.DataFrame]:
     """(completeness, quality index) per group and the accounts with contact problems."""
     if not c.full.has("contacts"):
         return pd.Series(dtype=float), pd.Series(dtype=float), _empty(["account_id", "owner"])
-    bo, by_account = contact_problems(c.full)
+    bo, by_account = _contact_problems(c.full)
     w = c.who(bo, "contacts").to_numpy()
     k = bo["contacts"].to_numpy(dtype=float)
     filled = pd.Series(bo["completeness"].to_numpy() * k).groupby(w).sum()
