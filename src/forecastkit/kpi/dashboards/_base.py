@@ -19,6 +19,7 @@ import pandas as pd
 
 from forecastkit.data.crm import CRM
 from forecastkit.errors import ParameterError
+from forecastkit.hygiene._deals import isin
 from forecastkit.kpi._common import _org_map, _period_codes, _safe_div, _target_amounts, _with_groups
 from forecastkit.periods import Period, parse_period, period_of
 
@@ -491,7 +492,7 @@ def _scope(crm: CRM, level: str, who: str) -> CRM:
     org = _org_map(crm)
     t = crm.tables
     o = _with_groups(t["opportunities"], crm, [col], table="opportunities", org=org)
-    keep_o = (o[col] == who).fillna(False).to_numpy(dtype=bool)
+    keep_o = _is(o[col], who)
     if col == "owner":
         owners = {who}
     else:
@@ -509,10 +510,10 @@ def _scope(crm: CRM, level: str, who: str) -> CRM:
     out = dict(t)
     out["opportunities"] = t["opportunities"][keep_o]
     ids = set(out["opportunities"]["opportunity_id"])
-    out["history"] = t["history"][t["history"]["opportunity_id"].isin(ids)]
+    out["history"] = t["history"][isin(t["history"]["opportunity_id"], ids)]
     for name in ("orders", "activities", "accounts"):
         df = t[name]
-        out[name] = df[df["owner"].isin(owners)] if "owner" in df else df
+        out[name] = df[isin(df["owner"], owners)] if "owner" in df else df
     # contacts are kept whole: their owner is resolved by the completeness check itself
     present = {n: out[n] for n in out if crm.has(n) or n == "opportunities"}
     return CRM(present, as_of_date=crm.as_of_date, playbook=crm.playbook, load_report=crm.load_report)
