@@ -38,7 +38,7 @@ reports: $(BASE)
 	@echo "Reports written to $(OUT)/ (open the .html files in a browser)"
 
 test: $(DEV) system browser
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --durations=15
 	$(BIN)/python -m pytest --nbval-lax notebooks/ -q
 
 lab: $(DEV)
