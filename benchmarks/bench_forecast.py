@@ -157,6 +157,11 @@ def accuracy(scenario: str, n_reps: int, seeds: list[int], checkpoints: tuple[st
     print("\nmedian |F - A| / A at week4, per seed:\n", med.round(3).to_string())
     print("\nbias sum(F - A) / sum(A) at week4, per seed:\n", bias.round(3).to_string())
     print("\nmodel P10-P90 coverage over all checkpoints, per seed:\n", cov.round(3).to_string())
+    cov4 = w4[w4["method"] == "model"].groupby("seed")["covered"].mean()
+    table = med.reindex(columns=["model", "oracle", "model/oracle", "stage", "crm", "run_rate", "commit"]).assign(
+        coverage=cov, coverage_week4=cov4
+    )
+    print("\nacceptance table (week 4; coverage over all checkpoints and at week 4):\n", table.round(3).to_string())
     pooled = allbt[allbt["method"] == "model"]["covered"]
     print(f"pooled coverage: {pooled.mean():.3f} ({int(pooled.sum())}/{pooled.notna().sum()})")
     print(

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import forecastkit as fk
+from forecastkit.data.timeline import current_stage_age
 from forecastkit.errors import FallbackWarning, ParameterError, PeriodError, SchemaError
 from forecastkit.forecast.accuracy import forecast_accuracy, pinball_loss
 from forecastkit.forecast.backtest import backtest, checkpoint_date
@@ -17,7 +18,7 @@ from forecastkit.forecast.changes import pipeline_changes
 from forecastkit.forecast.forecast import forecast
 from forecastkit.forecast.montecarlo import NewDeals, new_deal_run_rate, simulate_bookings, summarise
 from forecastkit.forecast.plot import plot_backtest, plot_calls, plot_forecast, plot_waterfall
-from forecastkit.forecast.slips import POSITIONS, SlipModel, _positions, p_in_period, slip_rows
+from forecastkit.forecast.slips import POSITIONS, SlipModel, _days_in_stage, _positions, p_in_period, slip_rows
 from forecastkit.periods import parse_period
 from forecastkit.playbook import Playbook
 from tests._forecast_fixtures import tables, tiny_crm
@@ -124,6 +125,14 @@ def test_slip_rows_label_won_deals_by_period_end():
     assert w1["days_in_stage"].tolist() == [float((d - pd.Timestamp("2026-09-01")).days) for d in mondays]
     assert w1["segment"].isna().all()
     assert set(rows["opportunity_id"]) == {"W0", "W1", "W2"}  # open and lost deals give no row
+
+
+def test_days_in_stage_of_open_deals_match_the_timeline():
+    crm = tiny_crm()
+    got = _days_in_stage(crm, crm.open_deals)
+    # A entered negotiation 10-20, B proposal 09-15, C discovery 10-01, D qualification 10-10 (snapshot 11-20)
+    assert got.to_dict() == {"A": 31.0, "B": 66.0, "C": 50.0, "D": 41.0}
+    assert current_stage_age(crm).set_index("opportunity_id")["days_in_stage"].to_dict() == got.to_dict()
 
 
 def test_slip_model_falls_back_to_the_close_date_with_a_warning():

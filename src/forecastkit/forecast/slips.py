@@ -51,7 +51,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from forecastkit.data.crm import CRM
-from forecastkit.data.timeline import close_date_pushes, current_stage_age
+from forecastkit.data.timeline import close_date_pushes
 from forecastkit.errors import FallbackWarning, ParameterError
 from forecastkit.periods import Freq, Period, period_of
 
@@ -187,7 +187,8 @@ def slip_rows(crm: CRM, freq: Freq = "quarter", *, lookback: str = "1095D", unti
     h = h.sort_values(["opportunity_id", "changed_at"], kind="stable")
     same = h["opportunity_id"].eq(h["opportunity_id"].shift())
     pushed = (h["close_date"] > h["close_date"].shift()) & same
-    new_spell = ~(same & h["stage"].eq(h["stage"].shift()).fillna(False).to_numpy(dtype=bool))
+    same_np = same.fillna(False).to_numpy(dtype=bool)
+    new_spell = ~(same_np & h["stage"].eq(h["stage"].shift()).fillna(False).to_numpy(dtype=bool))
     entered = h["changed_at"].where(new_spell).ffill()  # start of the current stage spell (as stage_spells)
     h = h.assign(pushes=pushed.astype(int).groupby(h["opportunity_id"], sort=False).cumsum(), entered_stage_at=entered)
     # pairs (won deal, date) with the deal created by the end of t and not yet won at the end of t
@@ -365,6 +366,26 @@ class SlipModel:
         return self.model_.predict_proba(X)[:, 1]
 
 
+def _days_in_stage(crm: CRM, open_deals: pd.DataFrame) -> pd.Series:
+    """Days each open deal has spent in its current stage, to the snapshot date, by deal id.
+
+    Same as :func:`~forecastkit.data.timeline.current_stage_age` (consecutive history rows in one
+    stage are one spell; a deal without history entered its stage at creation), on the open
+    deals' history rows only.
+    """
+    ids = open_deals["opportunity_id"]
+    h = crm.history[["opportunity_id", "changed_at", "stage"]]
+    h = h[h["opportunity_id"].isin(ids).to_numpy(dtype=bool)].sort_values(
+        ["opportunity_id", "changed_at"], kind="stable"
+    )
+    same = h["opportunity_id"].eq(h["opportunity_id"].shift()).fillna(False).to_numpy(dtype=bool)
+    new_spell = ~(same & h["stage"].eq(h["stage"].shift()).fillna(False).to_numpy(dtype=bool))
+    entered = h["changed_at"].where(new_spell).ffill().groupby(h["opportunity_id"].to_numpy(), sort=False).last()
+    start = entered.reindex(ids.to_numpy()).fillna(pd.Series(open_deals["created_at"].to_numpy(), index=ids.to_numpy()))
+    days = (crm.as_of_date - start).dt.total_seconds() / 86400.0
+    return days.clip(lower=0)
+
+
 def _segments(crm: CRM, ids: pd.Series) -> pd.Series:
     """The segment of each deal in ``ids`` as ``crm`` knows it (missing without a segment column)."""
     o = crm.opportunities
@@ -402,7 +423,7 @@ def p_in_period(
     o = crm.open_deals
     ids = o["opportunity_id"].to_numpy()
     pushes = close_date_pushes(crm).set_index("opportunity_id")["pushes"]
-    age = current_stage_age(crm).set_index("opportunity_id")["days_in_stage"] if len(o) else pd.Series(dtype=float)
+    age = _days_in_stage(crm, o)
     deals = pd.DataFrame(
         {
             "opportunity_id": ids,
