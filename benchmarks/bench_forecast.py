@@ -6,6 +6,8 @@ Usage::
     python benchmarks/bench_forecast.py backtest                # 8 quarters x 4 checkpoints on the sample
     python benchmarks/bench_forecast.py accuracy SCENARIO N_REPS SEEDS CHECKPOINTS
         # e.g. accuracy baseline 72 0,1,2 week1,week4,week8,week13
+    python benchmarks/bench_forecast.py decompose SCENARIO N_REPS SEEDS
+        # week-4 error of the calibrated method with the true p_win or the true p_in_period swapped in
 
 Prints seconds (wall and CPU) and peak memory (ru_maxrss). ``accuracy`` prints the
 acceptance figures: median |F - A| / A per method at week 4, the calibrated / oracle
@@ -157,6 +159,11 @@ def accuracy(scenario: str, n_reps: int, seeds: list[int], checkpoints: tuple[st
     print("\nmedian |F - A| / A at week4, per seed:\n", med.round(3).to_string())
     print("\nbias sum(F - A) / sum(A) at week4, per seed:\n", bias.round(3).to_string())
     print("\nmodel P10-P90 coverage over all checkpoints, per seed:\n", cov.round(3).to_string())
+    cov4 = w4[w4["method"] == "model"].groupby("seed")["covered"].mean()
+    table = med.reindex(columns=["model", "oracle", "model/oracle", "stage", "crm", "run_rate", "commit"]).assign(
+        coverage=cov, coverage_week4=cov4
+    )
+    print("\nacceptance table (week 4; coverage over all checkpoints and at week 4):\n", table.round(3).to_string())
     pooled = allbt[allbt["method"] == "model"]["covered"]
     print(f"pooled coverage: {pooled.mean():.3f} ({int(pooled.sum())}/{pooled.notna().sum()})")
     print(
@@ -164,6 +171,77 @@ def accuracy(scenario: str, n_reps: int, seeds: list[int], checkpoints: tuple[st
         w4.groupby("method")["abs_pct_error"].median().round(3).to_string(),
     )
     return allbt
+
+
+# --------------------------------------------------------------------------- decomposition
+def decompose(scenario: str, n_reps: int, seeds: list[int], checkpoint: str = "week4") -> pd.DataFrame:
+    """Which factor of ``p_win x p_in_period`` carries the calibrated method's excess error over the oracle.
+
+    Per quarter (8) at the checkpoint: the calibrated forecast, the oracle, and two hybrids -
+    the true ``p_win`` (``GroundTruth.p_win``) with our ``p_in_period``, and our ``p_win`` with the
+    true ``p_in_period`` (``p_win_by / p_win``). Also, per segment, our / true amount-weighted
+    ``p_win`` (weights amount x true p_in_period) and ``p_in_period`` (weights amount x true p_win).
+    """
+    from forecastkit.data.sample import generate
+    from forecastkit.forecast.backtest import _Context, _win_rows, _won_amount, checkpoint_date, past_periods
+    from forecastkit.forecast.forecast import fit_win_model, win_probabilities
+    from forecastkit.forecast.slips import slip_rows
+
+    rows, seg_rows = [], []
+    for seed in seeds:
+        s = generate(scenario, seed=seed, n_reps=n_reps)
+        crm, truth = s.crm, s.truth
+        plan = [(p, checkpoint_date(p, checkpoint)) for p in past_periods(crm, 8)]
+        first_d, last_d = plan[0][1], plan[-1][1]
+        sc = slip_rows(crm, "quarter", lookback=f"{(crm.as_of_date - first_d).days + 1095}D", until=last_d)
+        wc = _win_rows(crm, first_d, last_d)
+        o = crm.opportunities
+        won = o[o["status"] == "won"]
+        seg = o.set_index("opportunity_id")["segment"]
+        for per, d in plan:
+            snap = crm.as_of(d)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ctx = _Context(snap, per, sc, 4)
+                pw, pin = win_probabilities(snap, "model", model=fit_win_model(snap, rows=wc)), ctx.p_in
+            ids = snap.open_deals["opportunity_id"].to_numpy(object)
+            a = snap.open_deals["amount"].to_numpy(float)
+            at = d + pd.Timedelta(days=1)
+            tpw = np.nan_to_num(truth.p_win(ids, at))
+            tpin = np.where(tpw > 0, np.nan_to_num(truth.p_win_by(ids, at, per.last_day)) / np.maximum(tpw, 1e-12), 0)
+            base = _won_amount(snap, per) + ctx.new.expected
+            actual = float(won.loc[per.contains(won["closed_at"]).fillna(False).to_numpy(bool), "amount"].sum())
+            fc = {
+                "model": pw * pin,
+                "oracle": tpw * tpin,
+                "true_win_our_slip": tpw * pin,
+                "our_win_true_slip": pw * tpin,
+            }
+            rows.append(
+                {
+                    "seed": seed,
+                    "period": per.label,
+                    **{k: abs(base + (a * v).sum() - actual) / actual for k, v in fc.items()},
+                }
+            )
+            seg_rows.append(
+                pd.DataFrame(
+                    {
+                        "seed": seed,
+                        "segment": seg.reindex(ids).to_numpy(),
+                        "pw": a * pw * tpin,
+                        "tpw": a * tpw * tpin,
+                        "pin": a * tpw * pin,
+                        "tpin": a * tpw * tpin,
+                    }
+                )
+            )
+    res = pd.DataFrame(rows)
+    print(f"\nmedian |F - A| / A at {checkpoint}, per seed:\n", res.groupby("seed").median(numeric_only=True).round(3))
+    g = pd.concat(seg_rows).groupby(["seed", "segment"]).sum()
+    ratios = pd.DataFrame({"p_win ours/true": g["pw"] / g["tpw"], "p_in_period ours/true": g["pin"] / g["tpin"]})
+    print("\nper segment, amount-weighted:\n", ratios.round(3).to_string())
+    return res
 
 
 if __name__ == "__main__":
@@ -174,5 +252,7 @@ if __name__ == "__main__":
         backtest_speed()
     elif mode == "accuracy":
         accuracy(sys.argv[2], int(sys.argv[3]), [int(x) for x in sys.argv[4].split(",")], tuple(sys.argv[5].split(",")))
+    elif mode == "decompose":
+        decompose(sys.argv[2], int(sys.argv[3]), [int(x) for x in sys.argv[4].split(",")])
     else:
-        raise SystemExit(f"unknown mode {mode!r}; use speed, backtest or accuracy")
+        raise SystemExit(f"unknown mode {mode!r}; use speed, backtest, accuracy or decompose")

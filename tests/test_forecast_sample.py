@@ -142,13 +142,6 @@ def test_pipeline_changes_on_sample_add_up(base_crm):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="since the oracle's p_win_by was corrected (remaining time counted from now), the calibrated method's "
-    "week-4 error is about 2x the oracle's on baseline (target 1.3x): the win model over-predicts the enterprise "
-    "deals (mean p 0.12 vs true 0.08, +55% amount-weighted; smb and mid-market are right), which carry ~75% of "
-    "the open amount; open in issue 4",
-    strict=False,
-)
 def test_acceptance_baseline_week4(base_backtest):
     """Calibrated method at week 4 on baseline (seed 0, 8 quarters).
 

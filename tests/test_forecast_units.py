@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import forecastkit as fk
+from forecastkit.data.timeline import current_stage_age
 from forecastkit.errors import FallbackWarning, ParameterError, PeriodError, SchemaError
 from forecastkit.forecast.accuracy import forecast_accuracy, pinball_loss
 from forecastkit.forecast.backtest import backtest, checkpoint_date
@@ -17,7 +18,7 @@ from forecastkit.forecast.changes import pipeline_changes
 from forecastkit.forecast.forecast import forecast
 from forecastkit.forecast.montecarlo import NewDeals, new_deal_run_rate, simulate_bookings, summarise
 from forecastkit.forecast.plot import plot_backtest, plot_calls, plot_forecast, plot_waterfall
-from forecastkit.forecast.slips import POSITIONS, SlipModel, _positions, p_in_period, slip_rows
+from forecastkit.forecast.slips import POSITIONS, SlipModel, _days_in_stage, _positions, p_in_period, slip_rows
 from forecastkit.periods import parse_period
 from forecastkit.playbook import Playbook
 from tests._forecast_fixtures import tables, tiny_crm
@@ -120,7 +121,18 @@ def test_slip_rows_label_won_deals_by_period_end():
     # Q3 Mondays: won 10-15 is after Q3's end -> 0; October Mondays -> 1
     assert w1["in_period"].tolist() == [0 if d < pd.Timestamp("2026-10-01") else 1 for d in mondays]
     assert set(w1["stage"]) == {"proposal"} and set(w1["pushes"]) == {0}
+    # in proposal since 09-01: days in stage counted to each Monday; no segment column in the tiny company
+    assert w1["days_in_stage"].tolist() == [float((d - pd.Timestamp("2026-09-01")).days) for d in mondays]
+    assert w1["segment"].isna().all()
     assert set(rows["opportunity_id"]) == {"W0", "W1", "W2"}  # open and lost deals give no row
+
+
+def test_days_in_stage_of_open_deals_match_the_timeline():
+    crm = tiny_crm()
+    got = _days_in_stage(crm, crm.open_deals)
+    # A entered negotiation 10-20, B proposal 09-15, C discovery 10-01, D qualification 10-10 (snapshot 11-20)
+    assert got.to_dict() == {"A": 31.0, "B": 66.0, "C": 50.0, "D": 41.0}
+    assert current_stage_age(crm).set_index("opportunity_id")["days_in_stage"].to_dict() == got.to_dict()
 
 
 def test_slip_model_falls_back_to_the_close_date_with_a_warning():
@@ -132,34 +144,31 @@ def test_slip_model_falls_back_to_the_close_date_with_a_warning():
     assert got.loc["A", "pushes"] == 1
 
 
-def test_slip_model_learns_that_deals_dated_in_period_close_in_period():
-    # 60 won deals dated in the period and won in it, 60 dated next period and won then
-    rows = []
-    for i in range(60):
-        for k, (close, won) in enumerate((("2026-03-20", "2026-03-25"), ("2026-05-10", "2026-05-12"))):
-            oid = f"X{i}-{k}"
-            rows.append((oid, "2026-01-05", close, won))
+def _won_company(deals: list[tuple[str, str, str, str]], segments: list[str] | None = None) -> fk.CRM:
+    """Won deals ``(id, created = entered proposal, close date while open, won on)``, two history rows each."""
     opps = pd.DataFrame(
         {
-            "opportunity_id": [r[0] for r in rows],
+            "opportunity_id": [r[0] for r in deals],
             "owner": "o",
-            "created_at": [r[1] for r in rows],
-            "close_date": [r[3] for r in rows],
+            "created_at": [r[1] for r in deals],
+            "close_date": [r[3] for r in deals],
             "amount": 1.0,
             "stage": "won",
             "status": "won",
-            "closed_at": [r[3] for r in rows],
+            "closed_at": [r[3] for r in deals],
         }
     )
+    if segments is not None:
+        opps["segment"] = segments
     hist = pd.concat(
         [
             pd.DataFrame(
                 {
                     "opportunity_id": opps["opportunity_id"],
-                    "changed_at": "2026-01-05",
+                    "changed_at": opps["created_at"],
                     "stage": "proposal",
                     "amount": 1.0,
-                    "close_date": [r[2] for r in rows],
+                    "close_date": [r[2] for r in deals],
                 }
             ),
             pd.DataFrame(
@@ -173,9 +182,18 @@ def test_slip_model_learns_that_deals_dated_in_period_close_in_period():
             ),
         ]
     )
-    crm = fk.CRM.from_tables({"opportunities": opps, "history": hist}, as_of="2026-11-20")
-    model = SlipModel().fit(crm)
-    assert not model.fallback_ and model.n_rows_ > 40
+    return fk.CRM.from_tables({"opportunities": opps, "history": hist}, as_of="2026-11-20")
+
+
+def test_slip_model_learns_that_deals_dated_in_period_close_in_period():
+    # 60 won deals dated in the period and won in it, 60 dated next period and won then
+    rows = [
+        (f"X{i}-{k}", "2026-01-05", close, won)
+        for i in range(60)
+        for k, (close, won) in enumerate((("2026-03-20", "2026-03-25"), ("2026-05-10", "2026-05-12")))
+    ]
+    model = SlipModel().fit(_won_company(rows))
+    assert not model.fallback_ and model.n_rows_ > 40 and model.segments_ == ()
     deals = pd.DataFrame(
         {
             "stage": ["proposal", "proposal"],
@@ -185,6 +203,39 @@ def test_slip_model_learns_that_deals_dated_in_period_close_in_period():
     )
     p = model.predict(deals, pd.Timestamp("2026-11-20"), Q4)
     assert p[0] > 0.8 and p[1] < 0.2
+
+
+def test_slip_model_learns_that_a_slow_segment_slips_past_the_same_close_date():
+    # every deal is dated 03-20 (in Q1); the 60 smb deals are won on 03-25 (in Q1), the 60 enterprise
+    # deals on 05-12 (Q2): the close date cannot tell them apart, the segment can
+    rows, segs = [], []
+    for i in range(60):
+        for seg, won in (("smb", "2026-03-25"), ("enterprise", "2026-05-12")):
+            rows.append((f"{seg}{i}", "2026-01-05", "2026-03-20", won))
+            segs.append(seg)
+    crm = _won_company(rows, segs)
+    model = SlipModel().fit(crm)
+    assert model.segments_ == ("enterprise", "smb")
+    deals = pd.DataFrame(
+        {
+            "stage": ["proposal"] * 3,
+            "close_date": pd.to_datetime(["2026-12-15"] * 3),
+            "pushes": [0] * 3,
+            "segment": ["smb", "enterprise", "public_sector"],  # the last one is unknown to the model
+            "days_in_stage": [30.0] * 3,
+        }
+    )
+    p = model.predict(deals, pd.Timestamp("2026-10-20"), Q4)
+    assert p[0] > 0.8 and p[1] < 0.2 and p[1] < p[2] < p[0]
+    # without the segment the two are the same deal
+    flat = SlipModel(features=("pushes", "days_in_stage")).fit(crm).predict(deals, pd.Timestamp("2026-10-20"), Q4)
+    assert flat[0] == pytest.approx(flat[1]) and 0.2 < flat[0] < 0.8
+    # a deals frame without segment / days in stage counts as an unknown segment, 0 days
+    p2 = model.predict(deals[["stage", "close_date", "pushes"]], pd.Timestamp("2026-10-20"), Q4)
+    unknown = model.predict(deals.assign(segment=None, days_in_stage=0.0), pd.Timestamp("2026-10-20"), Q4)
+    np.testing.assert_allclose(p2, unknown)
+    with pytest.raises(ParameterError, match=r"unknown slip feature\(s\) \['colour'\]; allowed: pushes, segment"):
+        SlipModel(features=("colour",)).fit(crm)
 
 
 # --------------------------------------------------------------------------- forecast

@@ -7,15 +7,15 @@ quarter is often won next quarter, and a deal dated next quarter is sometimes pu
 Method (empirical, fitted on past snapshots)
 --------------------------------------------
 ``p_in_period = P(won before the period ends | won, stage, close-date position,
-time left in the period, pushes so far)``, a logistic regression fitted on past
-as-of snapshots:
+time left in the period, pushes so far, segment, days in stage)``, a logistic
+regression fitted on past as-of snapshots:
 
 * training as-of dates ``t`` lie on a fixed weekly grid (Mondays since 2000-01-03, so
   that a rewound snapshot uses exactly the same dates), within ``lookback`` of the
   snapshot date;
 * at each ``t`` every deal **open at t and won later** gives a row; its state (stage,
-  expected close date, close-date pushes so far) is its last ``history`` row known at
-  the end of day ``t``;
+  days in that stage, expected close date, close-date pushes so far) is its last
+  ``history`` row known at the end of day ``t``; its segment is the opportunity's;
 * the label is 1 when the deal was won (``closed_at``) before the end of the fiscal
   period (of the forecast's frequency) that contains ``t``;
 * only periods that ended at least ``settle`` days before the snapshot date are used:
@@ -24,10 +24,17 @@ as-of snapshots:
 
 Features: the stage (one-hot), the close-date position relative to the period
 (``overdue`` - dated on or before the as-of day -, ``in_period``, ``next_period``,
-``later``; one-hot), each position times the share of the period still to run, and
-the number of pushes so far (capped at 3). With fewer than :data:`MIN_SLIP_ROWS`
-training rows (or no row of one label) the model falls back, with a
-:class:`~forecastkit.errors.FallbackWarning`, to trusting the close date:
+``later``; one-hot), each position times the share of the period still to run, the
+number of pushes so far (capped at 3), the customer segment (one-hot, segments with
+at least :data:`MIN_SEGMENT_ROWS` training rows; others and empty count as unknown)
+and each segment times the share of the period still to run, and log(1 + days in the
+current stage). Why the segment: a close date that has passed is pushed by a few
+weeks whatever the deal, so after a push the date no longer tells a slow (enterprise)
+deal from a fast one; on the sample company (enterprise deals 1.5x slower) the model
+without the segment put enterprise deals' ``p_in_period`` 30-50% above the truth and
+small-business deals' 10-15% below (see ``benchmarks/bench_forecast.py``). With fewer
+than :data:`MIN_SLIP_ROWS` training rows (or no row of one label) the model falls
+back, with a :class:`~forecastkit.errors.FallbackWarning`, to trusting the close date:
 ``p_in_period = 1`` for deals dated before the period end, else 0.
 
 The forecast's probability of booking a deal in the period is then
@@ -48,10 +55,14 @@ from forecastkit.data.timeline import close_date_pushes
 from forecastkit.errors import FallbackWarning, ParameterError
 from forecastkit.periods import Freq, Period, period_of
 
-__all__ = ["SlipModel", "p_in_period", "slip_rows", "MIN_SLIP_ROWS", "POSITIONS"]
+__all__ = ["SlipModel", "p_in_period", "slip_rows", "MIN_SLIP_ROWS", "MIN_SEGMENT_ROWS", "POSITIONS", "SLIP_FEATURES"]
 
 #: Fewest training rows (won deals x as-of dates) before the model falls back to the close date.
 MIN_SLIP_ROWS = 40
+#: Fewest training rows of a segment before it gets its own term (rarer segments count as unknown).
+MIN_SEGMENT_ROWS = 30
+#: Optional feature groups of the slip model (all used by default; stage and close-date position always are).
+SLIP_FEATURES = ("pushes", "segment", "days_in_stage")
 #: Close-date positions relative to the period, in feature order.
 POSITIONS = ("overdue", "in_period", "next_period", "later")
 _EPOCH = pd.Timestamp("2000-01-03")  # a Monday: the weekly grid of training dates
@@ -79,14 +90,29 @@ def _positions(close_date: np.ndarray, t: np.ndarray, end: np.ndarray, period_da
 
 
 def _design(
-    stage_idx: np.ndarray, pos: np.ndarray, frac_left: np.ndarray, pushes: np.ndarray, n_stages: int
+    stage_idx: np.ndarray,
+    pos: np.ndarray,
+    frac_left: np.ndarray,
+    pushes: np.ndarray,
+    n_stages: int,
+    seg_idx: np.ndarray | None = None,
+    n_segments: int = 0,
+    log_days: np.ndarray | None = None,
 ) -> np.ndarray:
     n = len(pos)
     st = np.zeros((n, n_stages))
     st[np.arange(n), stage_idx] = 1.0
     po = np.zeros((n, len(POSITIONS)))
     po[np.arange(n), pos] = 1.0
-    return np.hstack([st, po, po * frac_left[:, None], np.minimum(pushes, _MAX_PUSHES)[:, None].astype(float)])
+    parts = [st, po, po * frac_left[:, None], np.minimum(pushes, _MAX_PUSHES)[:, None].astype(float)]
+    if seg_idx is not None and n_segments:
+        sg = np.zeros((n, n_segments))
+        ok = seg_idx >= 0
+        sg[np.flatnonzero(ok), seg_idx[ok]] = 1.0
+        parts += [sg, sg * frac_left[:, None]]
+    if log_days is not None:
+        parts.append(log_days[:, None])
+    return np.hstack(parts)
 
 
 def _no_slip_rows() -> pd.DataFrame:
@@ -101,7 +127,7 @@ def _no_slip_rows() -> pd.DataFrame:
                 else "int64"
                 if c in ints
                 else "float64"
-                if c == "period_days"
+                if c in ("period_days", "days_in_stage")
                 else "string"
             )
             for c in _SLIP_COLUMNS
@@ -115,6 +141,8 @@ _SLIP_COLUMNS = [
     "stage",
     "close_date",
     "pushes",
+    "segment",
+    "days_in_stage",
     "period_end",
     "period_days",
     "closed_at",
@@ -139,8 +167,10 @@ def slip_rows(crm: CRM, freq: Freq = "quarter", *, lookback: str = "1095D", unti
     Returns
     -------
     DataFrame
-        ``opportunity_id, as_of, stage, close_date, pushes, period_end, period_days,
-        closed_at, in_period`` (1 when won before ``period_end``).
+        ``opportunity_id, as_of, stage, close_date, pushes, segment`` (empty without a
+        segment column), ``days_in_stage`` (days since the deal entered its stage, to
+        ``as_of``), ``period_end, period_days, closed_at, in_period`` (1 when won before
+        ``period_end``).
     """
     try:
         lb = pd.Timedelta(lookback)
@@ -157,7 +187,10 @@ def slip_rows(crm: CRM, freq: Freq = "quarter", *, lookback: str = "1095D", unti
     h = h.sort_values(["opportunity_id", "changed_at"], kind="stable")
     same = h["opportunity_id"].eq(h["opportunity_id"].shift())
     pushed = (h["close_date"] > h["close_date"].shift()) & same
-    h = h.assign(pushes=pushed.astype(int).groupby(h["opportunity_id"], sort=False).cumsum())
+    same_np = same.fillna(False).to_numpy(dtype=bool)
+    new_spell = ~(same_np & h["stage"].eq(h["stage"].shift()).fillna(False).to_numpy(dtype=bool))
+    entered = h["changed_at"].where(new_spell).ffill()  # start of the current stage spell (as stage_spells)
+    h = h.assign(pushes=pushed.astype(int).groupby(h["opportunity_id"], sort=False).cumsum(), entered_stage_at=entered)
     # pairs (won deal, date) with the deal created by the end of t and not yet won at the end of t
     w = won.reset_index(drop=True)
     di = np.repeat(np.arange(len(w)), len(dates))
@@ -176,7 +209,8 @@ def slip_rows(crm: CRM, freq: Freq = "quarter", *, lookback: str = "1095D", unti
     if pairs.empty:
         return _no_slip_rows()
     pairs = pairs.sort_values("_cut", kind="stable")
-    hs = h[["opportunity_id", "changed_at", "stage", "close_date", "pushes"]].sort_values("changed_at", kind="stable")
+    cols = ["opportunity_id", "changed_at", "stage", "close_date", "pushes", "entered_stage_at"]
+    hs = h[cols].sort_values("changed_at", kind="stable")
     hs = hs.assign(opportunity_id=hs["opportunity_id"].astype(object))
     pairs["opportunity_id"] = pairs["opportunity_id"].astype(object)
     m = pd.merge_asof(
@@ -195,6 +229,8 @@ def slip_rows(crm: CRM, freq: Freq = "quarter", *, lookback: str = "1095D", unti
     m["in_period"] = (m["closed_at"] < m["period_end"]).astype(int)
     m["pushes"] = m["pushes"].astype(int)
     m["stage"] = m["stage"].astype("string")
+    m["segment"] = _segments(crm, m["opportunity_id"])
+    m["days_in_stage"] = ((m["as_of"] - m["entered_stage_at"]).dt.total_seconds() / 86400.0).clip(lower=0)
     out = m[_SLIP_COLUMNS].sort_values(["as_of", "opportunity_id"], kind="stable").reset_index(drop=True)
     return out
 
@@ -212,6 +248,9 @@ class SlipModel:
         Only periods that ended at least this long before the snapshot date are used.
     C : float
         Inverse L2 regularisation of the logistic regression.
+    features : tuple of str
+        Optional feature groups among :data:`SLIP_FEATURES` (``pushes``, ``segment``,
+        ``days_in_stage``; default all); the stage and the close-date position are always used.
 
     Attributes
     ----------
@@ -219,15 +258,25 @@ class SlipModel:
         None when the model fell back to the close-date rule.
     n_rows_ : int
         Training rows used.
+    segments_ : tuple of str
+        Segments with their own term.
     fallback_ : bool
         True when the close-date rule is used.
     """
 
-    def __init__(self, freq: Freq = "quarter", lookback: str = "1095D", settle: str = "90D", C: float = 1.0) -> None:
+    def __init__(
+        self,
+        freq: Freq = "quarter",
+        lookback: str = "1095D",
+        settle: str = "90D",
+        C: float = 1.0,
+        features: tuple[str, ...] = SLIP_FEATURES,
+    ) -> None:
         self.freq = freq
         self.lookback = lookback
         self.settle = settle
         self.C = C
+        self.features = features
 
     def fit(self, crm: CRM, rows: pd.DataFrame | None = None) -> SlipModel:
         """Fit on ``crm`` (or on precomputed :func:`slip_rows` of a later snapshot, filtered to what ``crm`` knows)."""
@@ -235,6 +284,9 @@ class SlipModel:
             settle = pd.Timedelta(self.settle)
         except (ValueError, TypeError):
             raise ParameterError(f"settle={self.settle!r} is not a duration; use e.g. '90D'") from None
+        bad = [f for f in self.features if f not in SLIP_FEATURES]
+        if bad:
+            raise ParameterError(f"unknown slip feature(s) {bad}; allowed: {', '.join(SLIP_FEATURES)}")
         if rows is None:
             rows = slip_rows(crm, self.freq, lookback=self.lookback)
         else:  # rows of a later snapshot: keep what this one knows (won by its date, grid in its window)
@@ -243,6 +295,7 @@ class SlipModel:
             rows = rows[
                 (rows["closed_at"] < known) & (rows["as_of"] >= crm.as_of_date - lb) & (rows["as_of"] <= crm.as_of_date)
             ]
+            rows = rows.assign(segment=_segments(crm, rows["opportunity_id"]))  # as this snapshot knows them
         rows = rows[rows["period_end"] <= crm.as_of_date + _DAY - settle]
         self.stage_names_ = tuple(crm.playbook.stage_names)
         self.n_rows_ = len(rows)
@@ -258,35 +311,50 @@ class SlipModel:
             self.model_ = None
             self.fallback_ = True
             return self
-        X = self._features(
-            rows["stage"], rows["close_date"], rows["as_of"], rows["period_end"], rows["period_days"], rows["pushes"]
-        )
+        if "segment" in self.features:
+            counts = rows["segment"].dropna().astype(str).value_counts()
+            self.segments_ = tuple(sorted(counts.index[counts >= MIN_SEGMENT_ROWS]))
+        else:
+            self.segments_ = ()
+        X = self._features(rows, rows["as_of"], rows["period_end"], rows["period_days"])
         self.model_ = LogisticRegression(C=self.C, max_iter=1000).fit(X, y)
         self.fallback_ = False
         return self
 
     def _features(
         self,
-        stage: pd.Series,
-        close_date: pd.Series,
+        deals: pd.DataFrame,
         t: pd.Series | pd.Timestamp,
         end: pd.Series | pd.Timestamp,
         period_days: pd.Series | float,
-        pushes: pd.Series,
     ) -> np.ndarray:
-        n = len(stage)
+        n = len(deals)
         t_a = np.broadcast_to(np.asarray(t, dtype="datetime64[ns]"), (n,))
         e_a = np.broadcast_to(np.asarray(end, dtype="datetime64[ns]"), (n,))
         pdays = np.broadcast_to(np.asarray(period_days, dtype=float), (n,))
-        idx = pd.Index(self.stage_names_).get_indexer(stage.astype(object).to_numpy())
+        idx = pd.Index(self.stage_names_).get_indexer(deals["stage"].astype(object).to_numpy())
         idx = np.where(idx < 0, 0, idx)
-        pos = _positions(close_date.to_numpy(dtype="datetime64[ns]"), t_a, e_a, pdays)
+        pos = _positions(deals["close_date"].to_numpy(dtype="datetime64[ns]"), t_a, e_a, pdays)
         left = (e_a - (t_a + np.timedelta64(1, "D"))) / np.timedelta64(1, "D")
         frac = np.clip(left / pdays, 0.0, 1.0)
-        return _design(idx, pos, frac, pushes.to_numpy(dtype=float), len(self.stage_names_))
+        pushes = deals["pushes"].to_numpy(dtype=float) if "pushes" in self.features else np.zeros(n)  # constant
+        seg_idx = None
+        if self.segments_:
+            seg = deals["segment"] if "segment" in deals else pd.Series([None] * n, dtype=object)
+            seg_idx = pd.Index(self.segments_).get_indexer(seg.astype(object).where(seg.notna(), None).to_numpy())
+        log_days = None
+        if "days_in_stage" in self.features:
+            days = deals["days_in_stage"] if "days_in_stage" in deals else pd.Series(np.zeros(n))
+            log_days = np.log1p(np.nan_to_num(days.to_numpy(dtype=float), nan=0.0).clip(0, None))
+        return _design(idx, pos, frac, pushes, len(self.stage_names_), seg_idx, len(self.segments_), log_days)
 
     def predict(self, deals: pd.DataFrame, as_of: pd.Timestamp, period: Period) -> np.ndarray:
-        """``p_in_period`` of open deals (``stage, close_date, pushes``) as of ``as_of`` for ``period``."""
+        """``p_in_period`` of open deals as of ``as_of`` for ``period``.
+
+        ``deals`` has ``stage, close_date, pushes`` and, when the model uses them,
+        ``segment`` and ``days_in_stage`` (missing columns count as an unknown segment
+        and 0 days).
+        """
         if not hasattr(self, "fallback_"):
             raise ParameterError("SlipModel is not fitted; call fit(crm) first")
         if len(deals) == 0:
@@ -294,8 +362,37 @@ class SlipModel:
         if self.fallback_:
             cd = deals["close_date"]
             return (cd.isna() | (cd < period.end)).to_numpy(dtype=float)
-        X = self._features(deals["stage"], deals["close_date"], as_of, period.end, float(period.days), deals["pushes"])
+        X = self._features(deals, as_of, period.end, float(period.days))
         return self.model_.predict_proba(X)[:, 1]
+
+
+def _days_in_stage(crm: CRM, open_deals: pd.DataFrame) -> pd.Series:
+    """Days each open deal has spent in its current stage, to the snapshot date, by deal id.
+
+    Same as :func:`~forecastkit.data.timeline.current_stage_age` (consecutive history rows in one
+    stage are one spell; a deal without history entered its stage at creation), on the open
+    deals' history rows only.
+    """
+    ids = open_deals["opportunity_id"]
+    h = crm.history[["opportunity_id", "changed_at", "stage"]]
+    h = h[h["opportunity_id"].isin(ids).to_numpy(dtype=bool)].sort_values(
+        ["opportunity_id", "changed_at"], kind="stable"
+    )
+    same = h["opportunity_id"].eq(h["opportunity_id"].shift()).fillna(False).to_numpy(dtype=bool)
+    new_spell = ~(same & h["stage"].eq(h["stage"].shift()).fillna(False).to_numpy(dtype=bool))
+    entered = h["changed_at"].where(new_spell).ffill().groupby(h["opportunity_id"].to_numpy(), sort=False).last()
+    start = entered.reindex(ids.to_numpy()).fillna(pd.Series(open_deals["created_at"].to_numpy(), index=ids.to_numpy()))
+    days = (crm.as_of_date - start).dt.total_seconds() / 86400.0
+    return days.clip(lower=0)
+
+
+def _segments(crm: CRM, ids: pd.Series) -> pd.Series:
+    """The segment of each deal in ``ids`` as ``crm`` knows it (missing without a segment column)."""
+    o = crm.opportunities
+    if "segment" not in o:
+        return pd.Series(pd.NA, index=ids.index, dtype="string")
+    seg = o.drop_duplicates("opportunity_id").set_index("opportunity_id")["segment"]
+    return pd.Series(seg.reindex(ids.to_numpy()).to_numpy(), index=ids.index, dtype="string")
 
 
 def p_in_period(
@@ -324,13 +421,17 @@ def p_in_period(
         ``opportunity_id, pushes, p_in_period``, one row per open deal (``crm.open_deals`` order).
     """
     o = crm.open_deals
+    ids = o["opportunity_id"].to_numpy()
     pushes = close_date_pushes(crm).set_index("opportunity_id")["pushes"]
+    age = _days_in_stage(crm, o)
     deals = pd.DataFrame(
         {
-            "opportunity_id": o["opportunity_id"].to_numpy(),
+            "opportunity_id": ids,
             "stage": o["stage"].to_numpy(),
             "close_date": o["close_date"].to_numpy(),
-            "pushes": pushes.reindex(o["opportunity_id"].to_numpy()).fillna(0).astype(int).to_numpy(),
+            "pushes": pushes.reindex(ids).fillna(0).astype(int).to_numpy(),
+            "segment": _segments(crm, o["opportunity_id"]).to_numpy(),
+            "days_in_stage": age.reindex(ids).fillna(0.0).to_numpy(float),
         }
     )
     if how == "close_date":
