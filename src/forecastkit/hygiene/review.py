@@ -27,7 +27,7 @@ from forecastkit.hygiene._deals import (
     team_by_owner,
 )
 from forecastkit.hygiene.aging import _aging
-from forecastkit.hygiene.cadence import _steps
+from forecastkit.hygiene.cadence import _step_arrays
 from forecastkit.hygiene.completeness import contact_problems
 from forecastkit.hygiene.fields import _check_fields, _join_bits, _missing_long, _next_steps, _per_deal
 from forecastkit.hygiene.visits import _visit_reports
@@ -262,17 +262,15 @@ def _account_value(d: pd.DataFrame) -> pd.Series:
 
 
 def _cadence_rows(crm: CRM, d: pd.DataFrame, spells: pd.DataFrame) -> pd.DataFrame:
-    steps = _steps(crm, spells)
     first_stage = d[(d["stage_order"] == 0).to_numpy()]
-    s = steps[
-        (steps["status"] == "missed").to_numpy(bool) & isin(steps["opportunity_id"], first_stage["opportunity_id"])
-    ]
-    if s.empty:
-        return s.iloc[:0]
-    names = [c.name for c in crm.playbook.cadence]
-    deal, ids = pd.factorize(obj(s["opportunity_id"]), sort=True)
+    r = _step_arrays(crm, spells, leads=obj(first_stage["opportunity_id"]))
+    missed = r["status"] == "missed"
+    if not missed.any():
+        return first_stage.iloc[:0]
+    names = r["names"]
+    deal, ids = pd.factorize(r["lead_opp"][r["li"][missed]], sort=True)
     bits = np.zeros(len(ids), dtype="int64")
-    np.bitwise_or.at(bits, deal, 1 << pd.Index(names).get_indexer(obj(s["cadence_step"])))
+    np.bitwise_or.at(bits, deal, 1 << r["si"][missed])
     detail = _join_bits(bits, names, {n: k for k, n in enumerate(names)})
     deals = first_stage.iloc[pd.Index(first_stage["opportunity_id"].astype(object)).get_indexer(ids)]
     return _rows(deals, "cadence_missed", "missed: " + detail)
