@@ -19,6 +19,7 @@ from forecastkit.data.timeline import stage_spells
 from forecastkit.errors import ParameterError
 from forecastkit.hygiene._deals import (
     _deal_probability,
+    _none,
     account_owner,
     isin,
     obj,
@@ -28,7 +29,7 @@ from forecastkit.hygiene._deals import (
 )
 from forecastkit.hygiene.aging import _aging
 from forecastkit.hygiene.cadence import _step_arrays
-from forecastkit.hygiene.completeness import contact_problems
+from forecastkit.hygiene.completeness import _account_problems
 from forecastkit.hygiene.fields import _check_fields, _join_bits, _missing_long, _next_steps, _per_deal
 from forecastkit.hygiene.visits import _visit_reports
 from forecastkit.hygiene.wip import _wip
@@ -202,44 +203,38 @@ def _review(
     parts = [p for p in parts if len(p)]
     if not parts:
         return _empty()
-    cols = [c for c in COLUMNS if c not in ("severity", "action")]
-    out = pd.concat([_as_object(p[cols]) for p in parts], ignore_index=True)
-    out["severity"] = out["problem"].map({k: v[0] for k, v in PROBLEMS.items()})
-    out["action"] = out["problem"].map({k: v[1] for k, v in PROBLEMS.items()})
-    sev = (out["severity"] != "red").to_numpy(dtype="int64")
-    prob = out["problem"].map(_ORDER).to_numpy(dtype="int64")
-    var = out["value_at_risk"].to_numpy(dtype="float64")
-    ident = out["opportunity_id"].where(out["opportunity_id"].notna(), "account:" + out["account_id"].astype(str))
-    grp, _ = pd.factorize(ident.to_numpy(dtype=object))
+    return _assemble(parts)
+
+
+_NUMBERS = ("amount", "probability", "value_at_risk")
+
+
+def _assemble(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The parts as one action list, highest value at risk first (column by column: no frame concatenation)."""
+    col: dict[str, np.ndarray] = {}
+    for c in COLUMNS:
+        if c in ("severity", "action"):
+            continue
+        if c in _NUMBERS:
+            col[c] = np.concatenate([p[c].astype("float64").to_numpy() for p in parts])
+        else:
+            col[c] = np.concatenate([p[c].to_numpy(dtype=object) for p in parts])
+    codes, problems = pd.factorize(col["problem"])
+    prob = np.append(pd.Index(list(PROBLEMS)).get_indexer(problems), -1)[codes]  # position in PROBLEMS
+    col["severity"] = np.array([v[0] for v in PROBLEMS.values()] + [None], dtype=object)[prob]
+    col["action"] = np.array([v[1] for v in PROBLEMS.values()] + [None], dtype=object)[prob]
+    sev = (col["severity"] != "red").astype("int64")
+    var = col["value_at_risk"]
+    # one code per deal (per account for an account row), in order of appearance
+    opp_code, opp_ids = pd.factorize(_none(col["opportunity_id"]))
+    acc_code, acc_ids = pd.factorize(_none(col["account_id"]))
+    acc_code = np.where(acc_code >= 0, acc_code, len(acc_ids))
+    grp, _ = pd.factorize(np.where(opp_code >= 0, opp_code, len(opp_ids) + acc_code))
     # highest value first (NaN last); a deal's rows together, red before orange, then the problem order
     order = np.lexsort((prob, sev, grp, np.where(np.isnan(var), np.inf, -var)))
-    out = out.iloc[order]
-    out = out[COLUMNS].reset_index(drop=True)
-    for col in (
-        "owner",
-        "team",
-        "opportunity_id",
-        "account_id",
-        "name",
-        "stage",
-        "problem",
-        "severity",
-        "detail",
-        "action",
-    ):
-        out[col] = out[col].astype("string")
-    return out
-
-
-def _as_object(p: pd.DataFrame) -> pd.DataFrame:
-    """Same dtypes in every part (text as object, numbers as float) so that concatenation is stable."""
-    out = p.copy()
-    for c in out.columns:
-        if c in ("amount", "probability", "value_at_risk"):
-            out[c] = out[c].astype("float64")
-        else:
-            out[c] = out[c].astype(object)
-    return out
+    return pd.DataFrame(
+        {c: col[c][order] if c in _NUMBERS else pd.array(col[c][order], dtype="string") for c in COLUMNS}
+    )
 
 
 def _empty() -> pd.DataFrame:
@@ -323,27 +318,41 @@ def _visit_rows(crm: CRM, d: pd.DataFrame, owner: object, team: object) -> pd.Da
 
 
 def _contact_rows(crm: CRM, d: pd.DataFrame, owner: object, team: object) -> pd.DataFrame:
-    acc = contact_problems(crm)[1]
+    acc = _account_problems(crm)
     if acc.empty:
         return acc.iloc[:0]
-    parts = []
-    inc = acc["incomplete_contacts"]
-    parts.append(
-        np.where(inc > 0, inc.astype(str) + " incomplete contact(s) (missing " + acc["missing"].astype(str) + ")", "")
-    )
-    inv = acc["invalid_values"]
-    parts.append(np.where(inv > 0, inv.astype(str) + " invalid e-mail/phone", ""))
-    dup = acc["duplicates"]
-    parts.append(np.where(dup > 0, dup.astype(str) + " duplicate(s)", ""))
-    detail = pd.Series(parts[0], dtype=object)
-    for p in parts[1:]:
-        detail = pd.Series(np.where((detail != "") & (p != ""), detail + "; " + p, detail + p), dtype=object)
-    acc = acc.assign(detail=detail.to_numpy())
-    return _account_rows(crm, d, acc, "contact_data", owner, team)
+    inc = acc["incomplete_contacts"].to_numpy()
+    inv = acc["invalid_values"].to_numpy()
+    dup = acc["duplicates"].to_numpy()
+    missing = obj(acc["missing"])
+    # the detail text is built once per distinct (counts, missing fields) combination
+    combo, _ = pd.factorize(missing)
+    for counts in (inc, inv, dup):
+        combo, _ = pd.factorize(combo * (int(counts.max(initial=0)) + 1) + counts)
+    first = np.unique(combo, return_index=True)[1]
+    words = []
+    for i in first:
+        bits = []
+        if inc[i] > 0:
+            bits.append(f"{inc[i]} incomplete contact(s) (missing {missing[i]})")
+        if inv[i] > 0:
+            bits.append(f"{inv[i]} invalid e-mail/phone")
+        if dup[i] > 0:
+            bits.append(f"{dup[i]} duplicate(s)")
+        words.append("; ".join(bits))
+    acc = acc.assign(detail=np.asarray(words, dtype=object)[combo])
+    # the owner of a contact row is its account's owner already (see completeness._with_owner)
+    return _account_rows(crm, d, acc, "contact_data", owner, team, fill_owner=False)
 
 
 def _account_rows(
-    crm: CRM, d: pd.DataFrame, acc: pd.DataFrame, problem: str, owner: object, team: object
+    crm: CRM,
+    d: pd.DataFrame,
+    acc: pd.DataFrame,
+    problem: str,
+    owner: object,
+    team: object,
+    fill_owner: bool = True,
 ) -> pd.DataFrame:
     names = (
         crm.accounts.drop_duplicates("account_id").set_index("account_id")["name"]
@@ -358,7 +367,8 @@ def _account_rows(
             "account_id": obj(acc["account_id"]),
         }
     )
-    out["owner"] = out["owner"].where(out["owner"].notna(), out["account_id"].map(account_owner(crm)))
+    if fill_owner:
+        out["owner"] = out["owner"].where(out["owner"].notna(), out["account_id"].map(account_owner(crm)))
     out["team"] = out["owner"].map(team_by_owner(crm))
     out["name"] = out["account_id"].map(names)
     out["stage"] = None
