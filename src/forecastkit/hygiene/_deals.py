@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from forecastkit.data.crm import CRM
-from forecastkit.data.timeline import current_stage_age
+from forecastkit.data.timeline import _current_stage_age, stage_spells
 from forecastkit.errors import ParameterError
 
 __all__: list[str] = []
@@ -37,7 +37,7 @@ _BASE = (
 DEAL_COLUMNS = ["opportunity_id", "owner", "team", "account_id", "name", "stage", "amount"]
 
 
-def _deal_probability(crm: CRM) -> pd.Series:
+def _deal_probability(crm: CRM, open_deals: pd.DataFrame | None = None) -> pd.Series:
     """Win probability of each open deal, used to rank actions by value at risk.
 
     For now this is the playbook's CRM probability of the deal's current stage
@@ -50,11 +50,12 @@ def _deal_probability(crm: CRM) -> pd.Series:
     Returns
     -------
     Series
-        Float probabilities indexed like ``crm.open_deals``.
+        Float probabilities indexed like ``crm.open_deals`` (given as ``open_deals`` when already selected).
     """
     pb = crm.playbook
     mapping = {s.name: float(s.crm_probability) for s in pb.stages}
-    return crm.open_deals["stage"].map(mapping).astype("float64")
+    o = crm.open_deals if open_deals is None else open_deals
+    return o["stage"].map(mapping).astype("float64")
 
 
 def stage_order(stages: pd.Series, crm: CRM) -> np.ndarray:
@@ -78,12 +79,12 @@ def open_deal_frame(crm: CRM, spells: pd.DataFrame | None = None) -> pd.DataFram
     o = crm.open_deals
     extra = [f for f in crm.playbook.mandatory_fields if f in o.columns and f not in _BASE]
     d = o[list(_BASE) + extra].reset_index(drop=True)
-    age = current_stage_age(crm, spells)
+    age = _current_stage_age(o, stage_spells(crm) if spells is None else spells, crm.as_of_date)
     d["stage_order"] = stage_order(d["stage"], crm)
     d["entered_stage_at"] = age["entered_stage_at"].to_numpy()
     d["days_in_stage"] = age["days_in_stage"].to_numpy()
     d["deal_age_days"] = age["deal_age_days"].to_numpy()
-    d["probability"] = _deal_probability(crm).to_numpy()
+    d["probability"] = _deal_probability(crm, o).to_numpy()
     return d
 
 
