@@ -272,11 +272,17 @@ def _cadence_rows(crm: CRM, d: pd.DataFrame, spells: pd.DataFrame) -> pd.DataFra
 
 
 def _visit_rows(crm: CRM, d: pd.DataFrame, owner: object, team: object) -> pd.DataFrame:
-    v = _visit_reports(crm.activities, crm, ("visit", "meeting"))
+    acts = crm.activities
     q = period_of(crm.as_of_date, "quarter", crm.playbook)
-    on_open = isin(v["opportunity_id"], d["opportunity_id"])
-    acc_only = v["opportunity_id"].isna().to_numpy(bool) & q.contains(v["done_at"]).to_numpy(bool)
-    v = v[on_open | acc_only]
+    open_ids = d["opportunity_id"]
+
+    def keep(rows: np.ndarray) -> np.ndarray:
+        # visits on open deals, and visits tied to no deal in the current fiscal quarter
+        opp = obj(acts["opportunity_id"].take(rows))
+        acc_only = pd.isna(opp) & q.contains(acts["done_at"].take(rows)).to_numpy(bool)
+        return isin(opp, open_ids) | acc_only
+
+    v = _visit_reports(acts, crm, ("visit", "meeting"), keep)
     if v.empty:
         return v.iloc[:0]
     opp = obj(v["opportunity_id"])
