@@ -22,6 +22,7 @@ from forecastkit.hygiene._deals import (
     _none,
     account_owner,
     isin,
+    lookup,
     obj,
     open_deal_frame,
     select,
@@ -360,28 +361,32 @@ def _account_rows(
     team: object,
     fill_owner: bool = True,
 ) -> pd.DataFrame:
-    names = (
-        crm.accounts.drop_duplicates("account_id").set_index("account_id")["name"]
-        if crm.has("accounts")
-        else pd.Series(dtype=object)
-    )
+    ids = obj(acc["account_id"])
+    names = np.full(len(ids), None, dtype=object)
+    if crm.has("accounts"):  # the name on the account's first row
+        a_ids = obj(crm.accounts["account_id"])
+        first = ~pd.Index(a_ids).duplicated(keep="first")
+        pos = pd.Index(a_ids[first]).get_indexer(ids)
+        names = np.where(pos >= 0, obj(crm.accounts["name"])[first][pos] if first.any() else None, None)
     value = _account_value(d)
+    pos = pd.Index(obj(value.index)).get_indexer(ids)
+    owners = obj(acc["owner"])
+    if fill_owner:
+        owners = np.where(pd.isna(owners), lookup(account_owner(crm), ids), owners)
     out = pd.DataFrame(
         {
-            "owner": obj(acc["owner"]),
+            "owner": owners,
             "opportunity_id": None,
-            "account_id": obj(acc["account_id"]),
+            "account_id": ids,
+            "team": lookup(team_by_owner(crm), owners),
+            "name": names,
+            "stage": None,
+            "amount": np.nan,
+            "probability": np.nan,
+            "value_at_risk": np.where(pos >= 0, value.to_numpy(dtype="float64")[pos] if len(value) else np.nan, np.nan),
+            "problem": problem,
+            "detail": obj(acc["detail"]),
         }
     )
-    if fill_owner:
-        out["owner"] = out["owner"].where(out["owner"].notna(), out["account_id"].map(account_owner(crm)))
-    out["team"] = out["owner"].map(team_by_owner(crm))
-    out["name"] = out["account_id"].map(names)
-    out["stage"] = None
-    out["amount"] = np.nan
-    out["probability"] = np.nan
-    out["value_at_risk"] = out["account_id"].map(value).to_numpy(dtype="float64")
-    out["problem"] = problem
-    out["detail"] = obj(acc["detail"])
     out = select(out, owner, team)
     return out
