@@ -64,12 +64,15 @@ def _spells_fast(crm: CRM, h: pd.DataFrame, o: pd.DataFrame) -> pd.DataFrame | N
     if h["changed_at"].dtype != "datetime64[ns]" or o["created_at"].dtype != "datetime64[ns]":
         return None
     hid, oid = _text_values(h["opportunity_id"]), _text_values(o["opportunity_id"])
-    if pd.isna(hid).any() or pd.isna(oid).any():
-        return None
+    if pd.isna(oid).any() or (len(hid) < 2 and pd.isna(hid).any()):
+        return None  # (missing history ids show up below: comparing them raises TypeError)
     ids_col, stage_col = h["opportunity_id"], h["stage"]
     changed = h["changed_at"].to_numpy()
     starts = np.ones(len(hid), dtype=bool)
-    np.not_equal(hid[1:], hid[:-1], out=starts[1:])
+    try:
+        np.not_equal(hid[1:], hid[:-1], out=starts[1:])
+    except TypeError:  # missing ids (pd.NA) cannot be compared
+        return None
     in_hist = pd.Index(pd.unique(hid[starts])).get_indexer(oid) >= 0
     add = ~in_hist & o["stage"].notna().to_numpy(bool)
     resort = bool(add.any())

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from forecastkit.data.crm import CRM
 from forecastkit.data.timeline import _current_stage_age, stage_spells
@@ -159,8 +161,10 @@ def lookup(mapping: pd.Series, keys: pd.Series | np.ndarray) -> np.ndarray:
     ``mapping`` must have a unique index. Same result as ``keys.map(mapping)``, without
     hashing ``pd.NA`` (slow in pandas' object hash tables).
     """
-    k = obj(keys) if isinstance(keys, pd.Series | pd.Index) else _none(np.asarray(keys, dtype=object))
-    pos = pd.Index(obj(mapping.index)).get_indexer(k)
+    pos = positions(keys, obj(mapping.index))
+    if pos is None:
+        k = obj(keys) if isinstance(keys, pd.Series | pd.Index) else _none(np.asarray(keys, dtype=object))
+        pos = pd.Index(obj(mapping.index)).get_indexer(k)
     values = obj(mapping)
     return np.where(pos >= 0, values[pos] if len(values) else None, None)
 
@@ -171,14 +175,43 @@ def isin(values: pd.Series | pd.Index | np.ndarray, wanted: Iterable[object]) ->
     A hash lookup on object arrays: pandas' ``Series.isin`` on the ``string``
     dtype is about ten times slower on millions of rows.
     """
-    arr = obj(values) if isinstance(values, pd.Series | pd.Index) else _none(np.asarray(values, dtype=object))
     w = pd.unique(
         np.asarray(list(wanted) if not isinstance(wanted, pd.Series | pd.Index | np.ndarray) else wanted, dtype=object)
     )
     w = w[~pd.isna(w)]
+    fast = positions(values, w)
+    if fast is not None:
+        return fast >= 0
+    arr = obj(values) if isinstance(values, pd.Series | pd.Index) else _none(np.asarray(values, dtype=object))
     if len(arr) == 0 or len(w) == 0:
         return np.zeros(len(arr), dtype=bool)
     return pd.Index(w, dtype=object).get_indexer(arr) >= 0
+
+
+def _text(values: pd.Series | pd.Index | np.ndarray) -> pa.Array | None:
+    """Text values as a pyarrow string array (missing values null); None when they are not all text."""
+    if isinstance(values, pa.Array):
+        return values
+    arr = values.array if isinstance(values, pd.Series | pd.Index) else values
+    try:
+        return pa.array(np.asarray(arr, dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowException, UnicodeError, TypeError):
+        return None
+
+
+def positions(values: pd.Series | pd.Index | np.ndarray, index: np.ndarray) -> np.ndarray | None:
+    """Position of each value in ``index`` (distinct, no missing values), -1 when absent or missing.
+
+    A pyarrow hash lookup: about three times faster than ``Index.get_indexer`` on object arrays,
+    and no missing-value scan first. None when the values or the index are not all text
+    (the caller then uses pandas).
+    """
+    v, ix = _text(values), _text(index)
+    if v is None or ix is None:
+        return None
+    if len(v) == 0 or len(ix) == 0:
+        return np.full(len(v), -1, dtype="int64")
+    return pc.index_in(v, value_set=ix).fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
 
 
 def select(df: pd.DataFrame, owner: str | Iterable[str] | None, team: str | Iterable[str] | None) -> pd.DataFrame:

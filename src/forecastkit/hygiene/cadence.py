@@ -37,7 +37,7 @@ import pandas as pd
 
 from forecastkit.data.crm import CRM
 from forecastkit.data.timeline import stage_spells
-from forecastkit.hygiene._deals import isin, obj, select, team_by_owner
+from forecastkit.hygiene._deals import _none, isin, obj, positions, select, team_by_owner
 
 __all__ = ["CadenceReport", "cadence", "CADENCE_STATUSES"]
 
@@ -171,23 +171,26 @@ def _step_arrays(crm: CRM, spells: pd.DataFrame | None = None, leads: np.ndarray
 
     # leads: deals whose first spell is the first playbook stage
     sp = stage_spells(crm) if spells is None else spells
-    sp_ids = obj(sp["opportunity_id"])
+    sp_ids = np.asarray(sp["opportunity_id"].array, dtype=object)
     first = _run_starts(sp_ids) & (sp["stage_order"] == 0).to_numpy()
     if leads is not None:
-        first &= isin(sp_ids, leads)
-    lead_opp = sp_ids[first]
+        cand = np.flatnonzero(first)
+        first[cand] = isin(sp_ids[cand], leads)
+    lead_opp = _none(sp_ids[first])
     lead_exit = sp["exited_at"].to_numpy("datetime64[ns]")[first]
 
     acts = crm.activities
     # only the columns used, as plain arrays (filtering the whole activity table copies every column)
-    step_all = pd.Index(names).get_indexer(obj(acts["cadence_step"]))
+    step_all = positions(acts["cadence_step"], np.asarray(names, dtype=object))
+    if step_all is None:
+        step_all = pd.Index(names).get_indexer(obj(acts["cadence_step"]))
     rows = np.flatnonzero(step_all >= 0)
     if leads is not None:
-        a_opp = obj(acts["opportunity_id"].take(rows))
-        rows = rows[isin(a_opp, lead_opp)]
+        a_opp = np.asarray(acts["opportunity_id"].array, dtype=object)[rows]
+        mine = isin(a_opp, lead_opp)
+        rows, a_opp = rows[mine], _none(a_opp[mine])
         a_acc = np.full(len(rows), None, dtype=object)
         acc_only = np.zeros(len(rows), dtype=bool)
-        a_opp = obj(acts["opportunity_id"].take(rows))
     else:
         a_opp = obj(acts["opportunity_id"].take(rows))
         a_acc = obj(acts["account_id"].take(rows))

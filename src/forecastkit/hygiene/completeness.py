@@ -86,7 +86,7 @@ class CompletenessReport:
 
 def _arrow(s: pd.Series) -> pa.Array:
     """A text column as a pyarrow string array (nulls where missing), for fast vectorised string functions."""
-    return pa.array(obj(s), type=pa.string(), from_pandas=True)
+    return pa.array(np.asarray(s.array, dtype=object), type=pa.string(), from_pandas=True)  # pd.NA -> null
 
 
 def _bool(arr: pa.Array, index: pd.Index) -> pd.Series:

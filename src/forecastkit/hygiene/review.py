@@ -279,8 +279,10 @@ def _visit_rows(crm: CRM, d: pd.DataFrame, owner: object, team: object) -> pd.Da
 
     def keep(rows: np.ndarray) -> np.ndarray:
         # visits on open deals, and visits tied to no deal in the current fiscal quarter
-        opp = obj(acts["opportunity_id"].take(rows))
-        acc_only = pd.isna(opp) & q.contains(acts["done_at"].take(rows)).to_numpy(bool)
+        opp = np.asarray(acts["opportunity_id"].array, dtype=object)[rows]
+        acc_only = pd.isna(opp)
+        if acc_only.any():
+            acc_only[acc_only] = q.contains(acts["done_at"].take(rows[acc_only])).to_numpy(bool)
         return isin(opp, open_ids) | acc_only
 
     v = _visit_reports(acts, crm, ("visit", "meeting"), keep)
