@@ -126,11 +126,19 @@ def account_owner(crm: CRM) -> pd.Series:
 
     def build(c: CRM) -> pd.Series:
         o = c.opportunities
-        order = np.argsort(o["created_at"].to_numpy("datetime64[ns]"), kind="stable")
-        deals = _first_by_key(obj(o["account_id"])[order], obj(o["owner"])[order], "last")
         a = c.accounts
         acc = _first_by_key(obj(a["account_id"]), obj(a["owner"]))
-        return pd.concat([acc, deals[~isin(deals.index, acc.index)]])
+        # deals of the accounts without an owner in the accounts table (usually none)
+        keys = obj(o["account_id"])
+        pos = positions(keys, obj(acc.index))
+        if pos is None:
+            pos = pd.Index(obj(acc.index)).get_indexer(keys)
+        rows = np.flatnonzero(pos < 0)
+        if len(rows) == 0:
+            return acc
+        rows = rows[np.argsort(o["created_at"].to_numpy("datetime64[ns]")[rows], kind="stable")]
+        deals = _first_by_key(keys[rows], obj(o["owner"])[rows], "last")
+        return pd.concat([acc, deals]) if len(deals) else acc
 
     return _cached(crm, "account_owner", build)
 
