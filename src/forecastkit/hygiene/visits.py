@@ -95,8 +95,11 @@ def _visit_reports(
     rows = np.flatnonzero(isin(acts["type"], types) & (acts["done_at"] < cutoff).to_numpy(bool))
     if keep is not None:
         rows = rows[keep(rows)]
-    v = acts[["activity_id", "opportunity_id", "account_id", "owner", "type", "done_at", "report", *REPORT_BOXES]]
-    v = v.take(rows)
+    cols = ["activity_id", "opportunity_id", "account_id", "owner", "type", "done_at", "report", *REPORT_BOXES]
+    where = acts.columns.get_indexer(cols)
+    if (where < 0).any():
+        raise KeyError(f"{[c for c, w in zip(cols, where, strict=True) if w < 0]} not in the activities table")
+    v = acts.iloc[rows, where]  # only these rows and columns are copied
     flags = (
         np.column_stack([v[b].to_numpy(dtype="float64", na_value=np.nan) for b in REPORT_BOXES])
         if len(v)
