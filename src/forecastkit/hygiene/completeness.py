@@ -123,8 +123,13 @@ def _encoded(a: pa.Array) -> pa.DictionaryArray:
 
 
 def _valid_mask(a: pa.Array, check) -> np.ndarray:
-    """``check`` on each distinct value only (phones and e-mails repeat), as a boolean array (False where empty)."""
-    enc = _encoded(a)
+    """``check`` as a boolean array (False where empty); on the distinct values only when ``a`` is dictionary-encoded.
+
+    (Encoding costs about as much as one regular-expression pass: it pays only when it is shared.)
+    """
+    if not isinstance(a, pa.DictionaryArray):
+        return np.asarray(check(a).fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    enc = a
     ok = np.asarray(check(enc.dictionary).fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
     codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
     return np.where(codes >= 0, ok[codes], False) if len(ok) else np.zeros(len(a), dtype=bool)
@@ -136,12 +141,17 @@ def _norm_codes(a: pa.Array) -> np.ndarray:
     The normalisation runs on the distinct values only. ``a`` may be dictionary-encoded already.
     """
     enc = _encoded(a)
-    norm = pc.utf8_trim_whitespace(pc.utf8_lower(enc.dictionary))
-    if pc.any(pc.match_substring_regex(norm, r"\s\s|[^\S ]")).as_py():  # rare: collapse runs of whitespace
-        norm = pc.replace_substring_regex(norm, r"\s+", " ")
-    norm_codes = pc.dictionary_encode(norm).indices.to_numpy(zero_copy_only=False).astype("int64")
+    norm_codes = _distinct_norm_codes(enc.dictionary)
     codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
     return np.where(codes >= 0, norm_codes[np.maximum(codes, 0)] if len(norm_codes) else -1, -1)
+
+
+def _distinct_norm_codes(values: pa.Array) -> np.ndarray:
+    """:func:`_norm_codes` of distinct, non-missing values (no encoding first)."""
+    norm = pc.utf8_trim_whitespace(pc.utf8_lower(values))
+    if pc.any(pc.match_substring_regex(norm, r"\s\s|[^\S ]")).as_py():  # rare: collapse runs of whitespace
+        norm = pc.replace_substring_regex(norm, r"\s+", " ")
+    return pc.dictionary_encode(norm).indices.to_numpy(zero_copy_only=False).astype("int64")
 
 
 def _dup_key(*cols: pd.Series | pa.Array | np.ndarray) -> np.ndarray:
@@ -281,7 +291,7 @@ def _contact_dups(
     if acc is None:
         return _dup_key(c["email"] if email is None else email) | _dup_key(c["account_id"], c["name"])
     codes, accounts = acc
-    norm = _norm_codes(pa.array(accounts, type=pa.string()))  # normalised on the distinct ids only
+    norm = _distinct_norm_codes(pa.array(accounts, type=pa.string()))  # normalised on the distinct ids only
     acc_norm = np.where(codes >= 0, norm[np.maximum(codes, 0)] if len(norm) else -1, -1)
     return _dup_key(c["email"] if email is None else email) | _dup_key(acc_norm, c["name"])
 
