@@ -16,19 +16,20 @@ Run: ``.venv/bin/python benchmarks/bench_hygiene.py [n_opportunities] [n_activit
 or ``.venv/bin/python benchmarks/bench_hygiene.py --snapshot PATH``
 
 Results (``fk.hygiene.review`` on the cached benchmark companies, CPU seconds of the
-review alone, 2-core machine shared with other jobs, so CPU times are inflated):
+review alone; 2-core machine shared with other jobs, load 7-10, so CPU times are inflated):
 
-=============================  ==================  ==================
-snapshot                       before (f8b1fb1)    after (this branch)
-=============================  ==================  ==================
-100k opps, 0.65M activities    3.5-3.8 s           1.6 s
-1M opps, 6.5M activities       48.6 s              see RESULTS_1M
-=============================  ==================  ==================
+===========================  =================  ==========================
+snapshot                     before (f8b1fb1)   after (branch hyg)
+===========================  =================  ==========================
+100k opps, 0.65M activities  3.5 s              1.6 s
+1M opps, 6.5M activities     48.6 s             22.0 s (at 57b751a)
+===========================  =================  ==========================
 
-Memory at 1M: the loaded snapshot alone holds 8.3 GB resident after unpickling
-(10.3 GB peak while unpickling); the review adds 0.9 GB on top (peak 9.2 GB).
-The 6 GB target cannot be met while the snapshot's text columns are Python
-objects (a loader matter, outside the hygiene package).
+Memory at 1M (``/usr/bin/time -v`` and ``VmHWM``): the loaded snapshot alone holds
+8.3 GB resident after unpickling (10.3 GB peak while unpickling); the review adds
+0.9 GB on top of it (peak 9.2 GB during the review). The 6 GB target cannot be met
+while the snapshot's text columns are Python objects (a loader matter, outside
+the hygiene package); the review's own share is under 1 GB.
 """
 
 from __future__ import annotations
