@@ -16,20 +16,22 @@ Run: ``.venv/bin/python benchmarks/bench_hygiene.py [n_opportunities] [n_activit
 or ``.venv/bin/python benchmarks/bench_hygiene.py --snapshot PATH``
 
 Results (``fk.hygiene.review`` on the cached benchmark companies, CPU seconds of the
-review alone; 2-core machine shared with other jobs, load 7-10, so CPU times are inflated):
+review alone, 2026-11-25; 2-core machine shared with other jobs, load 5-10, so wall
+times are 2-3x the CPU times; memory in GiB from ``VmHWM``):
 
-===========================  =================  ==========================
-snapshot                     before (f8b1fb1)   after (branch hyg)
-===========================  =================  ==========================
-100k opps, 0.65M activities  3.5 s              1.6 s
-1M opps, 6.5M activities     48.6 s             22.0 s (at 57b751a)
-===========================  =================  ==========================
+===============================  ==========================  ==========================
+snapshot                         before (f8b1fb1)            after (branch hyg)
+===============================  ==========================  ==========================
+100k (snapshot-27d132eefd.pkl)   2.8 s CPU                   1.0 s CPU
+1M (snapshot-27d132eefd.pkl)     34.6 s CPU (89 s wall),     11.4 s CPU (21 s wall),
+                                 peak 5.40 GiB (+2.49)       peak 3.66 GiB (+0.75)
+===============================  ==========================  ==========================
 
-Memory at 1M (``/usr/bin/time -v`` and ``VmHWM``): the loaded snapshot alone holds
-8.3 GB resident after unpickling (10.3 GB peak while unpickling); the review adds
-0.9 GB on top of it (peak 9.2 GB during the review). The 6 GB target cannot be met
-while the snapshot's text columns are Python objects (a loader matter, outside
-the hygiene package); the review's own share is under 1 GB.
+1M = 979,726 opportunities, 3.4M history rows, 6.5M activities, 1.9M contacts;
+889,582 actions. The loaded snapshot holds 2.91 GiB (4.14 GiB peak while
+unpickling, the process peak); "+" is the review's own increment. On the older
+snapshot-fb8b625c35.pkl (8.3 GiB once loaded) the same review took 48.6 s CPU before
+and 22.0 s CPU after the first half of these changes (at 57b751a).
 """
 
 from __future__ import annotations
