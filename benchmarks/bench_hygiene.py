@@ -6,12 +6,38 @@ seconds and the peak resident memory during the review (Linux ``VmHWM`` after
 resetting it once the synthetic tables are built; the tables themselves are
 included, their synthesis temporaries are not). Target: under 20 s and 6 GB.
 
+With ``--snapshot PATH`` it times the review on a pickled loaded CRM instead (the
+benchmark company cached by ``bench_scale.py``, e.g.
+``/tmp/forecastkit-bench/1M/snapshot.pkl``; run it under ``flock /tmp/fk-1m.lock``)
+and prints the resident memory of the loaded snapshot, the peak during the review
+and the increment.
+
 Run: ``.venv/bin/python benchmarks/bench_hygiene.py [n_opportunities] [n_activities]``
+or ``.venv/bin/python benchmarks/bench_hygiene.py --snapshot PATH``
+
+Results (``fk.hygiene.review`` on the cached benchmark companies, CPU seconds of the
+review alone, 2026-11-25; 2-core machine shared with other jobs, load 5-10, so wall
+times are 2-3x the CPU times; memory in GiB from ``VmHWM``):
+
+===============================  ==========================  ==========================
+snapshot                         before (f8b1fb1)            after (branch hyg)
+===============================  ==========================  ==========================
+100k (snapshot-27d132eefd.pkl)   2.8 s CPU                   1.0 s CPU
+1M (snapshot-27d132eefd.pkl)     34.6 s CPU (89 s wall),     11.4 s CPU (21 s wall),
+                                 peak 5.40 GiB (+2.49)       peak 3.66 GiB (+0.75)
+===============================  ==========================  ==========================
+
+1M = 979,726 opportunities, 3.4M history rows, 6.5M activities, 1.9M contacts;
+889,582 actions. The loaded snapshot holds 2.91 GiB (4.14 GiB peak while
+unpickling, the process peak); "+" is the review's own increment. On the older
+snapshot-fb8b625c35.pkl (8.3 GiB once loaded) the same review took 48.6 s CPU before
+and 22.0 s CPU after the first half of these changes (at 57b751a).
 """
 
 from __future__ import annotations
 
 import gc
+import pickle
 import sys
 import time
 
@@ -20,23 +46,36 @@ from _synthetic import current_gb, peak_gb, reset_peak, synthesize
 import forecastkit as fk
 
 
+def _review(crm: fk.CRM) -> None:
+    reset_peak()
+    before = current_gb()
+    print(f"memory held by the CRM tables: {before:.2f} GB (peak counter reset)")
+    t, c = time.perf_counter(), time.process_time()
+    actions = fk.hygiene.review(crm)
+    t_review, c_review = time.perf_counter() - t, time.process_time() - c
+    print(
+        f"review (all checks): {len(actions):,} actions in {t_review:.1f} s wall, {c_review:.1f} s CPU; "
+        f"peak RSS {peak_gb():.2f} GB (+{peak_gb() - before:.2f} GB during the review)"
+    )
+    print(actions["problem"].value_counts().to_string())
+
+
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--snapshot":
+        t = time.perf_counter()
+        with open(sys.argv[2], "rb") as f:
+            crm = pickle.load(f)
+        gc.collect()
+        print(f"loaded {crm} in {time.perf_counter() - t:.1f} s; peak RSS {peak_gb():.2f} GB")
+        _review(crm)
+        return
     n_opp = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     n_act = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000_000
     t = time.perf_counter()
     crm = synthesize(n_opp, n_act)
     gc.collect()
     print(f"synthesized {crm} in {time.perf_counter() - t:.1f} s; peak RSS {peak_gb():.2f} GB")
-    reset_peak()
-    print(f"memory held by the CRM tables: {current_gb():.2f} GB (peak counter reset)")
-    t, c = time.perf_counter(), time.process_time()
-    actions = fk.hygiene.review(crm)
-    t_review, c_review = time.perf_counter() - t, time.process_time() - c
-    print(
-        f"review (all checks): {len(actions):,} actions in {t_review:.1f} s wall, {c_review:.1f} s CPU; "
-        f"peak RSS {peak_gb():.2f} GB"
-    )
-    print(actions["problem"].value_counts().to_string())
+    _review(crm)
     t, c = time.perf_counter(), time.process_time()
     sc = fk.hygiene.scorecard(crm)
     print(

@@ -12,9 +12,11 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from forecastkit.data.crm import CRM
-from forecastkit.data.timeline import current_stage_age
+from forecastkit.data.timeline import _current_stage_age, stage_spells
 from forecastkit.errors import ParameterError
 
 __all__: list[str] = []
@@ -37,7 +39,7 @@ _BASE = (
 DEAL_COLUMNS = ["opportunity_id", "owner", "team", "account_id", "name", "stage", "amount"]
 
 
-def _deal_probability(crm: CRM) -> pd.Series:
+def _deal_probability(crm: CRM, open_deals: pd.DataFrame | None = None) -> pd.Series:
     """Win probability of each open deal, used to rank actions by value at risk.
 
     For now this is the playbook's CRM probability of the deal's current stage
@@ -50,11 +52,12 @@ def _deal_probability(crm: CRM) -> pd.Series:
     Returns
     -------
     Series
-        Float probabilities indexed like ``crm.open_deals``.
+        Float probabilities indexed like ``crm.open_deals`` (given as ``open_deals`` when already selected).
     """
     pb = crm.playbook
     mapping = {s.name: float(s.crm_probability) for s in pb.stages}
-    return crm.open_deals["stage"].map(mapping).astype("float64")
+    o = crm.open_deals if open_deals is None else open_deals
+    return o["stage"].map(mapping).astype("float64")
 
 
 def stage_order(stages: pd.Series, crm: CRM) -> np.ndarray:
@@ -78,12 +81,12 @@ def open_deal_frame(crm: CRM, spells: pd.DataFrame | None = None) -> pd.DataFram
     o = crm.open_deals
     extra = [f for f in crm.playbook.mandatory_fields if f in o.columns and f not in _BASE]
     d = o[list(_BASE) + extra].reset_index(drop=True)
-    age = current_stage_age(crm, spells)
+    age = _current_stage_age(o, stage_spells(crm) if spells is None else spells, crm.as_of_date)
     d["stage_order"] = stage_order(d["stage"], crm)
     d["entered_stage_at"] = age["entered_stage_at"].to_numpy()
     d["days_in_stage"] = age["days_in_stage"].to_numpy()
     d["deal_age_days"] = age["deal_age_days"].to_numpy()
-    d["probability"] = _deal_probability(crm).to_numpy()
+    d["probability"] = _deal_probability(crm, o).to_numpy()
     return d
 
 
@@ -123,11 +126,19 @@ def account_owner(crm: CRM) -> pd.Series:
 
     def build(c: CRM) -> pd.Series:
         o = c.opportunities
-        order = np.argsort(o["created_at"].to_numpy("datetime64[ns]"), kind="stable")
-        deals = _first_by_key(obj(o["account_id"])[order], obj(o["owner"])[order], "last")
         a = c.accounts
         acc = _first_by_key(obj(a["account_id"]), obj(a["owner"]))
-        return pd.concat([acc, deals[~isin(deals.index, acc.index)]])
+        # deals of the accounts without an owner in the accounts table (usually none)
+        keys = obj(o["account_id"])
+        pos = positions(keys, obj(acc.index))
+        if pos is None:
+            pos = pd.Index(obj(acc.index)).get_indexer(keys)
+        rows = np.flatnonzero(pos < 0)
+        if len(rows) == 0:
+            return acc
+        rows = rows[np.argsort(o["created_at"].to_numpy("datetime64[ns]")[rows], kind="stable")]
+        deals = _first_by_key(keys[rows], obj(o["owner"])[rows], "last")
+        return pd.concat([acc, deals]) if len(deals) else acc
 
     return _cached(crm, "account_owner", build)
 
@@ -158,8 +169,10 @@ def lookup(mapping: pd.Series, keys: pd.Series | np.ndarray) -> np.ndarray:
     ``mapping`` must have a unique index. Same result as ``keys.map(mapping)``, without
     hashing ``pd.NA`` (slow in pandas' object hash tables).
     """
-    k = obj(keys) if isinstance(keys, pd.Series | pd.Index) else _none(np.asarray(keys, dtype=object))
-    pos = pd.Index(obj(mapping.index)).get_indexer(k)
+    pos = positions(keys, obj(mapping.index))
+    if pos is None:
+        k = obj(keys) if isinstance(keys, pd.Series | pd.Index) else _none(np.asarray(keys, dtype=object))
+        pos = pd.Index(obj(mapping.index)).get_indexer(k)
     values = obj(mapping)
     return np.where(pos >= 0, values[pos] if len(values) else None, None)
 
@@ -170,14 +183,43 @@ def isin(values: pd.Series | pd.Index | np.ndarray, wanted: Iterable[object]) ->
     A hash lookup on object arrays: pandas' ``Series.isin`` on the ``string``
     dtype is about ten times slower on millions of rows.
     """
-    arr = obj(values) if isinstance(values, pd.Series | pd.Index) else _none(np.asarray(values, dtype=object))
     w = pd.unique(
         np.asarray(list(wanted) if not isinstance(wanted, pd.Series | pd.Index | np.ndarray) else wanted, dtype=object)
     )
     w = w[~pd.isna(w)]
+    fast = positions(values, w)
+    if fast is not None:
+        return fast >= 0
+    arr = obj(values) if isinstance(values, pd.Series | pd.Index) else _none(np.asarray(values, dtype=object))
     if len(arr) == 0 or len(w) == 0:
         return np.zeros(len(arr), dtype=bool)
     return pd.Index(w, dtype=object).get_indexer(arr) >= 0
+
+
+def _text(values: pd.Series | pd.Index | np.ndarray) -> pa.Array | None:
+    """Text values as a pyarrow string array (missing values null); None when they are not all text."""
+    if isinstance(values, pa.Array):
+        return values
+    arr = values.array if isinstance(values, pd.Series | pd.Index) else values
+    try:
+        return pa.array(np.asarray(arr, dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowException, UnicodeError, TypeError):
+        return None
+
+
+def positions(values: pd.Series | pd.Index | np.ndarray, index: np.ndarray) -> np.ndarray | None:
+    """Position of each value in ``index`` (distinct, no missing values), -1 when absent or missing.
+
+    A pyarrow hash lookup: about three times faster than ``Index.get_indexer`` on object arrays,
+    and no missing-value scan first. None when the values or the index are not all text
+    (the caller then uses pandas).
+    """
+    v, ix = _text(values), _text(index)
+    if v is None or ix is None:
+        return None
+    if len(v) == 0 or len(ix) == 0:
+        return np.full(len(v), -1, dtype="int64")
+    return pc.index_in(v, value_set=ix).fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
 
 
 def select(df: pd.DataFrame, owner: str | Iterable[str] | None, team: str | Iterable[str] | None) -> pd.DataFrame:

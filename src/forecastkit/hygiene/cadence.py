@@ -37,7 +37,7 @@ import pandas as pd
 
 from forecastkit.data.crm import CRM
 from forecastkit.data.timeline import stage_spells
-from forecastkit.hygiene._deals import obj, select, team_by_owner
+from forecastkit.hygiene._deals import _none, isin, obj, positions, select, team_by_owner
 
 __all__ = ["CadenceReport", "cadence", "CADENCE_STATUSES"]
 
@@ -107,6 +107,61 @@ def cadence(
 
 
 def _steps(crm: CRM, spells: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (lead, cadence step) expected, for every lead (see :class:`CadenceReport`)."""
+    r = _step_arrays(crm, spells)
+    names, days, li, si, status = r["names"], r["days"], r["li"], r["si"], r["status"]
+    opps, pos, acc_keys, lead_opp = crm.opportunities, r["lead_pos"], r["acc_keys"], r["lead_opp"]
+    big = np.iinfo(np.int64).max
+
+    # owner: the activity's, else the deal's (or the account's for account-only leads)
+    none = np.full(len(acc_keys), None, dtype=object)
+    key_owner = np.concatenate([obj(opps["owner"])[pos], none])
+    owner = r["cell_owner"]
+    miss = pd.isna(owner)
+    owner[miss] = key_owner[li[miss]]
+    key_acc = np.concatenate([obj(opps["account_id"])[pos], acc_keys.astype(object)])
+    key_opp = np.concatenate([lead_opp, none])
+    teams = team_by_owner(crm)
+    team = np.concatenate([obj(opps["team"])[pos], none])[li]
+    tmiss = pd.isna(team) | (owner != key_owner[li])
+    team[tmiss] = pd.Series(owner[tmiss], dtype=object).map(teams).to_numpy(dtype=object)
+
+    def _ts(v: np.ndarray) -> np.ndarray:
+        return np.where(v == big, np.iinfo(np.int64).min, v).view("datetime64[ns]")
+
+    out = pd.DataFrame(
+        {
+            "opportunity_id": pd.array(key_opp[li], dtype="string"),
+            "account_id": pd.array(key_acc[li], dtype="string"),
+            "owner": pd.array(owner, dtype="string"),
+            "team": pd.array(team, dtype="string"),
+            "cadence_step": pd.array(np.asarray(names, dtype=object)[si], dtype="string"),
+            "day": days[si],
+            "due_at": _ts(r["planned"]),
+            "done_at": _ts(r["done"]),
+            "status": pd.array(status, dtype="string"),
+            "days_late": r["days_late"].astype("int64"),
+        }
+    )
+    return out
+
+
+def _run_starts(ids: np.ndarray) -> np.ndarray:
+    """True on the first row of each run of equal ids (rows of one deal are contiguous in the stage spells)."""
+    first = np.ones(len(ids), dtype=bool)
+    try:
+        np.not_equal(ids[1:], ids[:-1], out=first[1:])
+    except TypeError:  # missing ids (pd.NA) cannot be compared
+        return ~pd.Series(ids, dtype=object).duplicated().to_numpy()
+    return first
+
+
+def _step_arrays(crm: CRM, spells: pd.DataFrame | None = None, leads: np.ndarray | None = None) -> dict:
+    """The cadence steps as arrays: ``li`` (lead), ``si`` (step), ``status``, ``planned``, ``done``, ...
+
+    ``leads``: only these deal ids (account-only leads are then left out); the steps of a
+    lead depend on that lead alone, so the rows are those of the full table for these leads.
+    """
     pb = crm.playbook
     names = [c.name for c in pb.cadence]
     days = np.array([c.day for c in pb.cadence], dtype="int64")
@@ -116,24 +171,32 @@ def _steps(crm: CRM, spells: pd.DataFrame | None = None) -> pd.DataFrame:
 
     # leads: deals whose first spell is the first playbook stage
     sp = stage_spells(crm) if spells is None else spells
-    first = sp[~sp["opportunity_id"].duplicated()]
-    first = first[(first["stage_order"] == 0).to_numpy()]
-    lead_opp = obj(first["opportunity_id"])
-    lead_exit = first["exited_at"].to_numpy("datetime64[ns]")
+    sp_ids = np.asarray(sp["opportunity_id"].array, dtype=object)
+    first = _run_starts(sp_ids) & (sp["stage_order"] == 0).to_numpy()
+    if leads is not None:
+        cand = np.flatnonzero(first)
+        first[cand] = isin(sp_ids[cand], leads)
+    lead_opp = _none(sp_ids[first])
+    lead_exit = sp["exited_at"].to_numpy("datetime64[ns]")[first]
 
     acts = crm.activities
     # only the columns used, as plain arrays (filtering the whole activity table copies every column)
-    step_all = pd.Index(names).get_indexer(obj(acts["cadence_step"]))
+    step_all = positions(acts["cadence_step"], np.asarray(names, dtype=object))
+    if step_all is None:
+        step_all = pd.Index(names).get_indexer(obj(acts["cadence_step"]))
     rows = np.flatnonzero(step_all >= 0)
-    cols = ["opportunity_id", "account_id", "owner", "due_at", "done_at"]
-    a = pd.DataFrame(
-        {c: acts[c].to_numpy()[rows] if c in ("due_at", "done_at") else obj(acts[c].take(rows)) for c in cols}
-    )
-    if a.empty:  # the company does not log cadence steps: nothing to check
+    if leads is not None:
+        a_opp = np.asarray(acts["opportunity_id"].array, dtype=object)[rows]
+        mine = isin(a_opp, lead_opp)
+        rows, a_opp = rows[mine], _none(a_opp[mine])
+        a_acc = np.full(len(rows), None, dtype=object)
+        acc_only = np.zeros(len(rows), dtype=bool)
+    else:
+        a_opp = obj(acts["opportunity_id"].take(rows))
+        a_acc = obj(acts["account_id"].take(rows))
+        acc_only = pd.isna(a_opp)
+    if not (step_all >= 0).any():  # the company does not log cadence steps: nothing to check
         lead_opp, lead_exit = lead_opp[:0], lead_exit[:0]
-    a_opp = obj(a["opportunity_id"])
-    a_acc = obj(a["account_id"])
-    acc_only = pd.isna(a_opp)
     # account-only leads
     acc_keys = pd.unique(a_acc[acc_only & ~pd.isna(a_acc)])
     keys = np.concatenate([lead_opp, acc_keys.astype(object)])
@@ -142,16 +205,15 @@ def _steps(crm: CRM, spells: pd.DataFrame | None = None) -> pd.DataFrame:
     a_keys = np.where(acc_only, a_acc, a_opp)
     lead_of = key_index.get_indexer(a_keys)
     ok = lead_of >= 0
-    a = a[ok]
+    rows = rows[ok]
     lead_of = lead_of[ok]
-    step_of = step_all[rows[ok]]
+    step_of = step_all[rows]
     n_leads = len(keys)
 
     # one row per (lead, step): first due, first done, owner of the first row
     cell = lead_of.astype("int64") * n_steps + step_of
-    due = a["due_at"].to_numpy("datetime64[ns]")
-    done = a["done_at"].to_numpy("datetime64[ns]")
-    owner_a = obj(a["owner"])
+    due = acts["due_at"].to_numpy("datetime64[ns]")[rows]
+    done = acts["done_at"].to_numpy("datetime64[ns]")[rows]
     n_cells = n_leads * n_steps
     big = np.iinfo(np.int64).max
     due_i = due.view("int64")
@@ -163,12 +225,12 @@ def _steps(crm: CRM, spells: pd.DataFrame | None = None) -> pd.DataFrame:
     cells = sorted_cell[starts]
     cell_due = np.full(n_cells, big, dtype="int64")
     cell_done = np.full(n_cells, big, dtype="int64")
-    cell_owner = np.full(n_cells, None, dtype=object)
+    cell_row = np.full(n_cells, -1, dtype="int64")
     t0 = np.full(n_leads, big, dtype="int64")
     if len(order):
         cell_due[cells] = np.minimum.reduceat(due_i[order], starts)
         cell_done[cells] = np.minimum.reduceat(done_i[order], starts)
-        cell_owner[cells] = owner_a[order[starts]]
+        cell_row[cells] = rows[order[starts]]
         # sequence start per lead: earliest (due - step day) over its rows
         sorted_lead = sorted_cell // n_steps
         lead_starts = np.flatnonzero(np.r_[True, sorted_lead[1:] != sorted_lead[:-1]])
@@ -198,40 +260,25 @@ def _steps(crm: CRM, spells: pd.DataFrame | None = None) -> pd.DataFrame:
     )
     days_late = np.select([status == "late", status == "missed"], [done_day - due_day, as_of_day - due_day], default=0)
     idx = np.flatnonzero(keep)
-    li, si = lead_rep[idx], step_rep[idx]
-
-    # owner: the activity's, else the deal's (or the account's for account-only leads)
-    pos = lead_pos
-    none = np.full(len(acc_keys), None, dtype=object)
-    key_owner = np.concatenate([obj(opps["owner"])[pos], none])
-    owner = cell_owner[idx]
-    miss = pd.isna(owner)
-    owner[miss] = key_owner[li[miss]]
-    key_acc = np.concatenate([obj(opps["account_id"])[pos], acc_keys.astype(object)])
-    key_opp = np.concatenate([lead_opp, none])
-    teams = team_by_owner(crm)
-    team = np.concatenate([obj(opps["team"])[pos], none])[li]
-    tmiss = pd.isna(team) | (owner != key_owner[li])
-    team[tmiss] = pd.Series(owner[tmiss], dtype=object).map(teams).to_numpy(dtype=object)
-
-    def _ts(v: np.ndarray) -> np.ndarray:
-        return np.where(v == big, np.iinfo(np.int64).min, v).view("datetime64[ns]")
-
-    out = pd.DataFrame(
-        {
-            "opportunity_id": pd.array(key_opp[li], dtype="string"),
-            "account_id": pd.array(key_acc[li], dtype="string"),
-            "owner": pd.array(owner, dtype="string"),
-            "team": pd.array(team, dtype="string"),
-            "cadence_step": pd.array(np.asarray(names, dtype=object)[si], dtype="string"),
-            "day": days[si],
-            "due_at": _ts(planned[idx]),
-            "done_at": _ts(cell_done[idx]),
-            "status": pd.array(status[idx], dtype="string"),
-            "days_late": days_late[idx].astype("int64"),
-        }
-    )
-    return out
+    crow = cell_row[idx]
+    cell_owner = np.full(len(idx), None, dtype=object)
+    has_row = crow >= 0
+    if has_row.any():
+        cell_owner[has_row] = obj(acts["owner"].take(crow[has_row]))
+    return {
+        "names": names,
+        "days": days,
+        "li": lead_rep[idx],
+        "si": step_rep[idx],
+        "status": status[idx],
+        "planned": planned[idx],
+        "done": cell_done[idx],
+        "days_late": days_late[idx],
+        "cell_owner": cell_owner,
+        "lead_opp": lead_opp,
+        "lead_pos": lead_pos,
+        "acc_keys": acc_keys,
+    }
 
 
 def _by_owner(steps: pd.DataFrame) -> pd.DataFrame:

@@ -86,7 +86,7 @@ class CompletenessReport:
 
 def _arrow(s: pd.Series) -> pa.Array:
     """A text column as a pyarrow string array (nulls where missing), for fast vectorised string functions."""
-    return pa.array(obj(s), type=pa.string(), from_pandas=True)
+    return pa.array(np.asarray(s.array, dtype=object), type=pa.string(), from_pandas=True)  # pd.NA -> null
 
 
 def _bool(arr: pa.Array, index: pd.Index) -> pd.Series:
@@ -118,9 +118,18 @@ def valid_phone(s: pd.Series) -> pd.Series:
     return _bool(_phone_ok(_arrow(s)), s.index)
 
 
+def _encoded(a: pa.Array) -> pa.DictionaryArray:
+    return a if isinstance(a, pa.DictionaryArray) else pc.dictionary_encode(a)
+
+
 def _valid_mask(a: pa.Array, check) -> np.ndarray:
-    """``check`` on each distinct value only (phones and e-mails repeat), as a boolean array (False where empty)."""
-    enc = pc.dictionary_encode(a)
+    """``check`` as a boolean array (False where empty); on the distinct values only when ``a`` is dictionary-encoded.
+
+    (Encoding costs about as much as one regular-expression pass: it pays only when it is shared.)
+    """
+    if not isinstance(a, pa.DictionaryArray):
+        return np.asarray(check(a).fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    enc = a
     ok = np.asarray(check(enc.dictionary).fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
     codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
     return np.where(codes >= 0, ok[codes], False) if len(ok) else np.zeros(len(a), dtype=bool)
@@ -129,26 +138,32 @@ def _valid_mask(a: pa.Array, check) -> np.ndarray:
 def _norm_codes(a: pa.Array) -> np.ndarray:
     """Integer code of each value's normalised form (lowercase, trimmed, single spaces); -1 where missing.
 
-    The normalisation runs on the distinct values only.
+    The normalisation runs on the distinct values only. ``a`` may be dictionary-encoded already.
     """
-    enc = pc.dictionary_encode(a)
-    norm = pc.utf8_trim_whitespace(pc.utf8_lower(enc.dictionary))
-    if pc.any(pc.match_substring_regex(norm, r"\s\s|[^\S ]")).as_py():  # rare: collapse runs of whitespace
-        norm = pc.replace_substring_regex(norm, r"\s+", " ")
-    norm_codes = pc.dictionary_encode(norm).indices.to_numpy(zero_copy_only=False).astype("int64")
+    enc = _encoded(a)
+    norm_codes = _distinct_norm_codes(enc.dictionary)
     codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
     return np.where(codes >= 0, norm_codes[np.maximum(codes, 0)] if len(norm_codes) else -1, -1)
 
 
-def _dup_key(*cols: pd.Series | pa.Array) -> np.ndarray:
+def _distinct_norm_codes(values: pa.Array) -> np.ndarray:
+    """:func:`_norm_codes` of distinct, non-missing values (no encoding first)."""
+    norm = pc.utf8_trim_whitespace(pc.utf8_lower(values))
+    if pc.any(pc.match_substring_regex(norm, r"\s\s|[^\S ]")).as_py():  # rare: collapse runs of whitespace
+        norm = pc.replace_substring_regex(norm, r"\s+", " ")
+    return pc.dictionary_encode(norm).indices.to_numpy(zero_copy_only=False).astype("int64")
+
+
+def _dup_key(*cols: pd.Series | pa.Array | np.ndarray) -> np.ndarray:
     """True for every record after the first with the same normalised key (lowercase, trimmed, single spaces).
 
-    A record with any key part missing is never a duplicate.
+    A record with any key part missing is never a duplicate. A part given as an integer
+    array is taken as its normalised codes already (-1 where missing).
     """
     key = np.zeros(len(cols[0]), dtype="int64")
     valid = np.ones(len(cols[0]), dtype=bool)
     for col in cols:
-        codes = _norm_codes(col if isinstance(col, pa.Array) else _arrow(col))
+        codes = col if isinstance(col, np.ndarray) else _norm_codes(_arrow(col) if isinstance(col, pd.Series) else col)
         valid &= codes >= 0
         # combine the parts into one code per record (re-factorised so the mixed radix never overflows)
         key, _ = pd.factorize(key * (int(codes.max(initial=0)) + 1) + np.maximum(codes, 0))
@@ -215,12 +230,23 @@ def completeness(
     )
 
 
-def _with_owner(crm: CRM, contacts: pd.DataFrame) -> pd.DataFrame:
-    """The contacts with their account's owner (see :func:`account_owner`)."""
+def _with_owner(crm: CRM, contacts: pd.DataFrame, acc: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+    """The contacts with their account's owner (see :func:`account_owner`).
+
+    ``acc``: :func:`_account_codes` of ``contacts`` when already computed.
+    """
     acc_owner = account_owner(crm)
-    pos = acc_owner.index.get_indexer(obj(contacts["account_id"]))
+    codes, accounts = _account_codes(contacts) if acc is None else acc
+    pos = acc_owner.index.get_indexer(accounts)
     owners = np.append(obj(acc_owner), None)  # position -1 (account unknown) reads the trailing None
-    return contacts.assign(owner=pd.array(owners[pos], dtype="string"))
+    per_account = np.append(owners[pos], None)  # code -1 (no account) reads the trailing None
+    return contacts.assign(owner=pd.array(per_account[codes], dtype="string"))
+
+
+def _account_codes(c: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize`` of the contacts' account ids: (code per contact, -1 when missing; distinct ids)."""
+    codes, accounts = pd.factorize(obj(c["account_id"]))
+    return codes, np.asarray(accounts, dtype=object)
 
 
 def contact_problems(crm: CRM, contact_fields: Sequence[str] = CONTACT_FIELDS) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -230,11 +256,27 @@ def contact_problems(crm: CRM, contact_fields: Sequence[str] = CONTACT_FIELDS) -
     ``completeness(crm).by_owner`` and ``.by_account``, skipping the account checks and
     the new-prospect counts.
     """
+    c, cells, acc = _contact_cells(crm, contact_fields)
+    return _by_owner(c, *cells), _by_account(c, contact_fields, *cells, acc=acc)
+
+
+def _account_problems(crm: CRM, contact_fields: Sequence[str] = CONTACT_FIELDS) -> pd.DataFrame:
+    """``contact_problems(crm)[1]`` alone (what the pipeline review needs)."""
+    c, cells, acc = _contact_cells(crm, contact_fields)
+    return _by_account(c, contact_fields, *cells, acc=acc)
+
+
+def _contact_cells(crm: CRM, contact_fields: Sequence[str]) -> tuple[pd.DataFrame, tuple, tuple]:
+    """Every contact with its owner, the (filled, valid, dup) cells, and the account codes."""
     contacts = crm.require("contacts", "data completeness")
     _check_cols(contacts, contact_fields, "contacts", "contact_fields")
-    c = _with_owner(crm, contacts)
-    cells = _cells(c, contact_fields, _contact_dups(c))
-    return _by_owner(c, *cells), _by_account(c, contact_fields, *cells)
+    acc = _account_codes(contacts)
+    c = _with_owner(crm, contacts, acc)
+    pre = {}
+    if "email" in c.columns:  # encoded once for the duplicate key and the validity check
+        pre["email"] = pc.dictionary_encode(_arrow(c["email"]))
+    cells = _cells(c, contact_fields, _contact_dups(c, acc, pre.get("email")), pre)
+    return c, cells, acc
 
 
 def _check_cols(df: pd.DataFrame, cols: Sequence[str], table: str, arg: str) -> None:
@@ -243,16 +285,29 @@ def _check_cols(df: pd.DataFrame, cols: Sequence[str], table: str, arg: str) -> 
         raise ParameterError(f"{arg}: {bad} are not columns of the '{table}' table; available: {', '.join(df.columns)}")
 
 
-def _contact_dups(c: pd.DataFrame) -> np.ndarray:
-    return _dup_key(c["email"]) | _dup_key(c["account_id"], c["name"])
+def _contact_dups(
+    c: pd.DataFrame, acc: tuple[np.ndarray, np.ndarray] | None = None, email: pa.Array | None = None
+) -> np.ndarray:
+    if acc is None:
+        return _dup_key(c["email"] if email is None else email) | _dup_key(c["account_id"], c["name"])
+    codes, accounts = acc
+    norm = _distinct_norm_codes(pa.array(accounts, type=pa.string()))  # normalised on the distinct ids only
+    acc_norm = np.where(codes >= 0, norm[np.maximum(codes, 0)] if len(norm) else -1, -1)
+    return _dup_key(c["email"] if email is None else email) | _dup_key(acc_norm, c["name"])
 
 
 def _account_dups(a: pd.DataFrame) -> np.ndarray:
     return _dup_key(a["name"])
 
 
-def _cells(df: pd.DataFrame, cols: Sequence[str], dup: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(filled, valid, dup): boolean matrices records x fields (valid = filled and well-formed) and duplicates."""
+def _cells(
+    df: pd.DataFrame, cols: Sequence[str], dup: np.ndarray, pre: dict[str, pa.Array] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(filled, valid, dup): boolean matrices records x fields (valid = filled and well-formed) and duplicates.
+
+    ``pre``: arrow arrays of columns already converted (e.g. the dictionary-encoded e-mails).
+    """
+    pre = pre or {}
     n = len(df)
     filled = np.zeros((n, len(cols)), dtype=bool)
     valid = np.zeros((n, len(cols)), dtype=bool)
@@ -261,9 +316,9 @@ def _cells(df: pd.DataFrame, cols: Sequence[str], dup: np.ndarray) -> tuple[np.n
         f = s.notna().to_numpy(bool)
         filled[:, j] = f
         if col == "email":
-            valid[:, j] = _valid_mask(_arrow(s), _email_ok)
+            valid[:, j] = _valid_mask(pre[col] if col in pre else _arrow(s), _email_ok)
         elif col == "phone":
-            valid[:, j] = _valid_mask(_arrow(s), _phone_ok)
+            valid[:, j] = _valid_mask(pre[col] if col in pre else _arrow(s), _phone_ok)
         else:
             valid[:, j] = f
     return filled, valid, dup
@@ -318,7 +373,12 @@ def _by_owner(c: pd.DataFrame, filled: np.ndarray, valid: np.ndarray, dup: np.nd
 
 
 def _by_account(
-    c: pd.DataFrame, cols: Sequence[str], filled: np.ndarray, valid: np.ndarray, dup: np.ndarray
+    c: pd.DataFrame,
+    cols: Sequence[str],
+    filled: np.ndarray,
+    valid: np.ndarray,
+    dup: np.ndarray,
+    acc: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     incomplete = ~filled.all(axis=1)
     invalid = (filled & ~valid).sum(axis=1)
@@ -331,7 +391,7 @@ def _by_account(
                 for col in cols_out
             }
         )
-    codes, accounts = pd.factorize(obj(c["account_id"]))
+    codes, accounts = _account_codes(c) if acc is None else acc
     has = codes >= 0
     codes, n_acc = codes[has], len(accounts)
 

@@ -19,16 +19,18 @@ from forecastkit.data.timeline import stage_spells
 from forecastkit.errors import ParameterError
 from forecastkit.hygiene._deals import (
     _deal_probability,
+    _none,
     account_owner,
     isin,
+    lookup,
     obj,
     open_deal_frame,
     select,
     team_by_owner,
 )
 from forecastkit.hygiene.aging import _aging
-from forecastkit.hygiene.cadence import _steps
-from forecastkit.hygiene.completeness import contact_problems
+from forecastkit.hygiene.cadence import _step_arrays
+from forecastkit.hygiene.completeness import _account_problems
 from forecastkit.hygiene.fields import _check_fields, _join_bits, _missing_long, _next_steps, _per_deal
 from forecastkit.hygiene.visits import _visit_reports
 from forecastkit.hygiene.wip import _wip
@@ -202,44 +204,38 @@ def _review(
     parts = [p for p in parts if len(p)]
     if not parts:
         return _empty()
-    cols = [c for c in COLUMNS if c not in ("severity", "action")]
-    out = pd.concat([_as_object(p[cols]) for p in parts], ignore_index=True)
-    out["severity"] = out["problem"].map({k: v[0] for k, v in PROBLEMS.items()})
-    out["action"] = out["problem"].map({k: v[1] for k, v in PROBLEMS.items()})
-    sev = (out["severity"] != "red").to_numpy(dtype="int64")
-    prob = out["problem"].map(_ORDER).to_numpy(dtype="int64")
-    var = out["value_at_risk"].to_numpy(dtype="float64")
-    ident = out["opportunity_id"].where(out["opportunity_id"].notna(), "account:" + out["account_id"].astype(str))
-    grp, _ = pd.factorize(ident.to_numpy(dtype=object))
+    return _assemble(parts)
+
+
+_NUMBERS = ("amount", "probability", "value_at_risk")
+
+
+def _assemble(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The parts as one action list, highest value at risk first (column by column: no frame concatenation)."""
+    col: dict[str, np.ndarray] = {}
+    for c in COLUMNS:
+        if c in ("severity", "action"):
+            continue
+        if c in _NUMBERS:
+            col[c] = np.concatenate([p[c].astype("float64").to_numpy() for p in parts])
+        else:
+            col[c] = np.concatenate([p[c].to_numpy(dtype=object) for p in parts])
+    codes, problems = pd.factorize(col["problem"])
+    prob = np.append(pd.Index(list(PROBLEMS)).get_indexer(problems), -1)[codes]  # position in PROBLEMS
+    col["severity"] = np.array([v[0] for v in PROBLEMS.values()] + [None], dtype=object)[prob]
+    col["action"] = np.array([v[1] for v in PROBLEMS.values()] + [None], dtype=object)[prob]
+    sev = (col["severity"] != "red").astype("int64")
+    var = col["value_at_risk"]
+    # one code per deal (per account for an account row), in order of appearance
+    opp_code, opp_ids = pd.factorize(_none(col["opportunity_id"]))
+    acc_code, acc_ids = pd.factorize(_none(col["account_id"]))
+    acc_code = np.where(acc_code >= 0, acc_code, len(acc_ids))
+    grp, _ = pd.factorize(np.where(opp_code >= 0, opp_code, len(opp_ids) + acc_code))
     # highest value first (NaN last); a deal's rows together, red before orange, then the problem order
     order = np.lexsort((prob, sev, grp, np.where(np.isnan(var), np.inf, -var)))
-    out = out.iloc[order]
-    out = out[COLUMNS].reset_index(drop=True)
-    for col in (
-        "owner",
-        "team",
-        "opportunity_id",
-        "account_id",
-        "name",
-        "stage",
-        "problem",
-        "severity",
-        "detail",
-        "action",
-    ):
-        out[col] = out[col].astype("string")
-    return out
-
-
-def _as_object(p: pd.DataFrame) -> pd.DataFrame:
-    """Same dtypes in every part (text as object, numbers as float) so that concatenation is stable."""
-    out = p.copy()
-    for c in out.columns:
-        if c in ("amount", "probability", "value_at_risk"):
-            out[c] = out[c].astype("float64")
-        else:
-            out[c] = out[c].astype(object)
-    return out
+    return pd.DataFrame(
+        {c: col[c][order] if c in _NUMBERS else pd.array(col[c][order], dtype="string") for c in COLUMNS}
+    )
 
 
 def _empty() -> pd.DataFrame:
@@ -262,28 +258,34 @@ def _account_value(d: pd.DataFrame) -> pd.Series:
 
 
 def _cadence_rows(crm: CRM, d: pd.DataFrame, spells: pd.DataFrame) -> pd.DataFrame:
-    steps = _steps(crm, spells)
     first_stage = d[(d["stage_order"] == 0).to_numpy()]
-    s = steps[
-        (steps["status"] == "missed").to_numpy(bool) & isin(steps["opportunity_id"], first_stage["opportunity_id"])
-    ]
-    if s.empty:
-        return s.iloc[:0]
-    names = [c.name for c in crm.playbook.cadence]
-    deal, ids = pd.factorize(obj(s["opportunity_id"]), sort=True)
+    r = _step_arrays(crm, spells, leads=obj(first_stage["opportunity_id"]))
+    missed = r["status"] == "missed"
+    if not missed.any():
+        return first_stage.iloc[:0]
+    names = r["names"]
+    deal, ids = pd.factorize(r["lead_opp"][r["li"][missed]], sort=True)
     bits = np.zeros(len(ids), dtype="int64")
-    np.bitwise_or.at(bits, deal, 1 << pd.Index(names).get_indexer(obj(s["cadence_step"])))
+    np.bitwise_or.at(bits, deal, 1 << r["si"][missed])
     detail = _join_bits(bits, names, {n: k for k, n in enumerate(names)})
     deals = first_stage.iloc[pd.Index(first_stage["opportunity_id"].astype(object)).get_indexer(ids)]
     return _rows(deals, "cadence_missed", "missed: " + detail)
 
 
 def _visit_rows(crm: CRM, d: pd.DataFrame, owner: object, team: object) -> pd.DataFrame:
-    v = _visit_reports(crm.activities, crm, ("visit", "meeting"))
+    acts = crm.activities
     q = period_of(crm.as_of_date, "quarter", crm.playbook)
-    on_open = isin(v["opportunity_id"], d["opportunity_id"])
-    acc_only = v["opportunity_id"].isna().to_numpy(bool) & q.contains(v["done_at"]).to_numpy(bool)
-    v = v[on_open | acc_only]
+    open_ids = d["opportunity_id"]
+
+    def keep(rows: np.ndarray) -> np.ndarray:
+        # visits on open deals, and visits tied to no deal in the current fiscal quarter
+        opp = np.asarray(acts["opportunity_id"].array, dtype=object)[rows]
+        acc_only = pd.isna(opp)
+        if acc_only.any():
+            acc_only[acc_only] = q.contains(acts["done_at"].take(rows[acc_only])).to_numpy(bool)
+        return isin(opp, open_ids) | acc_only
+
+    v = _visit_reports(acts, crm, ("visit", "meeting"), keep)
     if v.empty:
         return v.iloc[:0]
     opp = obj(v["opportunity_id"])
@@ -325,49 +327,68 @@ def _visit_rows(crm: CRM, d: pd.DataFrame, owner: object, team: object) -> pd.Da
 
 
 def _contact_rows(crm: CRM, d: pd.DataFrame, owner: object, team: object) -> pd.DataFrame:
-    acc = contact_problems(crm)[1]
+    acc = _account_problems(crm)
     if acc.empty:
         return acc.iloc[:0]
-    parts = []
-    inc = acc["incomplete_contacts"]
-    parts.append(
-        np.where(inc > 0, inc.astype(str) + " incomplete contact(s) (missing " + acc["missing"].astype(str) + ")", "")
-    )
-    inv = acc["invalid_values"]
-    parts.append(np.where(inv > 0, inv.astype(str) + " invalid e-mail/phone", ""))
-    dup = acc["duplicates"]
-    parts.append(np.where(dup > 0, dup.astype(str) + " duplicate(s)", ""))
-    detail = pd.Series(parts[0], dtype=object)
-    for p in parts[1:]:
-        detail = pd.Series(np.where((detail != "") & (p != ""), detail + "; " + p, detail + p), dtype=object)
-    acc = acc.assign(detail=detail.to_numpy())
-    return _account_rows(crm, d, acc, "contact_data", owner, team)
+    inc = acc["incomplete_contacts"].to_numpy()
+    inv = acc["invalid_values"].to_numpy()
+    dup = acc["duplicates"].to_numpy()
+    missing = obj(acc["missing"])
+    # the detail text is built once per distinct (counts, missing fields) combination
+    combo, _ = pd.factorize(missing)
+    for counts in (inc, inv, dup):
+        combo, _ = pd.factorize(combo * (int(counts.max(initial=0)) + 1) + counts)
+    first = np.unique(combo, return_index=True)[1]
+    words = []
+    for i in first:
+        bits = []
+        if inc[i] > 0:
+            bits.append(f"{inc[i]} incomplete contact(s) (missing {missing[i]})")
+        if inv[i] > 0:
+            bits.append(f"{inv[i]} invalid e-mail/phone")
+        if dup[i] > 0:
+            bits.append(f"{dup[i]} duplicate(s)")
+        words.append("; ".join(bits))
+    acc = acc.assign(detail=np.asarray(words, dtype=object)[combo])
+    # the owner of a contact row is its account's owner already (see completeness._with_owner)
+    return _account_rows(crm, d, acc, "contact_data", owner, team, fill_owner=False)
 
 
 def _account_rows(
-    crm: CRM, d: pd.DataFrame, acc: pd.DataFrame, problem: str, owner: object, team: object
+    crm: CRM,
+    d: pd.DataFrame,
+    acc: pd.DataFrame,
+    problem: str,
+    owner: object,
+    team: object,
+    fill_owner: bool = True,
 ) -> pd.DataFrame:
-    names = (
-        crm.accounts.drop_duplicates("account_id").set_index("account_id")["name"]
-        if crm.has("accounts")
-        else pd.Series(dtype=object)
-    )
+    ids = obj(acc["account_id"])
+    names = np.full(len(ids), None, dtype=object)
+    if crm.has("accounts"):  # the name on the account's first row
+        a_ids = obj(crm.accounts["account_id"])
+        first = ~pd.Index(a_ids).duplicated(keep="first")
+        pos = pd.Index(a_ids[first]).get_indexer(ids)
+        names = np.where(pos >= 0, obj(crm.accounts["name"])[first][pos] if first.any() else None, None)
     value = _account_value(d)
+    pos = pd.Index(obj(value.index)).get_indexer(ids)
+    owners = obj(acc["owner"])
+    if fill_owner:
+        owners = np.where(pd.isna(owners), lookup(account_owner(crm), ids), owners)
     out = pd.DataFrame(
         {
-            "owner": obj(acc["owner"]),
+            "owner": owners,
             "opportunity_id": None,
-            "account_id": obj(acc["account_id"]),
+            "account_id": ids,
+            "team": lookup(team_by_owner(crm), owners),
+            "name": names,
+            "stage": None,
+            "amount": np.nan,
+            "probability": np.nan,
+            "value_at_risk": np.where(pos >= 0, value.to_numpy(dtype="float64")[pos] if len(value) else np.nan, np.nan),
+            "problem": problem,
+            "detail": obj(acc["detail"]),
         }
     )
-    out["owner"] = out["owner"].where(out["owner"].notna(), out["account_id"].map(account_owner(crm)))
-    out["team"] = out["owner"].map(team_by_owner(crm))
-    out["name"] = out["account_id"].map(names)
-    out["stage"] = None
-    out["amount"] = np.nan
-    out["probability"] = np.nan
-    out["value_at_risk"] = out["account_id"].map(value).to_numpy(dtype="float64")
-    out["problem"] = problem
-    out["detail"] = obj(acc["detail"])
     out = select(out, owner, team)
     return out

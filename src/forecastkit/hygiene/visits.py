@@ -9,7 +9,7 @@ activities table carries them as the flags ``report_context``,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -80,12 +80,26 @@ def visit_reports(
     return select(out, owner, team).reset_index(drop=True)
 
 
-def _visit_reports(acts: pd.DataFrame, crm: CRM, types: tuple[str, ...]) -> pd.DataFrame:
+def _visit_reports(
+    acts: pd.DataFrame,
+    crm: CRM,
+    types: tuple[str, ...],
+    keep: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """The rows of :func:`visit_reports` (no owner/team selection).
+
+    ``keep``: given the positions of the done visits, a boolean mask of those to check
+    (the others are left out); each row's result depends on that row alone.
+    """
     cutoff = crm.as_of_date + pd.Timedelta(days=1)
-    m = isin(acts["type"], types) & (acts["done_at"] < cutoff).to_numpy(bool)
-    v = acts.loc[
-        m, ["activity_id", "opportunity_id", "account_id", "owner", "type", "done_at", "report", *REPORT_BOXES]
-    ]
+    rows = np.flatnonzero(isin(acts["type"], types) & (acts["done_at"] < cutoff).to_numpy(bool))
+    if keep is not None:
+        rows = rows[keep(rows)]
+    cols = ["activity_id", "opportunity_id", "account_id", "owner", "type", "done_at", "report", *REPORT_BOXES]
+    where = acts.columns.get_indexer(cols)
+    if (where < 0).any():
+        raise KeyError(f"{[c for c, w in zip(cols, where, strict=True) if w < 0]} not in the activities table")
+    v = acts.iloc[rows, where]  # only these rows and columns are copied
     flags = (
         np.column_stack([v[b].to_numpy(dtype="float64", na_value=np.nan) for b in REPORT_BOXES])
         if len(v)
