@@ -298,20 +298,20 @@ def _rewind_opportunities(
     cur_stage = o["stage"].copy()
     ids = o["opportunity_id"]
     if len(hist):
-        last = hist.groupby("opportunity_id", sort=False).tail(1).set_index("opportunity_id")
-        has = ids.isin(last.index)
-        idx = ids[has]
+        last = hist.groupby("opportunity_id", sort=False).tail(1)
+        # one lookup of each deal's last history row (instead of one per column)
+        row = pd.Index(last["opportunity_id"].to_numpy(dtype=object)).get_indexer(ids.to_numpy(dtype=object))
+        has = pd.Series(row >= 0, index=o.index)
+        row = row[row >= 0]
         for col in ("stage", "amount", "close_date", "forecast_category"):
-            vals = last[col].reindex(idx.to_numpy()).to_numpy()
+            vals = last[col].to_numpy()[row]
             if col == "forecast_category":
                 # history without a category: the current one only while the deal is still in the same stage
-                unchanged = o.loc[has, "stage"].to_numpy(dtype=object) == last["stage"].reindex(
-                    idx.to_numpy()
-                ).to_numpy(dtype=object)
+                unchanged = o.loc[has, "stage"].to_numpy(dtype=object) == last["stage"].to_numpy(dtype=object)[row]
                 keep = pd.isna(vals) & unchanged & ~o.loc[has, "stage"].isin(CLOSED_STAGES).to_numpy()
                 vals = np.where(keep, o.loc[has, col].to_numpy(dtype=object), vals)
             o.loc[has, col] = vals
-        closed_when = last["changed_at"].reindex(idx.to_numpy()).to_numpy()
+        closed_when = last["changed_at"].to_numpy()[row]
     else:
         has = pd.Series(False, index=o.index)
         closed_when = np.array([], dtype="datetime64[ns]")
@@ -356,9 +356,9 @@ def _rewind_activities(act: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
     later = a["done_at"] >= cutoff
     if later.any():
         a.loc[later, "done_at"] = pd.NaT
-        a.loc[later, "report"] = pd.NA
-        for b in REPORT_BOXES:
-            a.loc[later, b] = pd.NA
+        for b in ("report", *REPORT_BOXES):
+            if b in a:  # a slimmed table (e.g. the win model's training source) may lack them
+                a.loc[later, b] = pd.NA
     return a.reset_index(drop=True)
 
 

@@ -162,9 +162,16 @@ class _Rejects:
 
 
 def empty_table(name: str) -> pd.DataFrame:
-    """An empty canonical table with the right columns and dtypes."""
-    table = TABLES[name]
-    return pd.DataFrame({c.name: pd.Series(dtype=_dtype(c)) for c in table.columns})
+    """An empty canonical table with the right columns and dtypes (a fresh copy each call)."""
+    e = _EMPTY.get(name)
+    if e is None:
+        table = TABLES[name]
+        e = _EMPTY[name] = pd.DataFrame({c.name: pd.Series(dtype=_dtype(c)) for c in table.columns})
+    return e.copy()
+
+
+#: Built once per table: every snapshot (and every ``as_of``) fills its absent tables with these.
+_EMPTY: dict[str, pd.DataFrame] = {}
 
 
 def _dtype(col: Column) -> object:
