@@ -7,7 +7,7 @@ first line under the header of a CSV file.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -202,7 +202,18 @@ def _from_arrow(arr: pa.ChunkedArray, index: pd.Index) -> pd.Series:
     enc = arr.dictionary_encode().combine_chunks()
     uniques = np.append(enc.dictionary.to_numpy(zero_copy_only=False).astype(object), [pd.NA])
     codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)  # -1 picks the trailing NA
-    return pd.Series(pd.arrays.StringArray(uniques[codes]), index=index, copy=False)
+    return pd.Series(_string_array(uniques[codes]), index=index, copy=False)
+
+
+_STRING_TEMPLATE = pd.arrays.StringArray(np.array([], dtype=object))
+
+
+def _string_array(values: np.ndarray) -> pd.arrays.StringArray:
+    """A ``TEXT_DTYPE`` array over ``values`` (Python ``str`` or ``pd.NA`` only, checked by the caller).
+
+    ``StringArray(values)`` would check every cell again (one Python-level pass per column).
+    """
+    return _STRING_TEMPLATE._from_backing_data(values)
 
 
 def _to_text(raw: pd.Series) -> pd.Series:
@@ -233,10 +244,19 @@ def normalise_codes(s: pd.Series) -> pd.Series:
 
     Works on the distinct values only, so it costs little on long columns.
     """
+    return _normalised(s)[0]
+
+
+def _normalised(s: pd.Series, allowed: Sequence[str] | None = None) -> tuple[pd.Series, np.ndarray]:
+    """``normalise_codes(s)`` and, per row, whether the normalised value is missing or in ``allowed``."""
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
     norm = [str(u).strip().lower().replace(" ", "_") for u in uniques]
     vals = np.array([*norm, pd.NA], dtype=object)[codes]
-    return pd.Series(pd.arrays.StringArray(vals), index=s.index, copy=False)
+    ok = np.ones(len(s), dtype=bool)
+    if allowed is not None:
+        allowed_set = set(allowed)
+        ok = np.array([n in allowed_set for n in norm] + [True], dtype=bool)[codes]
+    return pd.Series(_string_array(vals), index=s.index, copy=False), ok
 
 
 _NS_MIN, _NS_MAX = pd.Timestamp.min.value // 1000, pd.Timestamp.max.value // 1000  # in microseconds
@@ -389,12 +409,12 @@ def _validate_columns(
             m = out[col.name] < 0
             out = rej.add(out, m.fillna(False), col.name, "negative")
         if col.allowed is not None:
-            out[col.name] = normalise_codes(out[col.name])
-            m = out[col.name].notna() & ~out[col.name].isin(col.allowed)
+            out[col.name], ok = _normalised(out[col.name], col.allowed)
+            m = pd.Series(~ok, index=out.index)
             out = rej.add(out, m, col.name, f"not allowed (allowed: {', '.join(col.allowed)})")
     if "stage" in table.column_names and table.name in ("opportunities", "history"):
-        out["stage"] = normalise_codes(out["stage"])
-        m = out["stage"].notna() & ~out["stage"].isin(playbook.all_stage_names)
+        out["stage"], ok = _normalised(out["stage"], playbook.all_stage_names)
+        m = pd.Series(~ok, index=out.index)
         out = rej.add(out, m, "stage", f"unknown stage (playbook stages: {', '.join(playbook.all_stage_names)})")
     if table.key:
         dupm = out.duplicated(list(table.key), keep="first")
