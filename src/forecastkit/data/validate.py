@@ -198,7 +198,19 @@ def _arrow_text(raw: pd.Series) -> pa.ChunkedArray | None:
 
 
 def _from_arrow(arr: pa.ChunkedArray, index: pd.Index) -> pd.Series:
-    """A canonical text column from a pyarrow string array; equal values share one Python string (less memory)."""
+    """A canonical text column from a pyarrow string array; equal values share one Python string (less memory).
+
+    Columns of mostly distinct values (ids, names, e-mails: judged on their first
+    20,000 cells) are converted cell by cell instead: sharing saves nothing there and
+    the dictionary costs a hash of every cell.
+    """
+    head = arr.slice(0, 20_000)
+    n_head = len(head) - head.null_count
+    if n_head >= 1_000 and pc.count_distinct(head).as_py() > 0.5 * n_head:
+        vals = arr.to_numpy()
+        if arr.null_count:
+            vals[np.asarray(arr.is_null(), dtype=bool)] = pd.NA
+        return pd.Series(_string_array(vals), index=index, copy=False)
     enc = arr.dictionary_encode().combine_chunks()
     uniques = np.append(enc.dictionary.to_numpy(zero_copy_only=False).astype(object), [pd.NA])
     codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)  # -1 picks the trailing NA
@@ -226,6 +238,38 @@ def _to_text(raw: pd.Series) -> pd.Series:
     if raw.dtype == object:
         return raw.astype(TEXT_DTYPE)
     return raw.astype(str).astype(TEXT_DTYPE).where(raw.notna())
+
+
+def _text_arrow(s: pd.Series) -> pa.Array | None:
+    """A text column as a pyarrow string array (hashing there is much faster than on Python strings)."""
+    if not (isinstance(s.dtype, pd.StringDtype) or s.dtype == object):
+        return None
+    try:
+        return pa.array(s.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+
+
+def _isin(s: pd.Series, values: pd.Series) -> pd.Series:
+    """``s.isin(values)`` (missing matches missing), computed by pyarrow for text."""
+    a, v = _text_arrow(s), _text_arrow(values)
+    if a is None or v is None:
+        return s.isin(values)
+    return pd.Series(pc.is_in(a, value_set=v).to_numpy(zero_copy_only=False), index=s.index)
+
+
+def _duplicated(df: pd.DataFrame, key: Sequence[str]) -> pd.Series:
+    """``df.duplicated(key, keep="first")``; one text key is hashed by pyarrow."""
+    a = _text_arrow(df[key[0]]) if len(key) == 1 else None
+    if a is None:
+        return df.duplicated(list(key), keep="first")
+    codes = a.dictionary_encode(null_encoding="encode").indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    # codes are numbered in order of first appearance: a row repeats a value when its code is not a new maximum
+    seen = np.maximum.accumulate(codes)
+    dup = np.empty(len(codes), dtype=bool)
+    dup[:1] = False
+    dup[1:] = codes[1:] <= seen[:-1]
+    return pd.Series(dup, index=df.index)
 
 
 def _present(raw: pd.Series, arr: pa.ChunkedArray | None) -> pd.Series:
@@ -417,7 +461,7 @@ def _validate_columns(
         m = pd.Series(~ok, index=out.index)
         out = rej.add(out, m, "stage", f"unknown stage (playbook stages: {', '.join(playbook.all_stage_names)})")
     if table.key:
-        dupm = out.duplicated(list(table.key), keep="first")
+        dupm = _duplicated(out, table.key)
         if dupm.any():
             first = out.drop_duplicates(list(table.key), keep="first").set_index(list(table.key))[_ROW]
             keys = out.loc[dupm, list(table.key)]
@@ -547,22 +591,36 @@ def _check_references(
 ) -> pd.DataFrame:
     opps = tables.get("opportunities")
     if name in ("history", "field_history") and opps is not None:
-        m = ~df["opportunity_id"].isin(opps["opportunity_id"])
+        m = ~_isin(df["opportunity_id"], opps["opportunity_id"])
         df = rej.add(df, m, "opportunity_id", "unknown opportunity")
-        created = df["opportunity_id"].map(opps.set_index("opportunity_id")["created_at"].dt.normalize())
+        created = _lookup(df["opportunity_id"], opps["opportunity_id"], opps["created_at"].dt.normalize())
         m = df["changed_at"].dt.normalize() < created
         df = rej.add(df, m, "changed_at", "changed before created", lambda b: b["changed_at"].astype(str))
     if name == "field_history":
         m = ~df["field"].isin(TABLES["opportunities"].column_names)
         df = rej.add(df, m, "field", "unknown field")
     if name == "activities" and opps is not None:
-        m = df["opportunity_id"].notna() & ~df["opportunity_id"].isin(opps["opportunity_id"])
+        m = df["opportunity_id"].notna() & ~_isin(df["opportunity_id"], opps["opportunity_id"])
         df = rej.add(df, m, "opportunity_id", "unknown opportunity")
     accounts = tables.get("accounts")
     if accounts is not None and name in ("contacts", "orders", "subscriptions"):
-        m = df["account_id"].notna() & ~df["account_id"].isin(accounts["account_id"])
+        m = df["account_id"].notna() & ~_isin(df["account_id"], accounts["account_id"])
         df = rej.add(df, m, "account_id", "unknown account")
     return df
+
+
+def _lookup(ids: pd.Series, keys: pd.Series, values: pd.Series) -> pd.Series:
+    """``ids.map(values indexed by keys)`` (``keys`` unique); missing where an id is not a key."""
+    a, k = _text_arrow(ids), _text_arrow(keys)
+    if a is None or k is None:
+        return ids.map(pd.Series(values.to_numpy(), index=keys.to_numpy()))
+    pos = pc.index_in(a, value_set=k)
+    found = np.asarray(pos.is_valid(), dtype=bool)
+    out = values.iloc[np.asarray(pos.fill_null(0), dtype=np.int64)].to_numpy().copy() if len(values) else None
+    if out is None:
+        return pd.Series(pd.NaT, index=ids.index, dtype=values.dtype)
+    out[~found] = np.datetime64("NaT") if out.dtype.kind == "M" else np.nan
+    return pd.Series(out, index=ids.index)
 
 
 def _sort_by_deal(df: pd.DataFrame) -> pd.DataFrame:
