@@ -328,3 +328,41 @@ def test_censored_rows_are_dropped_or_labelled_in_their_cell_proportions():
     assert 0 < kept.loc[still_open, "won"].mean() < 1
     with pytest.raises(ParameterError, match="censored must be 'drop' or 'estimate'"):
         training_rows(snap, features=["stage"], censored="keep")
+
+
+def test_training_sample_caps_deals_by_whole_owners_and_keeps_owner_features():
+    from _probability_samples import sample
+
+    from forecastkit.probability.features import MAX_TRAINING_DEALS, training_sample
+
+    crm, _ = sample("baseline", 0)
+    snap = crm.as_of(crm.as_of_date - pd.Timedelta(days=400))
+    o = snap.opportunities
+    assert len(o) < MAX_TRAINING_DEALS  # the sample companies are used whole by default
+    names = ["stage", "owner_win_rate", "owner_open_deals", "days_in_stage"]
+    whole = training_rows(snap, features=names)
+    pd.testing.assert_frame_equal(whole, training_rows(snap, features=names, max_deals=None))
+    cap = len(o) // 3
+    ids = training_sample(snap, cap)
+    assert 0 < len(ids) <= cap
+    owners = set(o.loc[o["opportunity_id"].isin(ids), "owner"])
+    assert set(o.loc[o["owner"].isin(owners), "opportunity_id"]) == set(ids)  # whole owners only
+    assert list(ids) == list(training_sample(snap, cap))  # seeded: the same sample every time
+    assert set(training_sample(snap, cap, seed=1)) != set(ids)
+    part = training_rows(snap, features=names, max_deals=cap)
+    until = as_of_dates(snap)[-1]  # deals are counted up to the last training date
+    assert 0 < len(part) < len(whole) and set(part["opportunity_id"]) <= set(training_sample(snap, cap, until=until))
+    # features of a sampled deal are those it has in the whole company (owner features included)
+    key = ["opportunity_id", "as_of"]
+    same = part.merge(whole, on=key, suffixes=("", "_whole"))
+    assert len(same) == len(part)
+    for n in ("owner_open_deals", "days_in_stage"):
+        np.testing.assert_array_equal(same[n], same[f"{n}_whole"])
+    # the owner's own record is whole; only the company rate it is shrunk toward comes from the sample
+    np.testing.assert_allclose(same["owner_win_rate"], same["owner_win_rate_whole"], atol=0.02)
+    assert (same["stage"] == same["stage_whole"]).all() and (same["won"] == same["won_whole"]).all()
+    m = fk.WinModel(max_deals=cap).fit(snap)
+    assert m.n_deals_ == part["opportunity_id"].nunique()
+    for bad in (0, -5, 2.5, True, "many"):
+        with pytest.raises(ParameterError, match="max_deals must be a positive whole number of deals or None"):
+            training_rows(snap, features=names, max_deals=bad)

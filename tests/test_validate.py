@@ -565,3 +565,20 @@ def test_history_rows_own_currency_wins_and_unknown_ones_are_rejected(opp_raw: d
     r = crm.load_report.rejected
     assert r[["table", "row", "column", "value"]].values.tolist() == [["history", 3, "currency", "JPY"]]
     assert r["reason"].iloc[0] == "unknown currency (rates given for: EUR, GBP)"
+
+
+def test_pyarrow_duplicate_and_reference_checks_match_pandas():
+    from forecastkit.data.validate import _duplicated, _isin, _lookup
+
+    rng = np.random.default_rng(0)
+    vals = np.array([f"id{i}" for i in rng.integers(0, 50, 400)], dtype=object)
+    vals[rng.random(400) < 0.1] = pd.NA
+    df = pd.DataFrame({"k": pd.array(vals, dtype="string"), "m": rng.integers(0, 3, 400)})
+    df.index = df.index * 3 + 7  # not a range: results must align by label
+    pd.testing.assert_series_equal(_duplicated(df, ["k"]), df.duplicated(["k"], keep="first"))
+    pd.testing.assert_series_equal(_duplicated(df, ["k", "m"]), df.duplicated(["k", "m"], keep="first"))
+    keys = pd.Series([f"id{i}" for i in range(0, 50, 2)], dtype="string")
+    pd.testing.assert_series_equal(_isin(df["k"], keys), df["k"].isin(keys), check_names=False)
+    created = pd.Series(pd.date_range("2026-01-01", periods=len(keys), freq="D"))
+    expected = df["k"].map(pd.Series(created.to_numpy(), index=keys.to_numpy()))
+    pd.testing.assert_series_equal(_lookup(df["k"], keys, created), expected, check_names=False)

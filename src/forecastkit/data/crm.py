@@ -28,6 +28,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from forecastkit.data.schema import REPORT_BOXES, TABLES
 from forecastkit.data.validate import TEXT_DTYPE, LoadReport, coerce_column, empty_table, validate_tables
@@ -260,22 +261,50 @@ class CRM:
             )
         out = dict(t)
         out["opportunities"] = o[keep].reset_index(drop=True)
-        ids = out["opportunities"]["opportunity_id"]
         for name in ("history", "field_history"):
-            out[name] = t[name][t[name]["opportunity_id"].isin(ids)].reset_index(drop=True)
+            out[name] = t[name][self._rows_of_deals(name, keep)].reset_index(drop=True)
         a = t["activities"]
-        mine = a["opportunity_id"].isin(ids) | (a["opportunity_id"].isna() & a["owner"].isin(owners))
+        mine = self._rows_of_deals("activities", keep) | (
+            a["opportunity_id"].isna().to_numpy(dtype=bool) & self._rows_of_owners("activities", owners)
+        )
         out["activities"] = a[mine].reset_index(drop=True)
         for name in ("orders", "forecast_calls", "accounts", "reps"):
             df = t[name]
-            out[name] = df[df["owner"].isin(owners)].reset_index(drop=True)
+            out[name] = df[self._rows_of_owners(name, owners)].reset_index(drop=True)
         tg = t["targets"]
-        mine = tg["owner"].isin(owners)
+        mine = pd.Series(self._rows_of_owners("targets", owners), index=tg.index)
         if col == "team":
             mine |= tg["owner"].isna() & (tg["team"] == who).fillna(False)
         out["targets"] = tg[mine].reset_index(drop=True)
         present = {n: out[n] for n in self._present | {"opportunities"}}
         return CRM(present, as_of_date=self.as_of_date, playbook=self.playbook, load_report=self.load_report)
+
+    def _rows_of_deals(self, name: str, deals: np.ndarray) -> np.ndarray:
+        """Rows of table ``name`` whose ``opportunity_id`` is a deal where ``deals`` (by opportunities row) holds.
+
+        Each row's deal position is computed once per snapshot (``subset`` is called once per
+        rep or team by the analyses; hashing millions of text ids each time would dominate).
+        """
+        pos = self._cached(
+            ("deal_pos", name),
+            lambda: _positions(self._tables[name]["opportunity_id"], self.opportunities["opportunity_id"]),
+        )
+        found = pos >= 0
+        out = np.zeros(len(pos), dtype=bool)
+        out[found] = np.asarray(deals, dtype=bool)[pos[found]]
+        return out
+
+    def _rows_of_owners(self, name: str, owners: set) -> np.ndarray:
+        """Rows of table ``name`` whose ``owner`` is in ``owners`` (``Series.isin``, owner codes computed once)."""
+        codes, uniques = self._cached(("owner_codes", name), lambda: pd.factorize(self._tables[name]["owner"]))
+        wanted = np.flatnonzero(pd.Index(uniques).isin(list(owners)))
+        return np.isin(codes, wanted)
+
+    def _cached(self, key: tuple, build):  # type: ignore[no-untyped-def]
+        cache = self.__dict__.setdefault("_index_cache", {})
+        if key not in cache:
+            cache[key] = build()
+        return cache[key]
 
     # ------------------------------------------------------------------- save
     def save(self, path: str | Path, format: Literal["csv", "parquet"] = "csv") -> Path:
@@ -283,6 +312,18 @@ class CRM:
         from forecastkit.data.io import save
 
         return save(self, path, format=format)
+
+
+def _positions(ids: pd.Series, keys: pd.Series) -> np.ndarray:
+    """Row of ``keys`` (unique) holding each of ``ids``; -1 when absent or missing."""
+    from forecastkit.data.validate import _text_arrow
+
+    a, k = _text_arrow(ids), _text_arrow(keys)
+    if a is not None and k is not None:
+        pos = pc.index_in(a, value_set=k)
+        return np.asarray(pos.fill_null(-1), dtype=np.int64)
+    out = pd.Index(keys.to_numpy(dtype=object)).get_indexer(ids.to_numpy(dtype=object))
+    return np.where(ids.isna().to_numpy(dtype=bool), -1, out).astype(np.int64)
 
 
 def _before(df: pd.DataFrame, col: str, cutoff: pd.Timestamp) -> pd.DataFrame:
@@ -298,20 +339,20 @@ def _rewind_opportunities(
     cur_stage = o["stage"].copy()
     ids = o["opportunity_id"]
     if len(hist):
-        last = hist.groupby("opportunity_id", sort=False).tail(1).set_index("opportunity_id")
-        has = ids.isin(last.index)
-        idx = ids[has]
+        last = hist.groupby("opportunity_id", sort=False).tail(1)
+        # one lookup of each deal's last history row (instead of one per column)
+        row = pd.Index(last["opportunity_id"].to_numpy(dtype=object)).get_indexer(ids.to_numpy(dtype=object))
+        has = pd.Series(row >= 0, index=o.index)
+        row = row[row >= 0]
         for col in ("stage", "amount", "close_date", "forecast_category"):
-            vals = last[col].reindex(idx.to_numpy()).to_numpy()
+            vals = last[col].to_numpy()[row]
             if col == "forecast_category":
                 # history without a category: the current one only while the deal is still in the same stage
-                unchanged = o.loc[has, "stage"].to_numpy(dtype=object) == last["stage"].reindex(
-                    idx.to_numpy()
-                ).to_numpy(dtype=object)
+                unchanged = o.loc[has, "stage"].to_numpy(dtype=object) == last["stage"].to_numpy(dtype=object)[row]
                 keep = pd.isna(vals) & unchanged & ~o.loc[has, "stage"].isin(CLOSED_STAGES).to_numpy()
                 vals = np.where(keep, o.loc[has, col].to_numpy(dtype=object), vals)
             o.loc[has, col] = vals
-        closed_when = last["changed_at"].reindex(idx.to_numpy()).to_numpy()
+        closed_when = last["changed_at"].to_numpy()[row]
     else:
         has = pd.Series(False, index=o.index)
         closed_when = np.array([], dtype="datetime64[ns]")
@@ -356,9 +397,9 @@ def _rewind_activities(act: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
     later = a["done_at"] >= cutoff
     if later.any():
         a.loc[later, "done_at"] = pd.NaT
-        a.loc[later, "report"] = pd.NA
-        for b in REPORT_BOXES:
-            a.loc[later, b] = pd.NA
+        for b in ("report", *REPORT_BOXES):
+            if b in a:  # a slimmed table (e.g. the win model's training source) may lack them
+                a.loc[later, b] = pd.NA
     return a.reset_index(drop=True)
 
 

@@ -7,7 +7,7 @@ first line under the header of a CSV file.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -162,9 +162,16 @@ class _Rejects:
 
 
 def empty_table(name: str) -> pd.DataFrame:
-    """An empty canonical table with the right columns and dtypes."""
-    table = TABLES[name]
-    return pd.DataFrame({c.name: pd.Series(dtype=_dtype(c)) for c in table.columns})
+    """An empty canonical table with the right columns and dtypes (a fresh copy each call)."""
+    e = _EMPTY.get(name)
+    if e is None:
+        table = TABLES[name]
+        e = _EMPTY[name] = pd.DataFrame({c.name: pd.Series(dtype=_dtype(c)) for c in table.columns})
+    return e.copy()
+
+
+#: Built once per table: every snapshot (and every ``as_of``) fills its absent tables with these.
+_EMPTY: dict[str, pd.DataFrame] = {}
 
 
 def _dtype(col: Column) -> object:
@@ -191,11 +198,34 @@ def _arrow_text(raw: pd.Series) -> pa.ChunkedArray | None:
 
 
 def _from_arrow(arr: pa.ChunkedArray, index: pd.Index) -> pd.Series:
-    """A canonical text column from a pyarrow string array; equal values share one Python string (less memory)."""
+    """A canonical text column from a pyarrow string array; equal values share one Python string (less memory).
+
+    Columns of mostly distinct values (ids, names, e-mails: judged on their first
+    20,000 cells) are converted cell by cell instead: sharing saves nothing there and
+    the dictionary costs a hash of every cell.
+    """
+    head = arr.slice(0, 20_000)
+    n_head = len(head) - head.null_count
+    if n_head >= 1_000 and pc.count_distinct(head).as_py() > 0.5 * n_head:
+        vals = arr.to_numpy()
+        if arr.null_count:
+            vals[np.asarray(arr.is_null(), dtype=bool)] = pd.NA
+        return pd.Series(_string_array(vals), index=index, copy=False)
     enc = arr.dictionary_encode().combine_chunks()
     uniques = np.append(enc.dictionary.to_numpy(zero_copy_only=False).astype(object), [pd.NA])
     codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)  # -1 picks the trailing NA
-    return pd.Series(pd.arrays.StringArray(uniques[codes]), index=index, copy=False)
+    return pd.Series(_string_array(uniques[codes]), index=index, copy=False)
+
+
+_STRING_TEMPLATE = pd.arrays.StringArray(np.array([], dtype=object))
+
+
+def _string_array(values: np.ndarray) -> pd.arrays.StringArray:
+    """A ``TEXT_DTYPE`` array over ``values`` (Python ``str`` or ``pd.NA`` only, checked by the caller).
+
+    ``StringArray(values)`` would check every cell again (one Python-level pass per column).
+    """
+    return _STRING_TEMPLATE._from_backing_data(values)
 
 
 def _to_text(raw: pd.Series) -> pd.Series:
@@ -208,6 +238,38 @@ def _to_text(raw: pd.Series) -> pd.Series:
     if raw.dtype == object:
         return raw.astype(TEXT_DTYPE)
     return raw.astype(str).astype(TEXT_DTYPE).where(raw.notna())
+
+
+def _text_arrow(s: pd.Series) -> pa.Array | None:
+    """A text column as a pyarrow string array (hashing there is much faster than on Python strings)."""
+    if not (isinstance(s.dtype, pd.StringDtype) or s.dtype == object):
+        return None
+    try:
+        return pa.array(s.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+
+
+def _isin(s: pd.Series, values: pd.Series) -> pd.Series:
+    """``s.isin(values)`` (missing matches missing), computed by pyarrow for text."""
+    a, v = _text_arrow(s), _text_arrow(values)
+    if a is None or v is None:
+        return s.isin(values)
+    return pd.Series(pc.is_in(a, value_set=v).to_numpy(zero_copy_only=False), index=s.index)
+
+
+def _duplicated(df: pd.DataFrame, key: Sequence[str]) -> pd.Series:
+    """``df.duplicated(key, keep="first")``; one text key is hashed by pyarrow."""
+    a = _text_arrow(df[key[0]]) if len(key) == 1 else None
+    if a is None:
+        return df.duplicated(list(key), keep="first")
+    codes = a.dictionary_encode(null_encoding="encode").indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    # codes are numbered in order of first appearance: a row repeats a value when its code is not a new maximum
+    seen = np.maximum.accumulate(codes)
+    dup = np.empty(len(codes), dtype=bool)
+    dup[:1] = False
+    dup[1:] = codes[1:] <= seen[:-1]
+    return pd.Series(dup, index=df.index)
 
 
 def _present(raw: pd.Series, arr: pa.ChunkedArray | None) -> pd.Series:
@@ -226,10 +288,19 @@ def normalise_codes(s: pd.Series) -> pd.Series:
 
     Works on the distinct values only, so it costs little on long columns.
     """
+    return _normalised(s)[0]
+
+
+def _normalised(s: pd.Series, allowed: Sequence[str] | None = None) -> tuple[pd.Series, np.ndarray]:
+    """``normalise_codes(s)`` and, per row, whether the normalised value is missing or in ``allowed``."""
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
     norm = [str(u).strip().lower().replace(" ", "_") for u in uniques]
     vals = np.array([*norm, pd.NA], dtype=object)[codes]
-    return pd.Series(pd.arrays.StringArray(vals), index=s.index, copy=False)
+    ok = np.ones(len(s), dtype=bool)
+    if allowed is not None:
+        allowed_set = set(allowed)
+        ok = np.array([n in allowed_set for n in norm] + [True], dtype=bool)[codes]
+    return pd.Series(_string_array(vals), index=s.index, copy=False), ok
 
 
 _NS_MIN, _NS_MAX = pd.Timestamp.min.value // 1000, pd.Timestamp.max.value // 1000  # in microseconds
@@ -382,15 +453,15 @@ def _validate_columns(
             m = out[col.name] < 0
             out = rej.add(out, m.fillna(False), col.name, "negative")
         if col.allowed is not None:
-            out[col.name] = normalise_codes(out[col.name])
-            m = out[col.name].notna() & ~out[col.name].isin(col.allowed)
+            out[col.name], ok = _normalised(out[col.name], col.allowed)
+            m = pd.Series(~ok, index=out.index)
             out = rej.add(out, m, col.name, f"not allowed (allowed: {', '.join(col.allowed)})")
     if "stage" in table.column_names and table.name in ("opportunities", "history"):
-        out["stage"] = normalise_codes(out["stage"])
-        m = out["stage"].notna() & ~out["stage"].isin(playbook.all_stage_names)
+        out["stage"], ok = _normalised(out["stage"], playbook.all_stage_names)
+        m = pd.Series(~ok, index=out.index)
         out = rej.add(out, m, "stage", f"unknown stage (playbook stages: {', '.join(playbook.all_stage_names)})")
     if table.key:
-        dupm = out.duplicated(list(table.key), keep="first")
+        dupm = _duplicated(out, table.key)
         if dupm.any():
             first = out.drop_duplicates(list(table.key), keep="first").set_index(list(table.key))[_ROW]
             keys = out.loc[dupm, list(table.key)]
@@ -520,22 +591,36 @@ def _check_references(
 ) -> pd.DataFrame:
     opps = tables.get("opportunities")
     if name in ("history", "field_history") and opps is not None:
-        m = ~df["opportunity_id"].isin(opps["opportunity_id"])
+        m = ~_isin(df["opportunity_id"], opps["opportunity_id"])
         df = rej.add(df, m, "opportunity_id", "unknown opportunity")
-        created = df["opportunity_id"].map(opps.set_index("opportunity_id")["created_at"].dt.normalize())
+        created = _lookup(df["opportunity_id"], opps["opportunity_id"], opps["created_at"].dt.normalize())
         m = df["changed_at"].dt.normalize() < created
         df = rej.add(df, m, "changed_at", "changed before created", lambda b: b["changed_at"].astype(str))
     if name == "field_history":
         m = ~df["field"].isin(TABLES["opportunities"].column_names)
         df = rej.add(df, m, "field", "unknown field")
     if name == "activities" and opps is not None:
-        m = df["opportunity_id"].notna() & ~df["opportunity_id"].isin(opps["opportunity_id"])
+        m = df["opportunity_id"].notna() & ~_isin(df["opportunity_id"], opps["opportunity_id"])
         df = rej.add(df, m, "opportunity_id", "unknown opportunity")
     accounts = tables.get("accounts")
     if accounts is not None and name in ("contacts", "orders", "subscriptions"):
-        m = df["account_id"].notna() & ~df["account_id"].isin(accounts["account_id"])
+        m = df["account_id"].notna() & ~_isin(df["account_id"], accounts["account_id"])
         df = rej.add(df, m, "account_id", "unknown account")
     return df
+
+
+def _lookup(ids: pd.Series, keys: pd.Series, values: pd.Series) -> pd.Series:
+    """``ids.map(values indexed by keys)`` (``keys`` unique); missing where an id is not a key."""
+    a, k = _text_arrow(ids), _text_arrow(keys)
+    if a is None or k is None:
+        return ids.map(pd.Series(values.to_numpy(), index=keys.to_numpy()))
+    pos = pc.index_in(a, value_set=k)
+    found = np.asarray(pos.is_valid(), dtype=bool)
+    out = values.iloc[np.asarray(pos.fill_null(0), dtype=np.int64)].to_numpy().copy() if len(values) else None
+    if out is None:
+        return pd.Series(pd.NaT, index=ids.index, dtype=values.dtype)
+    out[~found] = np.datetime64("NaT") if out.dtype.kind == "M" else np.nan
+    return pd.Series(out, index=ids.index)
 
 
 def _sort_by_deal(df: pd.DataFrame) -> pd.DataFrame:
