@@ -115,39 +115,26 @@ def _design(
     return np.hstack(parts)
 
 
+#: The columns of :func:`slip_rows` and their dtypes (the empty result is typed like a full one).
+_SLIP_DTYPES = {
+    "opportunity_id": "string",
+    "as_of": "datetime64[ns]",
+    "stage": "string",
+    "close_date": "datetime64[ns]",
+    "pushes": "int64",
+    "segment": "string",
+    "days_in_stage": "float64",
+    "period_end": "datetime64[ns]",
+    "period_days": "float64",
+    "closed_at": "datetime64[ns]",
+    "in_period": "int64",
+}
+_SLIP_COLUMNS = list(_SLIP_DTYPES)
+
+
 def _no_slip_rows() -> pd.DataFrame:
     """The empty result of :func:`slip_rows`, typed like a full one (dates compare with dates)."""
-    dates = ("as_of", "close_date", "period_end", "closed_at")
-    ints = ("pushes", "in_period")
-    return pd.DataFrame(
-        {
-            c: pd.Series(
-                dtype="datetime64[ns]"
-                if c in dates
-                else "int64"
-                if c in ints
-                else "float64"
-                if c in ("period_days", "days_in_stage")
-                else "string"
-            )
-            for c in _SLIP_COLUMNS
-        }
-    )
-
-
-_SLIP_COLUMNS = [
-    "opportunity_id",
-    "as_of",
-    "stage",
-    "close_date",
-    "pushes",
-    "segment",
-    "days_in_stage",
-    "period_end",
-    "period_days",
-    "closed_at",
-    "in_period",
-]
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in _SLIP_DTYPES.items()})
 
 
 def slip_rows(crm: CRM, freq: Freq = "quarter", *, lookback: str = "1095D", until: object = None) -> pd.DataFrame:
