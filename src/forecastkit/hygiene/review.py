@@ -20,6 +20,7 @@ from forecastkit.errors import ParameterError
 from forecastkit.hygiene._deals import (
     _deal_probability,
     _none,
+    _text,
     account_owner,
     isin,
     lookup,
@@ -280,7 +281,12 @@ def _visit_rows(crm: CRM, d: pd.DataFrame, owner: object, team: object) -> pd.Da
     def keep(rows: np.ndarray) -> np.ndarray:
         # visits on open deals, and visits tied to no deal in the current fiscal quarter
         opp = np.asarray(acts["opportunity_id"].array, dtype=object)[rows]
-        acc_only = pd.isna(opp)
+        text = _text(opp)  # converted once: its null mask and its lookup
+        if text is not None:
+            opp = text
+            acc_only = text.is_null().to_numpy(zero_copy_only=False)
+        else:
+            acc_only = pd.isna(opp)
         if acc_only.any():
             acc_only[acc_only] = q.contains(acts["done_at"].take(rows[acc_only])).to_numpy(bool)
         return isin(opp, open_ids) | acc_only
