@@ -220,7 +220,7 @@ def _assemble(parts: list[pd.DataFrame]) -> pd.DataFrame:
         if c in _NUMBERS:
             col[c] = np.concatenate([p[c].astype("float64").to_numpy() for p in parts])
         else:
-            col[c] = np.concatenate([p[c].to_numpy(dtype=object) for p in parts])
+            col[c] = np.concatenate([_raw(p[c]) for p in parts])
     codes, problems = pd.factorize(col["problem"])
     prob = np.append(pd.Index(list(PROBLEMS)).get_indexer(problems), -1)[codes]  # position in PROBLEMS
     col["severity"] = np.array([v[0] for v in PROBLEMS.values()] + [None], dtype=object)[prob]
@@ -237,6 +237,16 @@ def _assemble(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(
         {c: col[c][order] if c in _NUMBERS else pd.array(col[c][order], dtype="string") for c in COLUMNS}
     )
+
+
+def _raw(s: pd.Series) -> np.ndarray:
+    """The values of a column as an object array, missing values as ``pd.NA``, ``None`` or NaN.
+
+    A ``string`` column's own array (no missing-value scan); the action list turns every
+    missing marker into ``pd.NA`` when it builds its ``string`` columns.
+    """
+    arr = s.array
+    return arr._ndarray if isinstance(arr, pd.arrays.StringArray) else s.to_numpy(dtype=object)
 
 
 def _empty() -> pd.DataFrame:

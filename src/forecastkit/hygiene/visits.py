@@ -99,15 +99,15 @@ def _visit_reports(
     where = acts.columns.get_indexer(cols)
     if (where < 0).any():
         raise KeyError(f"{[c for c, w in zip(cols, where, strict=True) if w < 0]} not in the activities table")
-    v = acts.iloc[rows, where]  # only these rows and columns are copied
+    # the report columns of these rows first; the identifying columns only for the rows with a problem
     flags = (
-        np.column_stack([v[b].to_numpy(dtype="float64", na_value=np.nan) for b in REPORT_BOXES])
-        if len(v)
+        np.column_stack([acts[b].take(rows).to_numpy(dtype="float64", na_value=np.nan) for b in REPORT_BOXES])
+        if len(rows)
         else np.zeros((0, 5))
     )
-    has_flag = ~np.isnan(flags).all(axis=1) if len(v) else np.zeros(0, bool)
+    has_flag = ~np.isnan(flags).all(axis=1) if len(rows) else np.zeros(0, bool)
     present = np.nan_to_num(flags, nan=0.0) > 0
-    text = v["report"]
+    text = acts["report"].take(rows)
     has_text = text.notna().to_numpy(bool)
     need_text = has_text & ~has_flag
     if need_text.any():
@@ -121,7 +121,7 @@ def _visit_reports(
     n_missing = (~present).sum(axis=1)
     incomplete = ~no_report & (n_missing > 0)
     bad = no_report | incomplete
-    out = v.loc[bad, ["activity_id", "opportunity_id", "account_id", "owner", "type", "done_at"]].copy()
+    out = acts.iloc[rows[bad], where[:6]].reset_index(drop=True)  # only these rows and columns are copied
     out.insert(4, "team", pd.array(lookup(team_by_owner(crm), out["owner"]), dtype="string"))
     out["problem"] = pd.array(np.where(no_report[bad], "no_report", "incomplete_report"), dtype="string")
     labels = np.array([b.removeprefix("report_") for b in REPORT_BOXES], dtype=object)
