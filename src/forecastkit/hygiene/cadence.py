@@ -156,11 +156,18 @@ def _run_starts(ids: np.ndarray) -> np.ndarray:
     return first
 
 
-def _step_arrays(crm: CRM, spells: pd.DataFrame | None = None, leads: np.ndarray | None = None) -> dict:
+def _step_arrays(
+    crm: CRM,
+    spells: pd.DataFrame | None = None,
+    leads: np.ndarray | None = None,
+    leads_created: np.ndarray | None = None,
+) -> dict:
     """The cadence steps as arrays: ``li`` (lead), ``si`` (step), ``status``, ``planned``, ``done``, ...
 
     ``leads``: only these deal ids (account-only leads are then left out); the steps of a
     lead depend on that lead alone, so the rows are those of the full table for these leads.
+    ``leads_created``: their ``created_at`` (datetime64[ns]), when known; the opportunities
+    table is then not searched for them and ``lead_pos`` is None.
     """
     pb = crm.playbook
     names = [c.name for c in pb.cadence]
@@ -236,8 +243,15 @@ def _step_arrays(crm: CRM, spells: pd.DataFrame | None = None, leads: np.ndarray
         lead_starts = np.flatnonzero(np.r_[True, sorted_lead[1:] != sorted_lead[:-1]])
         start_i = (due_i - days[step_of] * _DAY.astype("int64"))[order]
         t0[sorted_lead[lead_starts]] = np.minimum.reduceat(start_i, lead_starts)
-    lead_pos = pd.Index(obj(opps["opportunity_id"])).get_indexer(lead_opp)
-    created = opps["created_at"].to_numpy("datetime64[ns]")[lead_pos].view("int64")
+    if leads is not None and leads_created is not None:  # distinct deal ids with their creation dates
+        lead_pos = None
+        at = positions(lead_opp, leads)
+        if at is None:
+            at = pd.Index(leads).get_indexer(lead_opp)
+        created = np.asarray(leads_created, dtype="datetime64[ns]")[at].view("int64")
+    else:
+        lead_pos = pd.Index(obj(opps["opportunity_id"])).get_indexer(lead_opp)
+        created = opps["created_at"].to_numpy("datetime64[ns]")[lead_pos].view("int64")
     no_rows = t0 == big
     t0[:n_deal_leads] = np.where(no_rows[:n_deal_leads], created, t0[:n_deal_leads])
     exit_i = np.full(n_leads, big, dtype="int64")

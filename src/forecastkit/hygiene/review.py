@@ -270,7 +270,12 @@ def _account_value(d: pd.DataFrame) -> pd.Series:
 
 def _cadence_rows(crm: CRM, d: pd.DataFrame, spells: pd.DataFrame) -> pd.DataFrame:
     first_stage = d[(d["stage_order"] == 0).to_numpy()]
-    r = _step_arrays(crm, spells, leads=obj(first_stage["opportunity_id"]))
+    r = _step_arrays(
+        crm,
+        spells,
+        leads=obj(first_stage["opportunity_id"]),
+        leads_created=first_stage["created_at"].to_numpy("datetime64[ns]"),
+    )
     missed = r["status"] == "missed"
     if not missed.any():
         return first_stage.iloc[:0]
