@@ -121,7 +121,8 @@ def _visit_reports(
     n_missing = (~present).sum(axis=1)
     incomplete = ~no_report & (n_missing > 0)
     bad = no_report | incomplete
-    out = acts.iloc[rows[bad], where[:6]].reset_index(drop=True)  # only these rows and columns are copied
+    # column by column: only these rows of these columns are copied (iloc copies every column's rows first)
+    out = pd.DataFrame({c: acts[c].take(rows[bad]).array for c in cols[:6]})
     out.insert(4, "team", pd.array(lookup(team_by_owner(crm), out["owner"]), dtype="string"))
     out["problem"] = pd.array(np.where(no_report[bad], "no_report", "incomplete_report"), dtype="string")
     labels = np.array([b.removeprefix("report_") for b in REPORT_BOXES], dtype=object)
