@@ -34,14 +34,15 @@ snapshot-fb8b625c35.pkl (8.3 GiB once loaded) the same review took 48.6 s CPU be
 and 22.0 s CPU after the first half of these changes (at 57b751a).
 
 Synthetic CRM (``bench_hygiene.py N_OPP N_ACT``; it has more open deals and
-visits than the generator's companies), CPU seconds of the review, load about 6:
+visits than the generator's companies), CPU seconds of the review, load about 6 (200k: three alternating runs of each
+version in separate processes; the last two commits of hyg2 were not run at 1M):
 
 ==========================  ==========================  ==========================
 size                        before (5588758)            after (branch hyg2)
 ==========================  ==========================  ==========================
-200k deals / 2M activities  3.3-3.5 s CPU (best of 3)   2.7-2.8 s CPU (best of 3)
-1M deals / 10M activities   31.5 s CPU (lead's run),    25.6 s CPU (38 s wall),
-                            peak 3.85 GB                peak 3.82 GB (+0.79)
+200k deals / 2M activities  3.6-3.7 s CPU (first run)   2.9-3.3 s CPU (first run)
+1M deals / 10M activities   31.5 s CPU (lead's run),    25.6 s CPU (38 s wall) at
+                            peak 3.85 GB                c48549e, peak 3.82 GB (+0.79)
 ==========================  ==========================  ==========================
 
 1M = 299,562 open deals, 3.0M history rows, 10M activities; 1,204,408 actions.
