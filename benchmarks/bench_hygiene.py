@@ -38,9 +38,9 @@ visits than the generator's companies), CPU seconds of the review, load about 6 
 version in separate processes; the last two commits of hyg2 were not run at 1M):
 
 ==========================  ==========================  ==========================
-size                        before (5588758)            after (branch hyg2)
+size                        before (ae1b30e)            after (branch hyg2)
 ==========================  ==========================  ==========================
-200k deals / 2M activities  3.6-3.7 s CPU (first run)   2.9-3.3 s CPU (first run)
+200k deals / 2M activities  3.6-3.9 s CPU (first run)   2.8-3.3 s CPU (first run)
 1M deals / 10M activities   31.5 s CPU (lead's run),    25.6 s CPU (38 s wall) at
                             peak 3.85 GB                c48549e, peak 3.82 GB (+0.79)
 ==========================  ==========================  ==========================
