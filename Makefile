@@ -56,7 +56,7 @@ sample: $(BASE)
 	$(BIN)/forecastkit sample --scenario baseline --seed 0 --out data/sample
 
 bench: $(DEV)
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/bench_scale.py
 
 clean:
 	rm -rf $(VENV) reports build dist .pytest_cache .hypothesis
