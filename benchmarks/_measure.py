@@ -40,15 +40,8 @@ import gc, json, os, resource, sys, time, traceback
 class SkipStep(Exception):
     """Raised by a step that cannot run (yet)."""
 
-def _status(key):
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024**2
-    except OSError:
-        pass
-    return float("nan")
+sys.path.insert(0, {here!r})
+from _memory import reset_peak, status as _status
 
 def _cpu():
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -59,12 +52,7 @@ out = {{}}
 {setup}
 gc.collect()
 peak_setup = _status("VmHWM")
-try:
-    with open("/proc/self/clear_refs", "w") as _f:
-        _f.write("5")
-    _reset = True
-except OSError:
-    _reset = False
+_reset = reset_peak()
 out["rss_before_gb"] = _status("VmRSS")
 _profile = {profile!r}
 if _profile:
@@ -118,6 +106,7 @@ def run_step(
         teardown=textwrap.dedent(teardown),
         profile=str(profile) if profile else "",
         mark=_MARK,
+        here=str(Path(__file__).resolve().parent),
     )
     t0 = time.perf_counter()
     try:

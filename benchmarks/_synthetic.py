@@ -6,15 +6,10 @@ rows each (stages increasing, the last row decides the status); activities of wh
 quarter are cadence steps on the deal's creation day + the step's day; visit reports
 with the five boxes; contacts (10-30 % of each field missing) and accounts; optionally
 orders of customers ordering on a regular cycle (30/60/90 days, a third stopping), sales
-targets and the ``reps`` table.
-
-Also the peak-memory helpers of the benchmark scripts (Linux ``VmHWM``, reset through
-``/proc/self/clear_refs`` once the synthetic tables are built).
+targets and the ``reps`` table. (The memory readings the scripts print are in ``_memory.py``.)
 """
 
 from __future__ import annotations
-
-import resource
 
 import numpy as np
 import pandas as pd
@@ -26,37 +21,6 @@ AS_OF = pd.Timestamp("2026-11-20")
 STAGES = np.array(["to_contact", "qualification", "discovery", "proposal", "negotiation", "won", "lost"], dtype=object)
 N_REPS = 4000
 _BOXES = ("report_context", "report_discovery", "report_proofs", "report_risks", "report_next_step")
-
-
-def peak_gb() -> float:
-    """Peak resident memory (GB): ``VmHWM`` since the last :func:`reset_peak` on Linux, else the process peak."""
-    v = _status("VmHWM")
-    return v if v == v else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-
-
-def current_gb() -> float:
-    """Resident memory now (GB; NaN off Linux)."""
-    return _status("VmRSS")
-
-
-def reset_peak() -> None:
-    """Reset the peak-RSS counter (Linux: write 5 to /proc/self/clear_refs) so a step's own peak is measured."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _status(key: str) -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024**2
-    except OSError:
-        pass
-    return float("nan")
 
 
 def _ids(prefix: str, n: int) -> np.ndarray:

@@ -58,7 +58,8 @@ import pickle
 import sys
 import time
 
-from _synthetic import current_gb, peak_gb, reset_peak, synthesize
+from _memory import current_gb, peak_gb, reset_peak
+from _synthetic import synthesize
 
 import forecastkit as fk
 

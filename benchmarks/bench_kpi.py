@@ -29,7 +29,8 @@ import pickle
 import time
 import warnings
 
-from _synthetic import current_gb, peak_gb, reset_peak, synthesize
+from _memory import current_gb, peak_gb, reset_peak
+from _synthetic import synthesize
 
 from forecastkit.kpi.dashboards import DASHBOARDS, dashboard, dashboards
 
