@@ -146,7 +146,7 @@ def accuracy(scenario: str, n_reps: int, seeds: list[int], checkpoints: tuple[st
             )
         frames.append(bt.assign(seed=seed))
     allbt = pd.concat(frames, ignore_index=True)
-    allbt.to_pickle(f"/tmp/bench_forecast_{scenario}_{n_reps}.pkl")
+    allbt.to_pickle(f"/tmp/bench_forecast_{scenario}_{n_reps}_{'-'.join(map(str, seeds))}.pkl")
     w4 = allbt[allbt["checkpoint"] == "week4"]
     med = w4.groupby(["seed", "method"])["abs_pct_error"].median().unstack()
     med["model/oracle"] = med["model"] / med["oracle"]
@@ -160,9 +160,8 @@ def accuracy(scenario: str, n_reps: int, seeds: list[int], checkpoints: tuple[st
     print("\nbias sum(F - A) / sum(A) at week4, per seed:\n", bias.round(3).to_string())
     print("\nmodel P10-P90 coverage over all checkpoints, per seed:\n", cov.round(3).to_string())
     cov4 = w4[w4["method"] == "model"].groupby("seed")["covered"].mean()
-    table = med.reindex(columns=["model", "oracle", "model/oracle", "stage", "crm", "run_rate", "commit"]).assign(
-        coverage=cov, coverage_week4=cov4
-    )
+    cols = ["model", "oracle", "model/oracle", "stage", "crm", "run_rate", "commit", "best_case", "call_commit"]
+    table = med.reindex(columns=cols).assign(coverage=cov, coverage_week4=cov4)
     print("\nacceptance table (week 4; coverage over all checkpoints and at week 4):\n", table.round(3).to_string())
     pooled = allbt[allbt["method"] == "model"]["covered"]
     print(f"pooled coverage: {pooled.mean():.3f} ({int(pooled.sum())}/{pooled.notna().sum()})")

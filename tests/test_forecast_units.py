@@ -406,17 +406,46 @@ def test_checkpoint_dates():
 
 
 def test_backtest_by_hand_on_the_tiny_company():
-    bt = backtest(tiny_crm(), periods=["2026-Q3"], checkpoints=("week4",), methods=("crm", "run_rate", "commit"))
+    bt = backtest(tiny_crm(), periods=["2026-Q3"], checkpoints=("week4",), methods=("crm", "run_rate", "call_commit"))
     r = bt.set_index("method")
     # as of 2026-07-22 only W0 exists (discovery, dated 09-20, 500): 0.25 x 500; actual Q3 = 500 + 600
     assert r.loc["crm", "forecast"] == pytest.approx(125.0) and r.loc["crm", "actual"] == 1100.0
     assert r.loc["crm", "abs_pct_error"] == pytest.approx(975 / 1100)
     assert (r.loc["crm", "p10"], r.loc["crm", "p90"]) == (0.0, 500.0) and not r.loc["crm", "covered"]
     assert r.loc["run_rate", "forecast"] == 0.0 and "no completed past period" in r.loc["run_rate", "note"]
-    assert np.isnan(r.loc["commit", "forecast"]) and "no forecast call for 2026-Q3" in r.loc["commit", "note"]
-    assert pd.isna(r.loc["commit", "covered"])
+    assert np.isnan(r.loc["call_commit", "forecast"]) and "no forecast call for 2026-Q3" in r.loc["call_commit", "note"]
+    assert pd.isna(r.loc["call_commit", "covered"])
     fig = plot_backtest(bt)
-    assert {t.name for t in fig.data} == {"crm", "run_rate", "commit"}
+    assert {t.name for t in fig.data} == {"crm", "run_rate", "call_commit"}
+
+
+def test_backtest_commit_and_best_case_roll_up_the_reps_categories():
+    # as of 2026-09-02 (day 63 of Q3): W2 (negotiation, commit, dated 09-10, 600) and W0 (discovery,
+    # pipeline, 09-20, 500) are open and dated in Q3; A and W1 (best case) are dated in Q4, L1 in Q4.
+    bt = backtest(tiny_crm(), periods=["2026-Q3"], checkpoints=(63,), methods=("commit", "best_case"))
+    r = bt.set_index("method")
+    assert r.loc["commit", "as_of"] == pd.Timestamp("2026-09-02")
+    assert r.loc["commit", "forecast"] == 600.0 and r.loc["best_case", "forecast"] == 600.0
+    assert r.loc["commit", "actual"] == 1100.0 and r.loc["commit", "error"] == -500.0
+    # as of 2026-12-01 (day 61 of Q4): W1 won (1000); A commit 2000 and B best case 4000 dated in Q4;
+    # D (omitted) and C (next quarter) do not count
+    crm = fk.CRM.from_tables(tables(), as_of="2027-01-05")
+    bt = backtest(crm, periods=["2026-Q4"], checkpoints=(61,), methods=("commit", "best_case", "call_commit"))
+    r = bt.set_index("method")
+    assert r.loc["commit", "closed_won"] == 1000.0
+    assert r.loc["commit", "forecast"] == 3000.0 and r.loc["best_case", "forecast"] == 7000.0
+    assert r.loc["call_commit", "forecast"] == 3000.0  # alice's latest 2500 + bob's 500
+    assert not r["note"].str.contains("forecast category").any()
+
+
+def test_backtest_commit_roll_up_without_categories_says_so():
+    t = tables()
+    t["opportunities"]["forecast_category"] = None
+    t["history"]["forecast_category"] = None
+    crm = fk.CRM.from_tables(t, as_of="2027-01-05")
+    r = backtest(crm, periods=["2026-Q4"], checkpoints=(61,), methods=("commit",)).set_index("method")
+    assert r.loc["commit", "forecast"] == 1000.0  # only what is won
+    assert "no open deal has a forecast category" in r.loc["commit", "note"]
 
 
 def test_backtest_bad_inputs():

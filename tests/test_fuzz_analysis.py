@@ -238,14 +238,14 @@ def test_backtest_and_accuracy(snap):
         crm,
         periods=2,
         checkpoints=("week1", "week8"),
-        methods=("crm", "stage", "commit", "best_case", "run_rate"),
+        methods=("crm", "stage", "commit", "best_case", "call_commit", "run_rate"),
         n_sims=200,
     )
     if bt is None:
         return
     what = "backtest"
     numbers(bt, ["actual", "closed_won"], lo=0, what=what)
-    dist = bt[bt["method"].isin(["crm", "stage", "run_rate"])]
+    dist = bt[bt["method"].isin(["crm", "stage", "commit", "best_case", "run_rate"])]
     numbers(dist, ["forecast", "error"], what=what)
     with_interval = bt[bt["method"].isin(["crm", "stage"])]
     numbers(with_interval, ["p10", "p50", "p90"], lo=0, what=what)

@@ -21,7 +21,13 @@ Methods (each forecasts total period bookings = won so far + still to come):
     the calibrated :class:`~forecastkit.probability.model.WinModel` x slip model x amount,
     plus not-yet-created deals (:func:`~forecastkit.forecast.forecast.forecast`'s default).
 ``commit``, ``best_case``
-    the sum of the reps' latest calls (``forecast_calls``) submitted by the checkpoint.
+    the reps' own forecast as the CRM rolls it up from their categories (Salesforce's
+    Commit and Best Case forecast amounts; the ``rep`` view of
+    :func:`~forecastkit.forecast.forecast.forecast`'s summary): won so far + the open deals
+    dated in the period that the rep marked commit (best case adds those marked best case).
+``call_commit``, ``call_best_case``
+    the sum of the reps' latest calls (``forecast_calls``) submitted by the checkpoint - the
+    numbers they typed in, which may add deals not yet in the CRM or override it.
 ``run_rate``
     won so far + the average, over the last 4 completed periods, of what was booked
     from the same point of the period to its end.
@@ -60,7 +66,15 @@ import pandas as pd
 
 from forecastkit.data.crm import CRM
 from forecastkit.errors import FallbackWarning, InsufficientDataError, ParameterError, PeriodError
-from forecastkit.forecast.forecast import _WIN_SPAN_DAYS, _WIN_STEP_DAYS, _win_dates, fit_win_model, win_probabilities
+from forecastkit.forecast.categories import rollup
+from forecastkit.forecast.forecast import (
+    _WIN_SPAN_DAYS,
+    _WIN_STEP_DAYS,
+    _rep_category,
+    _win_dates,
+    fit_win_model,
+    win_probabilities,
+)
 from forecastkit.forecast.montecarlo import NewDeals, new_deal_run_rate, simulate_bookings, summarise
 from forecastkit.forecast.slips import SlipModel, p_in_period, slip_rows
 from forecastkit.periods import Period, parse_period, period_of
@@ -68,7 +82,7 @@ from forecastkit.periods import Period, parse_period, period_of
 __all__ = ["backtest", "checkpoint_date", "past_periods", "METHODS", "BACKTEST_COLUMNS"]
 
 #: Methods compared by default (``oracle`` is added when ``truth`` is given).
-METHODS = ("crm", "stage", "model", "commit", "best_case", "run_rate")
+METHODS = ("crm", "stage", "model", "commit", "best_case", "call_commit", "call_best_case", "run_rate")
 _ALL = (*METHODS, "oracle")
 _DISTRIBUTION = ("crm", "stage", "model", "oracle")
 #: Columns of the backtest frame.
@@ -181,7 +195,8 @@ def backtest(
     checkpoints : list of str or int
         ``"weekN"`` or days after the period start (see the module docstring).
     methods : list of str
-        Among ``crm, stage, model, commit, best_case, run_rate`` (``oracle`` needs ``truth``).
+        Among ``crm, stage, model, commit, best_case, call_commit, call_best_case, run_rate``
+        (``oracle`` needs ``truth``).
     seed : int
         Seed of the Monte Carlo draws.
     truth : GroundTruth, optional
@@ -396,6 +411,13 @@ def _one(
         p = np.nan_to_num(truth.p_win_by(o["opportunity_id"].to_numpy(object), d + pd.Timedelta(days=1), per.last_day))
         return _dist(ctx, p, ctx.new, cw, seed, n_sims)
     if m in ("commit", "best_case"):
+        o = snap.open_deals
+        dated = per.contains(o["close_date"]).fillna(False).to_numpy(dtype=bool)
+        r = rollup(cw, o["amount"].to_numpy(float)[dated], _rep_category(o["forecast_category"])[dated])
+        note = "" if o["forecast_category"].notna().any() else "no open deal has a forecast category: nothing rolls up"
+        return {**nan, "forecast": r[m], "note": note if len(o) else ""}
+    if m in ("call_commit", "call_best_case"):
+        m = m.removeprefix("call_")
         fc = snap.forecast_calls
         fc = fc[(fc["period"] == per.label).fillna(False).to_numpy(dtype=bool)]
         if fc.empty:
