@@ -20,6 +20,16 @@ Per open deal, the probability of being booked in the period is
   playbook's stage default when empty) for deals whose close date falls in the period,
   0 for the others, no new deals.
 
+The distribution is simulated once, per owner (the rows of the calls table), and the
+company (or scope) total is the sum over owners plus a column for what belongs to no
+listed owner; the calls' company row is therefore the same draws as the distribution.
+Up to 2,000 live deals (``exact_limit`` of
+:func:`~forecastkit.forecast.montecarlo.simulate_bookings`) this is draw for draw the
+ungrouped simulation (data/sample: identical figures); beyond, the normal-approximated
+remainder is drawn per owner - same mean and variance, other draws: on 100,000 open
+deals P10 / P50 / P90 moved by at most 1.6e-4 (relative) against one simulation for
+the total, less than between seeds (up to 4.5e-4), the mean by 0.65 standard errors.
+
 Documented zeros: an empty pipeline, or a snapshot before any deal, gives zero
 bookings to come (a note says why); a period without a ``bookings`` target gives NaN
 quota, gap, coverage and probability of reaching it (a note names the missing target).
@@ -415,10 +425,10 @@ def _scope_mask(crm: CRM, owner: str | None, team: str | None) -> pd.Series:
 
 
 def _pushes(crm: CRM, open_deals: pd.DataFrame) -> np.ndarray:
-    from forecastkit.data.timeline import close_date_pushes
+    """Close-date pushes of each open deal (as :func:`~forecastkit.data.timeline.close_date_pushes`)."""
+    from forecastkit.forecast.slips import _open_deal_state
 
-    pushes = close_date_pushes(crm).set_index("opportunity_id")["pushes"]
-    return pushes.reindex(open_deals["opportunity_id"].to_numpy()).fillna(0).astype(int).to_numpy()
+    return _open_deal_state(crm, open_deals, days=False)["pushes"].to_numpy(int)
 
 
 def _rep_category(cat: pd.Series) -> np.ndarray:

@@ -369,7 +369,7 @@ def _first_positions(keys: pd.Series, values: pd.Series | np.ndarray) -> np.ndar
     return np.where(pd.isna(v), -1, pos).astype(np.int64)
 
 
-def _open_deal_state(crm: CRM, open_deals: pd.DataFrame) -> pd.DataFrame:
+def _open_deal_state(crm: CRM, open_deals: pd.DataFrame, *, days: bool = True) -> pd.DataFrame:
     """``pushes`` and ``days_in_stage`` of each open deal (``open_deals`` order), from history, in one pass.
 
     * ``pushes`` as :func:`~forecastkit.data.timeline.close_date_pushes`: history rows, in
@@ -380,7 +380,7 @@ def _open_deal_state(crm: CRM, open_deals: pd.DataFrame) -> pd.DataFrame:
       to the snapshot date (a deal without dated history entered its stage at creation).
 
     Ids are factorised once (history and open deals together) and everything else is
-    done on integer codes.
+    done on integer codes. ``days=False`` skips ``days_in_stage`` (NaN).
     """
     ids = np.asarray(open_deals["opportunity_id"], dtype=object)
     h = crm.history
@@ -397,6 +397,8 @@ def _open_deal_state(crm: CRM, open_deals: pd.DataFrame) -> pd.DataFrame:
         pushed[1:] = (hc[1:] == hc[:-1]) & (hc[1:] < n_codes - 1) & (cd[1:] - cd[:-1] >= np.timedelta64(1, "D"))
     pushes = np.bincount(hc[pushed], minlength=n_codes)[oc]
     pushes[oc == n_codes - 1] = 0
+    if not days:
+        return pd.DataFrame({"pushes": pushes.astype(int), "days_in_stage": np.nan}, index=open_deals.index)
     # current stage spell of the open deals' rows, sorted by (deal, changed_at; NaT last), stable
     wanted = np.zeros(n_codes, dtype=bool)
     wanted[oc] = True
