@@ -13,6 +13,33 @@ Prints seconds (wall and CPU) and peak memory (ru_maxrss). ``accuracy`` prints t
 acceptance figures: median |F - A| / A per method at week 4, the calibrated / oracle
 ratio, P10-P90 coverage, the reps' commit bias. The oracle is the generator's
 ``GroundTruth.p_win_by`` (the true probability of winning by the period end).
+
+Figures (CPU seconds, 2-core machine shared with other jobs, so +-20%):
+
+==================================================  ======  =====
+                                                    before  after
+==================================================  ======  =====
+``speed``: forecast(method="crm"), 100k open         1.9     1.2-1.5
+``speed``: forecast(method="stage")                  5.1     2.2-3.0
+``speed``: forecast(method="model", model=<fitted>)  5.7     2.8-3.6
+``speed``: forecast(crm) (win model fitted at 100k)  15.6    9.3-9.5
+``speed``: fit_win_model on the sample               6.5     4.2-4.3
+``backtest``: 8 quarters x 4 checkpoints + oracle    46-55   27-29
+==================================================  ======  =====
+
+"before" is commit 1cb3b3b, "after" the speed pass that followed (same load, paired runs:
+min of 3 rounds 1.92 / 5.08 / 5.73 -> 1.19 / 2.18 / 2.81 s). What changed: one BLAS
+thread around the small logistic fits and predictions (oversubscribed BLAS threads
+made each L-BFGS step ~10x dearer in CPU; same coefficients), the open deals' pushes,
+days in stage and segments from factorised ids in one pass, one per-owner simulation
+shared by the distribution and the calls table (was two), cache-sized Monte Carlo
+chunks. The forecast numbers on data/sample and the backtest frame are identical; at
+100k open deals the distribution moves within Monte Carlo noise (see
+``forecastkit.forecast.forecast``). Still above 5 s: ``forecast(crm)`` when it has to
+fit the win model at 100k deals, of which ~6.4 s is
+``forecastkit.probability.features.training_rows``. Of the backtest's ~28 s, ~9 s is
+the oracle (``GroundTruth.p_win_by``: a gamma ppf per deal and draw), ~6 s rewinding
+snapshots (``CRM.as_of``), ~5.5 s fitting the 8 win models and ~4.5 s their training rows.
 """
 
 from __future__ import annotations
@@ -113,6 +140,7 @@ def speed(n_open: int = 100_000) -> None:
         s = generate("baseline", seed=0)
         model = _timed("fit_win_model on the sample (not at scale)", fit_win_model, s.crm)
         _timed("forecast(method='model', model=<fitted>)", forecast, crm, method="model", model=model)
+        _timed("forecast(crm): model method, win model fitted here", forecast, crm)
 
 
 def backtest_speed() -> None:

@@ -122,6 +122,22 @@ def test_sample_forecast_is_reproducible_and_consistent(base_crm):
     )
 
 
+def test_open_deal_state_matches_the_timeline(base_crm):
+    # the forecast's one-pass pushes and days in stage count exactly like the timeline's functions
+    from forecastkit.data.timeline import close_date_pushes, current_stage_age
+    from forecastkit.forecast.slips import _open_deal_state
+
+    for crm in (base_crm, base_crm.as_of("2025-05-20")):
+        o = crm.open_deals
+        got = _open_deal_state(crm, o)
+        ids = o["opportunity_id"].to_numpy()
+        pushes = close_date_pushes(crm).set_index("opportunity_id")["pushes"].reindex(ids)
+        age = current_stage_age(crm).set_index("opportunity_id")["days_in_stage"].reindex(ids)
+        assert got["pushes"].to_numpy().tolist() == pushes.to_numpy().tolist()
+        assert got["pushes"].sum() > 0
+        np.testing.assert_array_equal(got["days_in_stage"].to_numpy(), age.to_numpy(dtype=float))
+
+
 def test_sample_bad_inputs(base_crm):
     with pytest.raises(PeriodError, match="starts after the snapshot date 2026-11-20"):
         forecast(base_crm, "2031-Q1", method="crm")

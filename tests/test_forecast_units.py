@@ -76,6 +76,27 @@ def test_compound_poisson_new_deals():
     assert set(np.unique(tot) % 100) == {0.0}
 
 
+def test_rare_new_deals_add_one_amount_per_draw():
+    # rate 0.05: almost every draw holds 0 or 1 new deal (the one-per-draw shortcut), a few hold 2
+    new = NewDeals(0.05, np.array([100.0, 300.0]), 10.0, ("x",))
+    tot = simulate_bookings(np.zeros(0), np.zeros(0), new, n_sims=40_000, seed=1)
+    assert tot.mean() == pytest.approx(10.0, abs=4 * 50 / np.sqrt(40_000))  # sd per draw: sqrt(0.05 x 50,000)
+    assert set(np.unique(tot) % 100) == {0.0}
+    assert np.isin(tot, [0.0, 100.0, 300.0]).mean() > 0.995  # none or one pooled amount: P(2+) = 0.12%
+    assert np.mean(tot > 0) == pytest.approx(1 - np.exp(-0.05), abs=0.005)
+
+
+def test_grouped_new_deals_split_the_rate_by_pool_share():
+    # pool of 3 amounts, 2 in group 0 and 1 in group 1: rates 2 x 2/3 and 2 x 1/3
+    new = NewDeals(2.0, np.array([100.0, 100.0, 1000.0]), 800.0, ("x",))
+    tot = simulate_bookings(
+        np.zeros(0), np.zeros(0), new, n_sims=40_000, seed=0, groups=np.zeros(0), n_groups=2, new_groups=[0, 0, 1]
+    )
+    assert tot[:, 0].mean() == pytest.approx(2 * 2 / 3 * 100.0, rel=0.03)
+    assert tot[:, 1].mean() == pytest.approx(2 / 3 * 1000.0, rel=0.03)
+    assert set(np.unique(tot[:, 1]) % 1000) == {0.0}
+
+
 def test_normal_approximation_beyond_exact_limit_keeps_mean_and_variance():
     rng = np.random.default_rng(0)
     a, p = rng.uniform(100, 200, 400), rng.uniform(0.1, 0.9, 400)
@@ -293,6 +314,30 @@ def test_stage_method_uses_shrunk_stage_rates_slips_and_new_deals():
     assert d["open_expected"] == pytest.approx(2000 * p["A"] + 4000 * p["B"] + 3000 * p["D"])
     assert d["new_deals_expected"] == 600.0
     assert any("falling back" in n for n in f.notes)
+
+
+def test_distribution_is_the_sum_of_the_owners_simulations_and_of_the_unlisted_rest():
+    # W2 (600, the only not-yet-created-deals reference: rate 1 x 600) belongs to carol, who has no
+    # open deal, no call and nothing won in Q4: the calls table does not list her, so her share of the
+    # new-deal term sits in the simulation's extra column - in the distribution, not in the calls
+    t = tables()
+    o = t["opportunities"]
+    o.loc[o["opportunity_id"] == "W2", "owner"] = "carol"
+    crm = fk.CRM.from_tables(t, as_of="2026-11-20")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = forecast(crm, method="stage", n_sims=20_000)
+    d = f.distribution.iloc[0]
+    assert d["new_deals_expected"] == 600.0
+    assert "carol" not in set(f.calls["name"])
+    c = f.calls.set_index("level").loc["company"]
+    owners = f.calls[f.calls["level"] == "owner"]
+    assert c["expected"] == pytest.approx(owners["expected"].sum(), rel=1e-12)
+    # the same draws: the gap is carol's column alone (Poisson(1) x 600: sd 600)
+    assert d["expected"] - c["expected"] == pytest.approx(600.0, abs=4 * 600 / np.sqrt(20_000))
+    assert d["expected"] == pytest.approx(
+        d["closed_won"] + d["open_expected"] + 600.0, abs=4 * d["std"] / np.sqrt(20_000)
+    )
 
 
 def test_owner_and_team_filters():

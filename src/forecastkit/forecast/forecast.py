@@ -20,6 +20,16 @@ Per open deal, the probability of being booked in the period is
   playbook's stage default when empty) for deals whose close date falls in the period,
   0 for the others, no new deals.
 
+The distribution is simulated once, per owner (the rows of the calls table), and the
+company (or scope) total is the sum over owners plus a column for what belongs to no
+listed owner; the calls' company row is therefore the same draws as the distribution.
+Up to 2,000 live deals (``exact_limit`` of
+:func:`~forecastkit.forecast.montecarlo.simulate_bookings`) this is draw for draw the
+ungrouped simulation (data/sample: identical figures); beyond, the normal-approximated
+remainder is drawn per owner - same mean and variance, other draws: on 100,000 open
+deals P10 / P50 / P90 moved by at most 1.6e-4 (relative) against one simulation for
+the total, less than between seeds (up to 4.5e-4), the mean by 0.65 standard errors.
+
 Documented zeros: an empty pipeline, or a snapshot before any deal, gives zero
 bookings to come (a note says why); a period without a ``bookings`` target gives NaN
 quota, gap, coverage and probability of reaching it (a note names the missing target).
@@ -33,6 +43,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from forecastkit.data.crm import CRM
 from forecastkit.errors import FallbackWarning, InsufficientDataError, ParameterError, PeriodError
@@ -194,7 +205,9 @@ def fit_win_model(crm: CRM, rows: pd.DataFrame | None = None, **params: object):
         closed = o.loc[o["status"] != "open", "opportunity_id"]
         rows = rows[(rows["as_of"] >= start) & (rows["as_of"] <= end) & rows["opportunity_id"].isin(closed)]
         rows = rows.reset_index(drop=True)
-    return model.fit_rows(rows)
+    # one BLAS thread: small matrix products, which oversubscribed threads make many times slower
+    with threadpool_limits(limits=1, user_api="blas"):
+        return model.fit_rows(rows)
 
 
 def win_probabilities(crm: CRM, method: Method, *, model: object = None, notes: list[str] | None = None) -> np.ndarray:
@@ -213,7 +226,8 @@ def win_probabilities(crm: CRM, method: Method, *, model: object = None, notes: 
     if method == "model":
         try:
             m = model if model is not None else fit_win_model(crm)
-            p = m.predict_proba(crm)  # type: ignore[attr-defined]
+            with threadpool_limits(limits=1, user_api="blas"):
+                p = m.predict_proba(crm)  # type: ignore[attr-defined]
             return p["p_win"].to_numpy(float)
         except InsufficientDataError as exc:
             msg = f"win model not fitted ({exc}); using historical stage probabilities instead"
@@ -327,10 +341,11 @@ def forecast(
     new = NewDeals.none() if method == "crm" else new_deal_run_rate(crm, per, n_periods=n_periods, deals=sub)
     if method != "crm" and not new.periods:
         notes.append("no completed past period in the data: deals not yet created count as zero")
-    # distribution (company or scope)
-    totals = simulate_bookings(
-        deals["amount"].to_numpy(float), deals["p_win_in_period"].to_numpy(float), new, n_sims=n_sims, seed=seed
-    )
+    # distribution: one simulation per owner (deals without an owner in a group of their own); the
+    # scope's total is the sum over owners, so the calls table's owner, team and company rows add up to it
+    fc, names = _latest_calls(crm, per, deals, won, owner, team)
+    sims = _simulate_by_owner(deals, sub, new, names, seed=seed, n_sims=n_sims)
+    totals = sims.sum(axis=1)
     quota, qnote = _quota(crm, per, owner, team)
     if qnote:
         notes.append(qnote)
@@ -353,7 +368,7 @@ def forecast(
     )
     summary = _summary(deals, closed_won, pb)
     target = _target(deals, closed_won, quota, stats_, pb)
-    calls = _calls(crm, per, deals, won, sub, new, owner, team, seed=seed, n_sims=n_sims)
+    calls = _calls(crm, deals, won, fc, names, sims[:, : len(names)], owner, team)
     deals = deals[(deals["in_period"]) | (deals["p_win_in_period"] >= pb.pipeline_threshold)]
     deals = deals.sort_values(["expected_amount", "opportunity_id"], ascending=[False, True], kind="stable")
     return Forecast(
@@ -410,10 +425,10 @@ def _scope_mask(crm: CRM, owner: str | None, team: str | None) -> pd.Series:
 
 
 def _pushes(crm: CRM, open_deals: pd.DataFrame) -> np.ndarray:
-    from forecastkit.data.timeline import close_date_pushes
+    """Close-date pushes of each open deal (as :func:`~forecastkit.data.timeline.close_date_pushes`)."""
+    from forecastkit.forecast.slips import _open_deal_state
 
-    pushes = close_date_pushes(crm).set_index("opportunity_id")["pushes"]
-    return pushes.reindex(open_deals["opportunity_id"].to_numpy()).fillna(0).astype(int).to_numpy()
+    return _open_deal_state(crm, open_deals, days=False)["pushes"].to_numpy(int)
 
 
 def _rep_category(cat: pd.Series) -> np.ndarray:
@@ -571,54 +586,75 @@ _CALL_COLUMNS = [
 ]
 
 
-def _calls(
-    crm: CRM,
-    per: Period,
-    deals: pd.DataFrame,
-    won: pd.DataFrame,
-    sub: pd.DataFrame,
-    new: NewDeals,
-    owner: str | None,
-    team: str | None,
-    *,
-    seed: int,
-    n_sims: int,
-) -> pd.DataFrame:
-    """Latest call per rep for the period next to the model, per rep, team and for the scope."""
-    teams = _team_of(crm)
+def _latest_calls(
+    crm: CRM, per: Period, deals: pd.DataFrame, won: pd.DataFrame, owner: str | None, team: str | None
+) -> tuple[pd.DataFrame, list[str]]:
+    """The latest call per rep for the period (in scope) and the owners listed in the calls table."""
     fc = crm.forecast_calls
     fc = fc[(fc["period"] == per.label).fillna(False).to_numpy(dtype=bool)]
     fc = fc.sort_values("submitted_at", kind="stable").groupby("owner", sort=False).tail(1)
     if owner:
         fc = fc[(fc["owner"] == owner).to_numpy(dtype=bool)]
     if team:
-        fc = fc[fc["owner"].map(teams).eq(team).to_numpy(dtype=bool)]
+        fc = fc[fc["owner"].map(_team_of(crm)).eq(team).to_numpy(dtype=bool)]
     names = sorted(
         set(fc["owner"].astype(str)) | set(deals["owner"].dropna().astype(str)) | set(won["owner"].dropna().astype(str))
     )
-    if not names:
-        return pd.DataFrame(columns=_CALL_COLUMNS)
+    return fc, names
+
+
+def _simulate_by_owner(
+    deals: pd.DataFrame, sub: pd.DataFrame, new: NewDeals, names: list[str], *, seed: int, n_sims: int
+) -> np.ndarray:
+    """Simulated bookings to come per owner: shape ``(n_sims, len(names) + 1)`` or ``(n_sims, len(names))``.
+
+    Column ``j < len(names)`` is owner ``names[j]``; a last column, only when there are any,
+    holds the deals (and not-yet-created deals) whose owner is not in ``names`` (no owner),
+    else the shape is ``(n_sims, len(names))``. The not-yet-created
+    deals term is split by the owner of the deals behind its pooled amounts
+    (:func:`simulate_bookings` with ``new_groups``): a sum of independent compound Poisson
+    terms with the same total rate and pool, so the row sums have the distribution of the
+    ungrouped simulation.
+    """
     code = {n: i for i, n in enumerate(names)}
-    g = deals["owner"].map(code).fillna(-1).astype(int).to_numpy()
-    ok = g >= 0
-    new_codes = None
-    if new.rows is not None and len(new.rows):
-        new_codes = sub["owner"].iloc[new.rows].map(code).fillna(-1).astype(int).to_numpy()
-        keep = new_codes >= 0
-        new = NewDeals(new.rate * keep.mean(), new.amounts[keep], new.expected, new.periods, new.rows[keep])
-        new_codes = new_codes[keep]
-    sims = simulate_bookings(
-        deals["amount"].to_numpy(float)[ok],
-        deals["p_win_in_period"].to_numpy(float)[ok],
+    other = len(names)
+    g = deals["owner"].map(code).fillna(other).astype(int).to_numpy()
+    if new.rows is not None and len(new.rows) == len(new.amounts):
+        new_codes = sub["owner"].iloc[new.rows].map(code).fillna(other).astype(int).to_numpy()
+    else:  # pooled amounts without their deals: all in the last column
+        new_codes = np.full(len(new.amounts), other, dtype=np.int64)
+    return simulate_bookings(
+        deals["amount"].to_numpy(float),
+        deals["p_win_in_period"].to_numpy(float),
         new,
         n_sims=n_sims,
         seed=seed,
-        groups=g[ok],
-        n_groups=len(names),
+        groups=g,
+        n_groups=other + int((g == other).any() or (new_codes == other).any()),
         new_groups=new_codes,
     )
+
+
+def _calls(
+    crm: CRM,
+    deals: pd.DataFrame,
+    won: pd.DataFrame,
+    fc: pd.DataFrame,
+    names: list[str],
+    sims: np.ndarray,
+    owner: str | None,
+    team: str | None,
+) -> pd.DataFrame:
+    """Latest call per rep for the period next to the model, per rep, team and for the scope.
+
+    ``sims`` are the simulated bookings to come per owner of ``names`` (:func:`_simulate_by_owner`).
+    """
+    if not names:
+        return pd.DataFrame(columns=_CALL_COLUMNS)
+    teams = _team_of(crm)
     cw = won.groupby("owner")["amount"].sum().reindex(names).fillna(0.0).to_numpy()
     total = sims + cw[None, :]
+    q10, q90 = np.quantile(total, [0.1, 0.9], axis=0)  # one partial sort for both
     rep_in = deals[deals["in_period"]]
     cat_sum = rep_in.groupby(["owner", "rep_category"])["amount"].sum().unstack(fill_value=0.0)
     cat_sum = cat_sum.reindex(index=names, columns=["commit", "best_case"], fill_value=0.0)
@@ -635,8 +671,8 @@ def _calls(
             "rep_commit": cw + cat_sum["commit"].to_numpy(),
             "rep_best_case": cw + cat_sum["commit"].to_numpy() + cat_sum["best_case"].to_numpy(),
             "expected": total.mean(axis=0),
-            "p10": np.quantile(total, 0.1, axis=0),
-            "p90": np.quantile(total, 0.9, axis=0),
+            "p10": q10,
+            "p90": q90,
         }
     )
     out = [rows]
@@ -646,6 +682,7 @@ def _calls(
     levels.append(("company" if not (owner or team) else "scope", owner or team or "all", np.ones(len(names), bool)))
     for lev, name, m in levels:
         tot = total[:, m].sum(axis=1)
+        q = np.quantile(tot, [0.1, 0.9])
         calls_m = rows.loc[m, "call_commit"]
         out.append(
             pd.DataFrame(
@@ -661,8 +698,8 @@ def _calls(
                         "rep_commit": rows.loc[m, "rep_commit"].sum(),
                         "rep_best_case": rows.loc[m, "rep_best_case"].sum(),
                         "expected": tot.mean(),
-                        "p10": np.quantile(tot, 0.1),
-                        "p90": np.quantile(tot, 0.9),
+                        "p10": q[0],
+                        "p90": q[1],
                     }
                 ]
             )
