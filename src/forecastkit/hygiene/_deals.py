@@ -143,6 +143,23 @@ def account_owner(crm: CRM) -> pd.Series:
     return _cached(crm, "account_owner", build)
 
 
+def owners_of_accounts(crm: CRM, ids: np.ndarray) -> np.ndarray:
+    """``lookup(account_owner(crm), ids)``: the owner of each account (None where unknown or missing).
+
+    The deals are read only for the accounts without an owner in the accounts table (usually none).
+    """
+
+    def build(c: CRM) -> pd.Series:
+        return _first_by_key(obj(c.accounts["account_id"]), obj(c.accounts["owner"]))
+
+    ids = _none(np.asarray(ids, dtype=object))
+    out = lookup(_cached(crm, "accounts_owner", build), ids)
+    miss = pd.isna(out) & ~pd.isna(ids)
+    if miss.any():
+        out[miss] = lookup(account_owner(crm), ids[miss])
+    return out
+
+
 def obj(s: pd.Series | pd.Index) -> np.ndarray:
     """The values of a column as an object array, missing values as ``None``.
 

@@ -192,10 +192,15 @@ def _step_arrays(
     if step_all is None:
         step_all = pd.Index(names).get_indexer(obj(acts["cadence_step"]))
     rows = np.flatnonzero(step_all >= 0)
+    lead_at = None  # lead of each row, when known already
     if leads is not None:
         a_opp = np.asarray(acts["opportunity_id"].array, dtype=object)[rows]
-        mine = isin(a_opp, lead_opp)
+        if not pd.isna(lead_opp).any():  # the leads are distinct deal ids: one lookup gives the lead of each row
+            lead_at = positions(a_opp, lead_opp)
+        mine = isin(a_opp, lead_opp) if lead_at is None else lead_at >= 0
         rows, a_opp = rows[mine], _none(a_opp[mine])
+        if lead_at is not None:
+            lead_at = lead_at[mine]
         a_acc = np.full(len(rows), None, dtype=object)
         acc_only = np.zeros(len(rows), dtype=bool)
     else:
@@ -208,9 +213,7 @@ def _step_arrays(
     acc_keys = pd.unique(a_acc[acc_only & ~pd.isna(a_acc)])
     keys = np.concatenate([lead_opp, acc_keys.astype(object)])
     n_deal_leads = len(lead_opp)
-    key_index = pd.Index(keys)
-    a_keys = np.where(acc_only, a_acc, a_opp)
-    lead_of = key_index.get_indexer(a_keys)
+    lead_of = lead_at if lead_at is not None else pd.Index(keys).get_indexer(np.where(acc_only, a_acc, a_opp))
     ok = lead_of >= 0
     rows = rows[ok]
     lead_of = lead_of[ok]

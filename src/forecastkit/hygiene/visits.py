@@ -91,15 +91,41 @@ def _visit_reports(
     ``keep``: given the positions of the done visits, a boolean mask of those to check
     (the others are left out); each row's result depends on that row alone.
     """
-    cutoff = crm.as_of_date + pd.Timedelta(days=1)
-    rows = np.flatnonzero(isin(acts["type"], types) & (acts["done_at"] < cutoff).to_numpy(bool))
+    rows = _done_visits(acts, crm, types)
     if keep is not None:
         rows = rows[keep(rows)]
     cols = ["activity_id", "opportunity_id", "account_id", "owner", "type", "done_at", "report", *REPORT_BOXES]
     where = acts.columns.get_indexer(cols)
     if (where < 0).any():
         raise KeyError(f"{[c for c, w in zip(cols, where, strict=True) if w < 0]} not in the activities table")
-    # the report columns of these rows first; the identifying columns only for the rows with a problem
+    no_report, present = _report_boxes(acts, rows)
+    n_missing = (~present).sum(axis=1)
+    incomplete = ~no_report & (n_missing > 0)
+    bad = no_report | incomplete
+    # column by column: only these rows of these columns are copied (iloc copies every column's rows first)
+    out = pd.DataFrame({c: acts[c].take(rows[bad]).array for c in cols[:6]})
+    out.insert(4, "team", pd.array(lookup(team_by_owner(crm), out["owner"]), dtype="string"))
+    out["problem"] = pd.array(np.where(no_report[bad], "no_report", "incomplete_report"), dtype="string")
+    labels = np.array([b.removeprefix("report_") for b in REPORT_BOXES], dtype=object)
+    miss = ~present[bad]
+    code = miss.astype("int64") @ (1 << np.arange(len(REPORT_BOXES)))
+    patterns = np.array(
+        [", ".join(labels[[(k >> j) & 1 == 1 for j in range(len(labels))]]) for k in range(32)], dtype=object
+    )
+    out["missing_boxes"] = pd.array(patterns[code], dtype="string")
+    out["n_missing"] = n_missing[bad].astype("int64")
+    return out.sort_values("done_at", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _done_visits(acts: pd.DataFrame, crm: CRM, types: tuple[str, ...]) -> np.ndarray:
+    """Positions of the activities of these types done on or before the snapshot date."""
+    cutoff = crm.as_of_date + pd.Timedelta(days=1)
+    return np.flatnonzero(isin(acts["type"], types) & (acts["done_at"] < cutoff).to_numpy(bool))
+
+
+def _report_boxes(acts: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(no_report, present)`` of the visits at ``rows``: no report at all; boxes present (rows x boxes)."""
+    # the report columns of these rows only (the identifying columns are copied for the rows with a problem)
     flags = (
         np.column_stack([acts[b].take(rows).to_numpy(dtype="float64", na_value=np.nan) for b in REPORT_BOXES])
         if len(rows)
@@ -118,19 +144,4 @@ def _visit_reports(
                 hit |= low.str.contains(kw, regex=False).to_numpy(bool)
             present[need_text, j] = hit
     no_report = ~has_text & ~present.any(axis=1)
-    n_missing = (~present).sum(axis=1)
-    incomplete = ~no_report & (n_missing > 0)
-    bad = no_report | incomplete
-    # column by column: only these rows of these columns are copied (iloc copies every column's rows first)
-    out = pd.DataFrame({c: acts[c].take(rows[bad]).array for c in cols[:6]})
-    out.insert(4, "team", pd.array(lookup(team_by_owner(crm), out["owner"]), dtype="string"))
-    out["problem"] = pd.array(np.where(no_report[bad], "no_report", "incomplete_report"), dtype="string")
-    labels = np.array([b.removeprefix("report_") for b in REPORT_BOXES], dtype=object)
-    miss = ~present[bad]
-    code = miss.astype("int64") @ (1 << np.arange(len(REPORT_BOXES)))
-    patterns = np.array(
-        [", ".join(labels[[(k >> j) & 1 == 1 for j in range(len(labels))]]) for k in range(32)], dtype=object
-    )
-    out["missing_boxes"] = pd.array(patterns[code], dtype="string")
-    out["n_missing"] = n_missing[bad].astype("int64")
-    return out.sort_values("done_at", ascending=False, kind="stable").reset_index(drop=True)
+    return no_report, present
