@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from forecastkit.data.crm import CRM
-from forecastkit.data.timeline import stage_spells
+from forecastkit.data.timeline import _spells_and_last
 from forecastkit.errors import ParameterError
 from forecastkit.hygiene._deals import (
     _deal_probability,
@@ -137,8 +137,8 @@ def review(
     bad = [c for c in wanted if c not in CHECKS]
     if bad:
         raise ParameterError(f"review: unknown check(s) {bad}; allowed: {', '.join(CHECKS)}")
-    spells = stage_spells(crm)
-    deals = open_deal_frame(crm, spells)
+    spells, last = _spells_and_last(crm)
+    deals = open_deal_frame(crm, spells, last)
     return _review(crm, deals, spells, owner, team, wanted)
 
 
