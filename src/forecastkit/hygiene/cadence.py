@@ -167,7 +167,8 @@ def _step_arrays(
     ``leads``: only these deal ids (account-only leads are then left out); the steps of a
     lead depend on that lead alone, so the rows are those of the full table for these leads.
     ``leads_created``: their ``created_at`` (datetime64[ns]), when known; the opportunities
-    table is then not searched for them and ``lead_pos`` is None.
+    table is then not searched for them, ``lead_pos`` is None and ``lead_at`` is each lead's
+    position in ``leads``.
     """
     pb = crm.playbook
     names = [c.name for c in pb.cadence]
@@ -246,6 +247,7 @@ def _step_arrays(
         lead_starts = np.flatnonzero(np.r_[True, sorted_lead[1:] != sorted_lead[:-1]])
         start_i = (due_i - days[step_of] * _DAY.astype("int64"))[order]
         t0[sorted_lead[lead_starts]] = np.minimum.reduceat(start_i, lead_starts)
+    at = None
     if leads is not None and leads_created is not None:  # distinct deal ids with their creation dates
         lead_pos = None
         at = positions(lead_opp, leads)
@@ -294,6 +296,7 @@ def _step_arrays(
         "cell_owner": cell_owner,
         "lead_opp": lead_opp,
         "lead_pos": lead_pos,
+        "lead_at": at,
         "acc_keys": acc_keys,
     }
 

@@ -293,9 +293,10 @@ class _Actions:
         }
         var = num["value_at_risk"][src]
         # one group per deal (per account for an account row), numbered in order of appearance
-        opp_code, opp_ids = pd.factorize(np.concatenate([obj(d["opportunity_id"]), none]))
-        accounts = obj(acc["account_id"]) if acc is not None else none
-        acc_code, acc_ids = pd.factorize(np.concatenate([obj(d["account_id"]), _none(accounts)]))
+        # (factorize reads pd.NA as missing: no conversion to None first)
+        opp_code, opp_ids = pd.factorize(np.concatenate([_raw(d["opportunity_id"]), none]))
+        accounts = _raw(acc["account_id"]) if acc is not None else none
+        acc_code, acc_ids = pd.factorize(np.concatenate([_raw(d["account_id"]), accounts]))
         acc_code = np.where(acc_code >= 0, acc_code, len(acc_ids))
         key = np.where(opp_code >= 0, opp_code, len(opp_ids) + acc_code)
         grp, _ = pd.factorize(key[src])
@@ -314,6 +315,12 @@ class _Actions:
         col["action"] = _strings([PROBLEMS[p][1] if p in PROBLEMS else None for p in self.labels]).take(code)
         col["detail"] = pd.array(np.concatenate(self.detail)[order], dtype="string")
         return pd.DataFrame({c: col[c] for c in COLUMNS})
+
+
+def _raw(s: pd.Series) -> np.ndarray:
+    """The values of a column as an object array (a ``string`` column's own array: no copy, no scan)."""
+    arr = s.array
+    return arr._ndarray if isinstance(arr, pd.arrays.StringArray) else s.to_numpy(dtype=object)
 
 
 def _strings(values: Iterable[object]) -> pd.api.extensions.ExtensionArray:
@@ -357,11 +364,18 @@ def _cadence_rows(crm: CRM, d: pd.DataFrame, spells: pd.DataFrame) -> tuple[np.n
     if not missed.any():
         return np.zeros(0, dtype="int64"), np.zeros(0, dtype=object)
     names = r["names"]
-    deal, ids = pd.factorize(r["lead_opp"][r["li"][missed]], sort=True)
-    bits = np.zeros(len(ids), dtype="int64")
+    li = r["li"][missed]
+    if r["lead_at"] is None:
+        deal, ids = pd.factorize(r["lead_opp"][li], sort=True)
+        pos = first_stage.index[pd.Index(first_stage["opportunity_id"].astype(object)).get_indexer(ids)]
+    else:  # the leads' positions are known: group by lead, deals in order of their ids
+        lead, first = np.unique(li, return_inverse=True)
+        rank = np.argsort(np.argsort(r["lead_opp"][lead], kind="stable"), kind="stable")
+        deal, pos = rank[first], np.empty(len(lead), dtype="int64")
+        pos[rank] = first_stage.index.to_numpy()[r["lead_at"][lead]]
+    bits = np.zeros(len(pos), dtype="int64")
     np.bitwise_or.at(bits, deal, 1 << r["si"][missed])
     detail = _join_bits(bits, names, {n: k for k, n in enumerate(names)})
-    pos = first_stage.index[pd.Index(first_stage["opportunity_id"].astype(object)).get_indexer(ids)]
     return np.asarray(pos), "missed: " + detail
 
 
@@ -422,14 +436,15 @@ def _visit_rows(crm: CRM, d: pd.DataFrame, owner: object, team: object) -> tuple
 
 def _visit_detail(n_no: np.ndarray, n_inc: np.ndarray) -> np.ndarray:
     """``"2 visit(s) without report, 1 report(s) missing boxes"``, built once per distinct pair of counts."""
-    pair, first = np.unique(np.column_stack([n_no, n_inc]), axis=0, return_inverse=True)
+    code, first = pd.factorize(n_no * (int(n_inc.max(initial=0)) + 1) + n_inc)
+    at = np.unique(code, return_index=True)[1]
     words = []
-    for no, inc in pair.tolist():
+    for no, inc in zip(n_no[at].tolist(), n_inc[at].tolist(), strict=True):
         bits = ([f"{no} visit(s) without report"] if no > 0 else []) + (
             [f"{inc} report(s) missing boxes"] if inc > 0 else []
         )
         words.append(", ".join(bits))
-    return np.asarray(words, dtype=object)[first.reshape(-1)] if len(pair) else np.zeros(0, dtype=object)
+    return np.asarray(words, dtype=object)[code] if len(code) else np.zeros(0, dtype=object)
 
 
 def _contact_rows(crm: CRM, d: pd.DataFrame, owner: object, team: object) -> pd.DataFrame:

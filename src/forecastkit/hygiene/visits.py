@@ -126,13 +126,18 @@ def _done_visits(acts: pd.DataFrame, crm: CRM, types: tuple[str, ...]) -> np.nda
 def _report_boxes(acts: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(no_report, present)`` of the visits at ``rows``: no report at all; boxes present (rows x boxes)."""
     # the report columns of these rows only (the identifying columns are copied for the rows with a problem)
-    flags = (
-        np.column_stack([acts[b].take(rows).to_numpy(dtype="float64", na_value=np.nan) for b in REPORT_BOXES])
-        if len(rows)
-        else np.zeros((0, 5))
-    )
-    has_flag = ~np.isnan(flags).all(axis=1) if len(rows) else np.zeros(0, bool)
-    present = np.nan_to_num(flags, nan=0.0) > 0
+    present = np.zeros((len(rows), len(REPORT_BOXES)), dtype=bool)
+    has_flag = np.zeros(len(rows), dtype=bool)
+    for j, b in enumerate(REPORT_BOXES):
+        arr = acts[b].array
+        if isinstance(arr, pd.arrays.BooleanArray):  # values and mask as they are
+            filled = ~arr._mask[rows]
+            present[:, j] = arr._data[rows] & filled
+        else:
+            flag = acts[b].take(rows).to_numpy(dtype="float64", na_value=np.nan)
+            filled = ~np.isnan(flag)
+            present[:, j] = np.nan_to_num(flag, nan=0.0) > 0
+        has_flag |= filled
     text = acts["report"].take(rows)
     has_text = text.notna().to_numpy(bool)
     need_text = has_text & ~has_flag
