@@ -74,7 +74,12 @@ def _spells_fast(crm: CRM, h: pd.DataFrame, o: pd.DataFrame) -> tuple[pd.DataFra
         np.not_equal(hid[1:], hid[:-1], out=starts[1:])
     except TypeError:  # missing ids (pd.NA) cannot be compared
         return None
-    run_of = pd.Index(pd.unique(hid[starts])).get_indexer(oid)  # the deal's run of history rows
+    try:
+        ids_sorted = len(hid) < 2 or bool((hid[1:] >= hid[:-1]).all())
+    except TypeError:  # ids that cannot be ordered (e.g. None among texts): sorted below
+        ids_sorted = False
+    runs = hid[starts] if ids_sorted else pd.unique(hid[starts])  # (sorted ids: each deal one run)
+    run_of = pd.Index(runs).get_indexer(oid)  # the deal's run of history rows
     in_hist = run_of >= 0
     add = ~in_hist & o["stage"].notna().to_numpy(bool)
     resort = bool(add.any())
@@ -85,7 +90,7 @@ def _spells_fast(crm: CRM, h: pd.DataFrame, o: pd.DataFrame) -> tuple[pd.DataFra
         hid = _text_values(ids_col)
     elif len(hid) > 1:  # validated snapshots keep history sorted; others are sorted here
         same = ~starts[1:]
-        resort = not (bool((hid[1:] >= hid[:-1]).all()) and bool((changed[1:][same] >= changed[:-1][same]).all()))
+        resort = not (ids_sorted and bool((changed[1:][same] >= changed[:-1][same]).all()))
     if resort:  # like sort_values(["opportunity_id", "changed_at"], kind="stable"): NaT last
         t = changed.view("int64")
         t = np.where(np.isnat(changed), np.iinfo(np.int64).max, t)

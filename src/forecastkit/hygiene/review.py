@@ -488,11 +488,17 @@ def _account_rows(
     names = np.full(len(ids), None, dtype=object)
     if crm.has("accounts"):  # the name on the account's first row
         a_ids = obj(crm.accounts["account_id"])
-        first = ~pd.Index(a_ids).duplicated(keep="first")
-        pos = pd.Index(a_ids[first]).get_indexer(ids)
-        names = np.where(pos >= 0, obj(crm.accounts["name"])[first][pos] if first.any() else None, None)
+        pos = positions(ids, a_ids)  # (pyarrow: the first row of a duplicated id)
+        if pos is not None:
+            names = np.where(pos >= 0, obj(crm.accounts["name"])[pos] if len(a_ids) else None, None)
+        else:
+            first = ~pd.Index(a_ids).duplicated(keep="first")
+            pos = pd.Index(a_ids[first]).get_indexer(ids)
+            names = np.where(pos >= 0, obj(crm.accounts["name"])[first][pos] if first.any() else None, None)
     value = _account_value(d)
-    pos = pd.Index(obj(value.index)).get_indexer(ids)
+    pos = positions(ids, obj(value.index))
+    if pos is None:
+        pos = pd.Index(obj(value.index)).get_indexer(ids)
     owners = obj(acc["owner"])
     if fill_owner:
         owners = np.where(pd.isna(owners), owners_of_accounts(crm, ids), owners)
