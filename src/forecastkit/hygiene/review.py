@@ -294,11 +294,13 @@ class _Actions:
         var = num["value_at_risk"][src]
         # one group per deal (per account for an account row), numbered in order of appearance
         # (factorize reads pd.NA as missing: no conversion to None first)
-        opp_code, opp_ids = pd.factorize(np.concatenate([_raw(d["opportunity_id"]), none]))
-        accounts = _raw(acc["account_id"]) if acc is not None else none
-        acc_code, acc_ids = pd.factorize(np.concatenate([_raw(d["account_id"]), accounts]))
-        acc_code = np.where(acc_code >= 0, acc_code, len(acc_ids))
-        key = np.where(opp_code >= 0, opp_code, len(opp_ids) + acc_code)
+        opp_code, opp_ids = pd.factorize(_raw(d["opportunity_id"]))
+        key = np.concatenate([opp_code, np.full(self.n_acc, -1)])
+        by_acc = np.flatnonzero(key < 0)  # account rows, and deals without an id: keyed by their account
+        if len(by_acc):
+            accounts = np.concatenate([_raw(d["account_id"]), _raw(acc["account_id"]) if acc is not None else none])
+            acc_code, acc_ids = pd.factorize(accounts[by_acc])
+            key[by_acc] = len(opp_ids) + np.where(acc_code >= 0, acc_code, len(acc_ids))
         grp, _ = pd.factorize(key[src])
         # highest value first (NaN last); a deal's rows together, red before orange, then the problem order
         order = np.lexsort((prob, sev, grp, np.where(np.isnan(var), np.inf, -var)))
