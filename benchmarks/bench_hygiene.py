@@ -57,9 +57,10 @@ tied to accounts only):
 size                        before (1cb3b3b)            after (branch hyg3)
 ==========================  ==========================  ==========================
 200k deals / 2M activities  4.2 s CPU                   3.3 s CPU
-1M deals / 10M activities   28.7 s CPU (30.3 s wall),   18.3-20.2 s CPU (20.8 s wall
-                            peak 3.68 GB (+0.65)        at load 2.5), peak 3.51 GB
-                                                        (+0.48)
+1M deals / 10M activities   28.7 s CPU (30.3 s wall),   16.4-20.2 s CPU in three runs
+                            peak 3.68 GB (+0.65)        (20.8 s wall at load 2.5, 42 s
+                                                        at load 5), peak 3.49-3.51 GB
+                                                        (+0.46-0.48)
 1M, pickled, back to back   29.7 s CPU                  21.2 and 21.9 s CPU
 ==========================  ==========================  ==========================
 
@@ -69,7 +70,7 @@ missing-value scans); visits are checked for reports before their deal ids are l
 up, and grouped by deal position; a cadence lead's activities are looked up once; the
 current stage's entry comes from each deal's last spell by position; account owners
 come from the accounts table (deals are read only for accounts without an owner there).
-Still above a 16 s CPU aim on a loaded machine: the rest is spread over per-string work
+Not always under a 16 s CPU aim on a loaded machine: the rest is spread over per-string work
 (the 10M cadence-step column and the visit and cadence deal ids converted to pyarrow and
 looked up, the contacts' e-mail and name normalisation, stage spells over 3M history
 rows) and the final take of 1.2M rows per text column.
