@@ -32,6 +32,8 @@ snapshot                         before (f8b1fb1)            after (branch hyg)
 unpickling, the process peak); "+" is the review's own increment. On the older
 snapshot-fb8b625c35.pkl (8.3 GiB once loaded) the same review took 48.6 s CPU before
 and 22.0 s CPU after the first half of these changes (at 57b751a).
+Branch hyg3 on snapshot-27d132eefd.pkl (1M): 10.9 s CPU (26 s wall at load 5), peak 3.68 GiB
+(+0.78), the same 889,582 actions (this company's list is mostly its 836,632 contact rows).
 
 Synthetic CRM (``bench_hygiene.py N_OPP N_ACT``; it has more open deals and
 visits than the generator's companies), CPU seconds of the review, load about 6 (200k: three alternating runs of each
