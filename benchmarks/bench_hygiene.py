@@ -32,6 +32,8 @@ snapshot                         before (f8b1fb1)            after (branch hyg)
 unpickling, the process peak); "+" is the review's own increment. On the older
 snapshot-fb8b625c35.pkl (8.3 GiB once loaded) the same review took 48.6 s CPU before
 and 22.0 s CPU after the first half of these changes (at 57b751a).
+Branch hyg3 on snapshot-27d132eefd.pkl (1M): 10.9 s CPU (26 s wall at load 5), peak 3.68 GiB
+(+0.78), the same 889,582 actions (this company's list is mostly its 836,632 contact rows).
 
 Synthetic CRM (``bench_hygiene.py N_OPP N_ACT``; it has more open deals and
 visits than the generator's companies), CPU seconds of the review, load about 6 (200k: three alternating runs of each
@@ -46,9 +48,34 @@ size                        before (ae1b30e)            after (branch hyg2)
 ==========================  ==========================  ==========================
 
 1M = 299,562 open deals, 3.0M history rows, 10M activities; 1,204,408 actions.
-Still above the 20 s target at this size: the remaining time is spread over
-per-string work on the activity columns (pyarrow conversions and hash lookups of
-the visit and cadence rows' deal ids, missing-value scans) and the stage spells.
+
+Branch hyg3 (same synthetic companies; before = main at 1cb3b3b, run in the same hour;
+machine load 2.5-5, so CPU seconds are some 10-15 % above a quiet machine's; every output
+of the review, the scorecard and each check compared equal before/after on the 200k
+company, data/sample, a generated company and the sample with visits and cadence touches
+tied to accounts only):
+
+==========================  ==========================  ==========================
+size                        before (1cb3b3b)            after (branch hyg3)
+==========================  ==========================  ==========================
+200k deals / 2M activities  4.2 s CPU                   3.3 s CPU
+1M deals / 10M activities   28.7 s CPU (30.3 s wall),   16.4-20.2 s CPU in three runs
+                            peak 3.68 GB (+0.65)        (20.8 s wall at load 2.5, 42 s
+                                                        at load 5), peak 3.49-3.51 GB
+                                                        (+0.46-0.48)
+1M, pickled, back to back   29.7 s CPU                  21.2 and 21.9 s CPU
+==========================  ==========================  ==========================
+
+What changed: the action list is assembled from each row's position in the open-deal
+frame (the deal columns are taken once for all rows: no frame per check, no
+missing-value scans); visits are checked for reports before their deal ids are looked
+up, and grouped by deal position; a cadence lead's activities are looked up once; the
+current stage's entry comes from each deal's last spell by position; account owners
+come from the accounts table (deals are read only for accounts without an owner there).
+Not always under a 16 s CPU aim on a loaded machine: the rest is spread over per-string work
+(the 10M cadence-step column and the visit and cadence deal ids converted to pyarrow and
+looked up, the contacts' e-mail and name normalisation, stage spells over 3M history
+rows) and the final take of 1.2M rows per text column.
 """
 
 from __future__ import annotations

@@ -66,8 +66,11 @@ def stage_order(stages: pd.Series, crm: CRM) -> np.ndarray:
     return stages.map(mapping).astype("float64").to_numpy()
 
 
-def open_deal_frame(crm: CRM, spells: pd.DataFrame | None = None) -> pd.DataFrame:
+def open_deal_frame(crm: CRM, spells: pd.DataFrame | None = None, last: np.ndarray | None = None) -> pd.DataFrame:
     """One row per open deal with everything the checks need.
+
+    ``spells``: :func:`stage_spells` when already computed; ``last``: the position in ``spells`` of
+    each opportunity's last spell (-1 without), when known (see ``timeline._spells_and_last``).
 
     Returns
     -------
@@ -81,13 +84,24 @@ def open_deal_frame(crm: CRM, spells: pd.DataFrame | None = None) -> pd.DataFram
     o = crm.open_deals
     extra = [f for f in crm.playbook.mandatory_fields if f in o.columns and f not in _BASE]
     d = o[list(_BASE) + extra].reset_index(drop=True)
-    age = _current_stage_age(o, stage_spells(crm) if spells is None else spells, crm.as_of_date)
+    rows = _rows_of(o, crm.opportunities) if last is not None and spells is not None else None
+    age = _current_stage_age(
+        o, stage_spells(crm) if spells is None else spells, crm.as_of_date, None if rows is None else last[rows]
+    )
     d["stage_order"] = stage_order(d["stage"], crm)
     d["entered_stage_at"] = age["entered_stage_at"].to_numpy()
     d["days_in_stage"] = age["days_in_stage"].to_numpy()
     d["deal_age_days"] = age["deal_age_days"].to_numpy()
     d["probability"] = _deal_probability(crm, o).to_numpy()
     return d
+
+
+def _rows_of(sub: pd.DataFrame, table: pd.DataFrame) -> np.ndarray | None:
+    """Row positions in ``table`` of the rows of ``sub`` (selected from it), when its index is 0..n-1; else None."""
+    ix = table.index
+    if isinstance(ix, pd.RangeIndex) and ix.start == 0 and ix.step == 1:
+        return sub.index.to_numpy()
+    return None
 
 
 _CACHE: weakref.WeakKeyDictionary[CRM, dict[str, pd.Series]] = weakref.WeakKeyDictionary()
@@ -141,6 +155,23 @@ def account_owner(crm: CRM) -> pd.Series:
         return pd.concat([acc, deals]) if len(deals) else acc
 
     return _cached(crm, "account_owner", build)
+
+
+def owners_of_accounts(crm: CRM, ids: np.ndarray) -> np.ndarray:
+    """``lookup(account_owner(crm), ids)``: the owner of each account (None where unknown or missing).
+
+    The deals are read only for the accounts without an owner in the accounts table (usually none).
+    """
+
+    def build(c: CRM) -> pd.Series:
+        return _first_by_key(obj(c.accounts["account_id"]), obj(c.accounts["owner"]))
+
+    ids = _none(np.asarray(ids, dtype=object))
+    out = lookup(_cached(crm, "accounts_owner", build), ids)
+    miss = pd.isna(out) & ~pd.isna(ids)
+    if miss.any():
+        out[miss] = lookup(account_owner(crm), ids[miss])
+    return out
 
 
 def obj(s: pd.Series | pd.Index) -> np.ndarray:

@@ -70,7 +70,8 @@ def aging(
     return select(_aging(open_deal_frame(crm), crm.playbook), owner, team).reset_index(drop=True)
 
 
-def _aging(d: pd.DataFrame, pb: Playbook) -> pd.DataFrame:
+def _aging(d: pd.DataFrame, pb: Playbook, keep_index: bool = False) -> pd.DataFrame:
+    """The rows of :func:`aging`; ``keep_index``: indexed by their rows in ``d`` (else 0..n-1)."""
     caps = d["stage"].map({s.name: float(s.age_cap_days) for s in pb.stages}).astype("float64").to_numpy()
     days = d["days_in_stage"].to_numpy(dtype="float64")
     over = np.greater(days, caps, where=~np.isnan(caps), out=np.zeros(len(d), dtype=bool))
@@ -84,4 +85,5 @@ def _aging(d: pd.DataFrame, pb: Playbook) -> pd.DataFrame:
     out["days_over_cap"] = age - cap
     out["action"] = pd.array(action, dtype="string")
     out = out.sort_values("days_over_cap", ascending=False, kind="stable")  # ties keep the snapshot's order
-    return out[_COLUMNS].reset_index(drop=True)
+    out = out[_COLUMNS]
+    return out if keep_index else out.reset_index(drop=True)

@@ -167,7 +167,8 @@ def _step_arrays(
     ``leads``: only these deal ids (account-only leads are then left out); the steps of a
     lead depend on that lead alone, so the rows are those of the full table for these leads.
     ``leads_created``: their ``created_at`` (datetime64[ns]), when known; the opportunities
-    table is then not searched for them and ``lead_pos`` is None.
+    table is then not searched for them, ``lead_pos`` is None and ``lead_at`` is each lead's
+    position in ``leads``.
     """
     pb = crm.playbook
     names = [c.name for c in pb.cadence]
@@ -192,10 +193,15 @@ def _step_arrays(
     if step_all is None:
         step_all = pd.Index(names).get_indexer(obj(acts["cadence_step"]))
     rows = np.flatnonzero(step_all >= 0)
+    lead_at = None  # lead of each row, when known already
     if leads is not None:
         a_opp = np.asarray(acts["opportunity_id"].array, dtype=object)[rows]
-        mine = isin(a_opp, lead_opp)
+        if not pd.isna(lead_opp).any():  # the leads are distinct deal ids: one lookup gives the lead of each row
+            lead_at = positions(a_opp, lead_opp)
+        mine = isin(a_opp, lead_opp) if lead_at is None else lead_at >= 0
         rows, a_opp = rows[mine], _none(a_opp[mine])
+        if lead_at is not None:
+            lead_at = lead_at[mine]
         a_acc = np.full(len(rows), None, dtype=object)
         acc_only = np.zeros(len(rows), dtype=bool)
     else:
@@ -208,9 +214,7 @@ def _step_arrays(
     acc_keys = pd.unique(a_acc[acc_only & ~pd.isna(a_acc)])
     keys = np.concatenate([lead_opp, acc_keys.astype(object)])
     n_deal_leads = len(lead_opp)
-    key_index = pd.Index(keys)
-    a_keys = np.where(acc_only, a_acc, a_opp)
-    lead_of = key_index.get_indexer(a_keys)
+    lead_of = lead_at if lead_at is not None else pd.Index(keys).get_indexer(np.where(acc_only, a_acc, a_opp))
     ok = lead_of >= 0
     rows = rows[ok]
     lead_of = lead_of[ok]
@@ -243,6 +247,7 @@ def _step_arrays(
         lead_starts = np.flatnonzero(np.r_[True, sorted_lead[1:] != sorted_lead[:-1]])
         start_i = (due_i - days[step_of] * _DAY.astype("int64"))[order]
         t0[sorted_lead[lead_starts]] = np.minimum.reduceat(start_i, lead_starts)
+    at = None
     if leads is not None and leads_created is not None:  # distinct deal ids with their creation dates
         lead_pos = None
         at = positions(lead_opp, leads)
@@ -291,6 +296,7 @@ def _step_arrays(
         "cell_owner": cell_owner,
         "lead_opp": lead_opp,
         "lead_pos": lead_pos,
+        "lead_at": at,
         "acc_keys": acc_keys,
     }
 

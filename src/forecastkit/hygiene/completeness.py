@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from forecastkit.data.crm import CRM
 from forecastkit.errors import ParameterError
-from forecastkit.hygiene._deals import account_owner, obj, select
+from forecastkit.hygiene._deals import account_owner, obj, owners_of_accounts, select
 from forecastkit.periods import Freq, parse_period, period_of
 
 __all__ = ["CompletenessReport", "completeness", "CONTACT_FIELDS", "ACCOUNT_FIELDS", "valid_email", "valid_phone"]
@@ -235,11 +235,8 @@ def _with_owner(crm: CRM, contacts: pd.DataFrame, acc: tuple[np.ndarray, np.ndar
 
     ``acc``: :func:`_account_codes` of ``contacts`` when already computed.
     """
-    acc_owner = account_owner(crm)
     codes, accounts = _account_codes(contacts) if acc is None else acc
-    pos = acc_owner.index.get_indexer(accounts)
-    owners = np.append(obj(acc_owner), None)  # position -1 (account unknown) reads the trailing None
-    per_account = np.append(owners[pos], None)  # code -1 (no account) reads the trailing None
+    per_account = np.append(owners_of_accounts(crm, accounts), None)  # code -1 (no account) reads the trailing None
     return contacts.assign(owner=pd.array(per_account[codes], dtype="string"))
 
 

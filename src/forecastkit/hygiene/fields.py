@@ -86,8 +86,13 @@ def _check_fields(crm: CRM) -> None:
         )
 
 
-def _missing_long(d: pd.DataFrame, pb: Playbook, fields: Iterable[str] | None = None) -> pd.DataFrame:
-    """One row per (open deal, missing mandatory field), in deal then playbook-field order."""
+def _missing_long(
+    d: pd.DataFrame, pb: Playbook, fields: Iterable[str] | None = None, keep_index: bool = False
+) -> pd.DataFrame:
+    """One row per (open deal, missing mandatory field), in deal then playbook-field order.
+
+    ``keep_index``: indexed by the deal's row in ``d`` (else 0..n-1).
+    """
     names = pb.stage_names
     order = d["stage_order"].to_numpy()
     parts = []
@@ -110,7 +115,7 @@ def _missing_long(d: pd.DataFrame, pb: Playbook, fields: Iterable[str] | None = 
     long = long.sort_values(["_pos", "_k"], kind="stable")
     long["field"] = long["field"].astype("string")
     long["required_from"] = long["required_from"].astype("string")
-    return long[cols].reset_index(drop=True)
+    return long[cols] if keep_index else long[cols].reset_index(drop=True)
 
 
 def _empty(d: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
@@ -185,7 +190,8 @@ def next_steps(
     return select(_next_steps(open_deal_frame(crm), crm.as_of_date), owner, team).reset_index(drop=True)
 
 
-def _next_steps(d: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+def _next_steps(d: pd.DataFrame, as_of: pd.Timestamp, keep_index: bool = False) -> pd.DataFrame:
+    """The rows of :func:`next_steps`; ``keep_index``: indexed by their rows in ``d`` (else 0..n-1)."""
     date = d["next_step_date"]
     no_date = date.isna().to_numpy()
     no_text = d["next_step"].isna().to_numpy()
@@ -197,4 +203,4 @@ def _next_steps(d: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     out["problem"] = pd.array(problem[bad], dtype="string")
     out["days_overdue"] = np.where(overdue[bad], overdue_days[bad], 0).astype("int64")
     out = out.sort_values("days_overdue", ascending=False, kind="stable")  # ties keep the snapshot's order
-    return out.reset_index(drop=True)
+    return out if keep_index else out.reset_index(drop=True)

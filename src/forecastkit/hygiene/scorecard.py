@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from forecastkit.data.crm import CRM
-from forecastkit.data.timeline import stage_spells
+from forecastkit.data.timeline import _spells_and_last
 from forecastkit.hygiene._deals import open_deal_frame, select
 from forecastkit.hygiene.aging import _aging
 from forecastkit.hygiene.cadence import _by_owner as _cadence_by_owner
@@ -85,8 +85,8 @@ def scorecard(
         ``light`` (``green`` / ``orange`` / ``red``; ``grey`` when the KPI has
         no rule or no value).
     """
-    spells = stage_spells(crm)
-    d = select(open_deal_frame(crm, spells), owner, team).reset_index(drop=True)
+    spells, last = _spells_and_last(crm)
+    d = select(open_deal_frame(crm, spells, last), owner, team).reset_index(drop=True)
     return _scorecard(crm, d, spells)
 
 

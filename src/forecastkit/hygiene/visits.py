@@ -91,33 +91,14 @@ def _visit_reports(
     ``keep``: given the positions of the done visits, a boolean mask of those to check
     (the others are left out); each row's result depends on that row alone.
     """
-    cutoff = crm.as_of_date + pd.Timedelta(days=1)
-    rows = np.flatnonzero(isin(acts["type"], types) & (acts["done_at"] < cutoff).to_numpy(bool))
+    rows = _done_visits(acts, crm, types)
     if keep is not None:
         rows = rows[keep(rows)]
     cols = ["activity_id", "opportunity_id", "account_id", "owner", "type", "done_at", "report", *REPORT_BOXES]
     where = acts.columns.get_indexer(cols)
     if (where < 0).any():
         raise KeyError(f"{[c for c, w in zip(cols, where, strict=True) if w < 0]} not in the activities table")
-    # the report columns of these rows first; the identifying columns only for the rows with a problem
-    flags = (
-        np.column_stack([acts[b].take(rows).to_numpy(dtype="float64", na_value=np.nan) for b in REPORT_BOXES])
-        if len(rows)
-        else np.zeros((0, 5))
-    )
-    has_flag = ~np.isnan(flags).all(axis=1) if len(rows) else np.zeros(0, bool)
-    present = np.nan_to_num(flags, nan=0.0) > 0
-    text = acts["report"].take(rows)
-    has_text = text.notna().to_numpy(bool)
-    need_text = has_text & ~has_flag
-    if need_text.any():
-        low = text[need_text].str.lower()
-        for j, b in enumerate(REPORT_BOXES):
-            hit = np.zeros(len(low), dtype=bool)
-            for kw in BOX_KEYWORDS[b]:
-                hit |= low.str.contains(kw, regex=False).to_numpy(bool)
-            present[need_text, j] = hit
-    no_report = ~has_text & ~present.any(axis=1)
+    no_report, present = _report_boxes(acts, rows)
     n_missing = (~present).sum(axis=1)
     incomplete = ~no_report & (n_missing > 0)
     bad = no_report | incomplete
@@ -134,3 +115,38 @@ def _visit_reports(
     out["missing_boxes"] = pd.array(patterns[code], dtype="string")
     out["n_missing"] = n_missing[bad].astype("int64")
     return out.sort_values("done_at", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _done_visits(acts: pd.DataFrame, crm: CRM, types: tuple[str, ...]) -> np.ndarray:
+    """Positions of the activities of these types done on or before the snapshot date."""
+    cutoff = crm.as_of_date + pd.Timedelta(days=1)
+    return np.flatnonzero(isin(acts["type"], types) & (acts["done_at"] < cutoff).to_numpy(bool))
+
+
+def _report_boxes(acts: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(no_report, present)`` of the visits at ``rows``: no report at all; boxes present (rows x boxes)."""
+    # the report columns of these rows only (the identifying columns are copied for the rows with a problem)
+    present = np.zeros((len(rows), len(REPORT_BOXES)), dtype=bool)
+    has_flag = np.zeros(len(rows), dtype=bool)
+    for j, b in enumerate(REPORT_BOXES):
+        arr = acts[b].array
+        if isinstance(arr, pd.arrays.BooleanArray):  # values and mask as they are
+            filled = ~arr._mask[rows]
+            present[:, j] = arr._data[rows] & filled
+        else:
+            flag = acts[b].take(rows).to_numpy(dtype="float64", na_value=np.nan)
+            filled = ~np.isnan(flag)
+            present[:, j] = np.nan_to_num(flag, nan=0.0) > 0
+        has_flag |= filled
+    text = acts["report"].take(rows)
+    has_text = text.notna().to_numpy(bool)
+    need_text = has_text & ~has_flag
+    if need_text.any():
+        low = text[need_text].str.lower()
+        for j, b in enumerate(REPORT_BOXES):
+            hit = np.zeros(len(low), dtype=bool)
+            for kw in BOX_KEYWORDS[b]:
+                hit |= low.str.contains(kw, regex=False).to_numpy(bool)
+            present[need_text, j] = hit
+    no_report = ~has_text & ~present.any(axis=1)
+    return no_report, present

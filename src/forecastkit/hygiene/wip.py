@@ -81,7 +81,8 @@ def wip(
     return WipReport(by_owner, close_out)
 
 
-def _wip(d: pd.DataFrame, pb: Playbook) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _wip(d: pd.DataFrame, pb: Playbook, keep_index: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``by_owner`` and ``close_out`` of :func:`wip`; ``keep_index``: close-out rows indexed by their rows in ``d``."""
     active = d[(d["stage_order"] >= 1).to_numpy()]
     limit = int(pb.wip_limit)
     g = active.groupby("owner", sort=True, observed=True)
@@ -107,6 +108,7 @@ def _wip(d: pd.DataFrame, pb: Playbook) -> tuple[pd.DataFrame, pd.DataFrame]:
     cand["rank"] = cand.groupby("owner", sort=False).cumcount().to_numpy() + 1
     quota = cand["owner"].map(over.set_index("owner")["over_limit"]).to_numpy()
     cols = [*DEAL_COLUMNS, "probability", "deal_age_days", "days_in_stage", "rank"]
-    close_out = cand.loc[cand["rank"].to_numpy() <= quota, cols].reset_index(drop=True)
+    close_out = cand.loc[cand["rank"].to_numpy() <= quota, cols]
+    close_out = close_out.copy() if keep_index else close_out.reset_index(drop=True)
     close_out["rank"] = close_out["rank"].astype("int64")
     return by_owner, close_out
