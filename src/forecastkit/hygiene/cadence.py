@@ -303,9 +303,19 @@ def _step_arrays(
 
 def _by_owner(steps: pd.DataFrame) -> pd.DataFrame:
     s = steps.dropna(subset=["owner"])
-    counts = pd.crosstab(s["owner"], s["status"]).reindex(columns=list(CADENCE_STATUSES), fill_value=0)
-    lead_key = s["opportunity_id"].fillna("account:" + s["account_id"].fillna(""))
-    leads = lead_key.groupby(s["owner"]).nunique()
+    # counts per (owner, status) and distinct leads (deal, else account) per owner, on factorised codes
+    o_code, owners = pd.factorize(s["owner"].astype(object), sort=True)
+    statuses = list(CADENCE_STATUSES)
+    st_code = pd.Categorical(s["status"].astype(object), categories=statuses).codes.astype(np.int64)
+    ok = st_code >= 0
+    n_o, n_s = len(owners), len(statuses)
+    flat = np.bincount(o_code[ok] * n_s + st_code[ok], minlength=n_o * n_s).reshape(n_o, n_s)
+    counts = pd.DataFrame(flat, index=pd.Index(owners, name="owner"), columns=statuses)
+    deal = s["opportunity_id"].astype(object)
+    lead_key = deal.where(deal.notna(), "account:" + s["account_id"].astype(object).fillna(""))
+    l_code = pd.factorize(lead_key)[0].astype(np.int64)
+    pairs = np.unique(o_code.astype(np.int64) * (int(l_code.max(initial=0)) + 1) + l_code)
+    leads = pd.Series(np.bincount(pairs // (int(l_code.max(initial=0)) + 1), minlength=n_o), index=counts.index)
     out = counts.astype("int64")
     out.insert(0, "leads", leads.reindex(out.index).fillna(0).astype("int64"))
     due = out["on_time"] + out["late"] + out["missed"]
