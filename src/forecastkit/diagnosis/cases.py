@@ -168,11 +168,14 @@ def _leads_per_rep_month(crm: CRM) -> tuple[float, int]:
     return float(per_rep.median()), int(t["new_deals"].sum())
 
 
-def _wip_load(w, owners: set) -> tuple[float, pd.DataFrame, pd.DataFrame]:  # type: ignore[no-untyped-def]
-    """Median WIP load of the scope's reps (hygiene.wip, computed once company-wide), reps over the limit, deals to close out."""
-    by = _rows_of(w.by_owner, "owner", owners)
+def _wip_load(w, by_owner) -> tuple[float, pd.DataFrame, pd.DataFrame]:  # type: ignore[no-untyped-def]
+    """Median WIP load of the scope's reps (hygiene.wip, computed once company-wide), reps over the limit, deals to close out.
+
+    ``by_owner(name, table)`` gives the scope's reps' rows of a company-wide table.
+    """
+    by = by_owner("wip.by_owner", w.by_owner)
     load = float(by["load"].median()) if len(by) else np.nan
-    return load, by[by["over_limit"] > 0].reset_index(drop=True), _rows_of(w.close_out, "owner", owners)
+    return load, by[by["over_limit"] > 0].reset_index(drop=True), by_owner("wip.close_out", w.close_out)
 
 
 def _time_to_win(crm: CRM) -> tuple[float, int]:
@@ -290,6 +293,72 @@ class _Company:
         return self._get("commit", lambda: _commit_deals(self.crm, self.method, self.model))  # type: ignore[no-any-return]
 
 
+class _Scopes:
+    """One scope column (team, owner or business unit) of the company: the scopes' snapshots and their rows.
+
+    The company is split once (:meth:`CRM.split_by`); each scope's snapshot is cut from
+    it, and the scope's rows of the company-wide tables (per deal: aging, pushes, the
+    commit deals, the year-ago snapshot; per rep: WIP, calls) are cut from each table
+    ordered by scope once. A scope's work is then proportional to its own rows, not to
+    the company's: identical rows to filtering the company-wide table by the scope's
+    deals or reps (``_rows_of``), in the same order.
+    """
+
+    def __init__(self, company: _Company, col: str) -> None:
+        from forecastkit.data.crm import _positions
+
+        self.company = company
+        self.split = company.crm.split_by(col)
+        self._deal_scope = np.full(len(company.crm.opportunities), -1, dtype=np.int64)
+        self._scope_no: dict[str, int] = {}
+        for g, key in enumerate(self.split):
+            self._deal_scope[self.split.positions(key)] = g
+            self._scope_no[key] = g
+        self._positions = _positions
+        self._by_deal: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._by_owner: dict[str, dict] = {}
+
+    def deal_rows(self, name: str, table: pd.DataFrame, key: str) -> pd.DataFrame:
+        """Rows of the company-wide per-deal ``table`` whose deal is in scope ``key`` (table order kept)."""
+        if table is None or len(table) == 0 or "opportunity_id" not in table:
+            return _rows_of(table, "opportunity_id", set())
+        if name not in self._by_deal:
+            pos = self._positions(table["opportunity_id"], self.company.crm.opportunities["opportunity_id"])
+            g = np.where(pos >= 0, self._deal_scope[np.maximum(pos, 0)], -1)
+            rows = np.flatnonzero(g >= 0)
+            order = np.argsort(g[rows], kind="stable")
+            rows, g = rows[order], g[rows][order]
+            self._by_deal[name] = (rows, np.searchsorted(g, np.arange(len(self._scope_no) + 1)))
+        rows, bounds = self._by_deal[name]
+        g = self._scope_no[key]
+        return table.take(rows[bounds[g] : bounds[g + 1]]).reset_index(drop=True)
+
+    def owner_rows(self, name: str, table: pd.DataFrame, owners: set) -> pd.DataFrame:
+        """Rows of the company-wide per-rep ``table`` whose ``owner`` is in ``owners`` (table order kept)."""
+        if table is None or len(table) == 0 or "owner" not in table:
+            return _rows_of(table, "owner", owners)
+        if name not in self._by_owner:
+            self._by_owner[name] = table.groupby("owner", sort=False, dropna=True, observed=True).indices
+        idx = self._by_owner[name]
+        found = [idx[o] for o in owners if o in idx]
+        rows = np.sort(np.concatenate(found)) if found else np.array([], dtype=np.int64)
+        return table.take(rows).reset_index(drop=True)
+
+    def year_ago(self, key: str) -> CRM:
+        """The scope's snapshot a year earlier, cut from the company's (rewound once): its deals and their history.
+
+        Rewinding a deal reads only its own history, so the company's year-ago rows of the
+        scope's deals are those of the scope rewound on its own; the year-ago measures
+        (stage probabilities, time to win) read only these two tables.
+        """
+        ya = self.company.year_ago()
+        tables = {
+            "opportunities": self.deal_rows("year_ago.opportunities", ya.opportunities, key),
+            "history": self.deal_rows("year_ago.history", ya.history, key),
+        }
+        return CRM(tables, as_of_date=ya.as_of_date, playbook=ya.playbook)
+
+
 def _year_ago(company: _Company, crm: CRM) -> CRM:
     """The scope's snapshot a year earlier: the company's is rewound once; a team's or rep's
     own (small) snapshot rewinds faster than the company's year-ago snapshot can be subset."""
@@ -317,13 +386,15 @@ def diagnose_scope(
     *,
     with_drilldown: bool = True,
     company: _Company | None = None,
+    part: tuple[_Scopes, str] | None = None,
 ) -> tuple[Finding, Finding, Finding]:
     """The three findings for one snapshot (already restricted to its scope).
 
     ``company`` holds the company-wide tables computed once by :func:`diagnose` (pushes,
     aging, WIP, the reps' calls, the company's year-ago snapshot, the forecast's commit deals); they
     are sliced to the scope's deals and reps. Without ``company``, everything is computed
-    from ``crm``.
+    from ``crm``. ``part`` (the company's split and the scope's key) cuts those slices
+    from tables ordered by scope once, instead of filtering the company-wide tables.
     """
     if company is None:
         company = _Company(crm, method="stage", forecast_deals=True)
@@ -332,6 +403,13 @@ def diagnose_scope(
     owners = set(crm.opportunities["owner"].dropna()) | (
         set(crm.forecast_calls["owner"].dropna()) if crm.has("forecast_calls") else set()
     )
+
+    def by_deal(name: str, table: pd.DataFrame) -> pd.DataFrame:
+        return _rows_of(table, "opportunity_id", ids) if part is None else part[0].deal_rows(name, table, part[1])
+
+    def by_owner(name: str, table: pd.DataFrame) -> pd.DataFrame:
+        return _rows_of(table, "owner", owners) if part is None else part[0].owner_rows(name, table, owners)
+
     th = {**_DEFAULT_DIAGNOSIS, **pb.diagnosis}  # a playbook saved before a threshold existed gets its default
     long_history, quarters = _history_basis(crm, pb)
     basis = "playbook thresholds" + (
@@ -341,7 +419,9 @@ def diagnose_scope(
     )
     min_closed = int(th["min_closed_deals"])
     drop = float(th["history_drop"])
-    year_ago = _year_ago(company, crm) if long_history else None
+    year_ago = None
+    if long_history:
+        year_ago = part[0].year_ago(part[1]) if part is not None else _year_ago(company, crm)
 
     # shared measures
     stages = _stage_table(crm)
@@ -375,7 +455,7 @@ def diagnose_scope(
 
     # case 1
     leads, n_leads = _leads_per_rep_month(crm)
-    load, over_wip, close_out = _wip_load(company.wip(), owners)
+    load, over_wip, close_out = _wip_load(company.wip(), by_owner)
     lead_metric = _Metric(
         "new_deals_per_rep_month",
         leads,
@@ -404,7 +484,7 @@ def diagnose_scope(
     drill1 = {}
     if with_drilldown:
         drill1 = {
-            "unqualified_deals_to_kill": _unqualified_deals(crm, _rows_of(company.aging(), "opportunity_id", ids)),
+            "unqualified_deals_to_kill": _unqualified_deals(crm, by_deal("aging", company.aging())),
             "reps_over_wip": over_wip,
             "deals_to_close_out": close_out,
         }
@@ -424,7 +504,7 @@ def diagnose_scope(
     periods = int(th["bias_periods"])
     calls = company.calls(periods)
     if company.crm is not crm:
-        calls = _rows_of(calls, "owner", owners)
+        calls = by_owner(f"calls{periods}", calls)
     ttw, n_won = _time_to_win(crm)
     ttw_prev = _time_to_win(year_ago)[0] if year_ago is not None and len(year_ago.opportunities) else np.nan
     cyc_rule = pb.traffic_lights.get("sales_cycle_days", {"orange": 120})
@@ -454,7 +534,8 @@ def diagnose_scope(
         n=n_closed,
         holds_override=not conversion.holds and np.isfinite(conv),
     )
-    share, per, twice = _slips(crm, company.pushes())
+    pushes = company.pushes() if company.crm is crm else by_deal("pushes", company.pushes())
+    share, per, twice = _slips(crm, pushes)
     m2 = [
         healthy,
         cycle,
@@ -480,7 +561,7 @@ def diagnose_scope(
     ]
     drill2 = {}
     if with_drilldown:
-        aged = _rows_of(company.aging(), "opportunity_id", ids)
+        aged = by_deal("aging", company.aging())
         drill2 = {"deals_pushed_twice_or_more": twice, "stages_without_exit_criteria_met": _stuck_deals(crm, aged)}
     f2 = _finding(2, scope, [healthy, cycle], m2, enough and n_won > 0, need, basis, drill2, strength_metrics=[cycle])
 
@@ -507,7 +588,7 @@ def diagnose_scope(
         calls_source,
         n=n_periods,
     )
-    commit = _rows_of(company.commit_deals(), "opportunity_id", ids)
+    commit = by_deal("commit", company.commit_deals())
     commit_p, n_commit = _commit_probability(commit)
     commit_metric = _Metric(
         "commit_win_probability",
@@ -755,7 +836,10 @@ def diagnose(
     company = _Company(crm, method=method, model=model)
     findings = list(diagnose_scope(crm, "company", with_drilldown=drilldown, company=company))
     for col in scopes:
+        part = _Scopes(company, col)  # the company split by the column once; each scope cut from it
         for who in sorted(crm.opportunities[col].dropna().astype(str).unique()):
-            sub = crm.subset(**{col: who})
-            findings.extend(diagnose_scope(sub, f"{col}={who}", with_drilldown=drilldown, company=company))
+            sub = part.split[who]  # = crm.subset(**{col: who})
+            findings.extend(
+                diagnose_scope(sub, f"{col}={who}", with_drilldown=drilldown, company=company, part=(part, who))
+            )
     return Diagnosis(tuple(findings), crm.as_of_date)
