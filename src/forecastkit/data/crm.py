@@ -22,7 +22,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -419,16 +419,29 @@ class _Split(Mapping):
         keep("targets", r1, g1)
 
     def __getitem__(self, key: str) -> CRM:
+        return self.scope(key)
+
+    def scope(self, key: str, tables: Sequence[str] | None = None) -> CRM:
+        """Scope ``key``'s snapshot; with ``tables``, only those tables (others absent, as if not loaded).
+
+        ``tables`` is for analyses that read a few tables of many scopes: cutting every
+        table of every scope (activities...) would cost more than the analysis.
+        """
         g = self._index.get_indexer([key])[0] if self._keys else -1
         if g < 0:
             raise KeyError(key)
         crm = self._crm
-        out = dict(crm._tables)
-        for name, rows in self._rows.items():
-            b = self._bounds[name]
-            out[name] = out[name].take(rows[b[g] : b[g + 1]]).reset_index(drop=True)
-        present = {n: out[n] for n in crm._present | {"opportunities"}}
-        return CRM(present, as_of_date=crm.as_of_date, playbook=crm.playbook, load_report=crm.load_report)
+        names = crm._present | {"opportunities"}
+        if tables is not None:
+            names = names & (set(tables) | {"opportunities"})
+        out = {}
+        for name in names:
+            df = crm._tables[name]
+            if name in self._rows:
+                b, rows = self._bounds[name], self._rows[name]
+                df = df.take(rows[b[g] : b[g + 1]]).reset_index(drop=True)
+            out[name] = df
+        return CRM(out, as_of_date=crm.as_of_date, playbook=crm.playbook, load_report=crm.load_report)
 
     def positions(self, key: str, table: str = "opportunities") -> np.ndarray:
         """Row positions, in the whole snapshot's ``table``, of the rows of scope ``key`` (ascending)."""
