@@ -301,3 +301,84 @@ def test_subset_by_owner_and_team() -> None:
         crm.subset(team="west")
     with pytest.raises(ParameterError, match="exactly one of owner=, team= or business_unit="):
         crm.subset(owner="ann", team="north")
+
+
+def _split_company() -> CRM:
+    """Three reps in two teams; cat's deal has no team (the reps table says south), dan is in the reps table only."""
+    o = pd.DataFrame(
+        {
+            "opportunity_id": ["a", "b", "c", "d"],
+            "owner": ["ann", "bob", "cat", "ann"],
+            "team": ["north", "north", None, "south"],
+            "created_at": ["2025-01-01"] * 4,
+            "close_date": ["2025-03-01"] * 4,
+            "amount": [1.0, 2.0, 3.0, 4.0],
+            "stage": ["proposal"] * 4,
+        }
+    )
+    h = o[["opportunity_id", "created_at", "stage", "amount", "close_date"]].rename(
+        columns={"created_at": "changed_at"}
+    )
+    reps = pd.DataFrame({"owner": ["ann", "bob", "cat", "dan"], "team": ["north", "north", "south", "west"]})
+    targets = pd.DataFrame(
+        {
+            "owner": ["ann", None, None, "dan"],
+            "team": [None, "north", "south", None],
+            "period": ["2025-Q1"] * 4,
+            "metric": ["bookings"] * 4,
+            "amount": [10.0, 30.0, 20.0, 5.0],
+        }
+    )
+    acts = pd.DataFrame(
+        {
+            "activity_id": ["x1", "x2", "x3"],
+            "opportunity_id": ["a", None, "c"],
+            "owner": ["ann", "ann", "cat"],
+            "type": ["call"] * 3,
+            "created_at": ["2025-01-02"] * 3,
+            "due_at": ["2025-01-02"] * 3,
+            "done_at": ["2025-01-02"] * 3,
+        }
+    )
+    tables = {"opportunities": o, "history": h, "reps": reps, "targets": targets, "activities": acts}
+    return CRM.from_tables(tables, strict=True)
+
+
+@pytest.mark.parametrize("column", ["team", "owner", "business_unit"])
+def test_split_by_equals_subset_for_every_scope(column: str) -> None:
+    crm = _split_company()
+    split = crm.split_by(column)
+    assert len(split) == len(list(split))
+    for key in split:
+        part, sub = split[key], crm.subset(**{column: key})
+        assert part.has("activities") and not part.has("orders")
+        for name in TABLES:
+            pd.testing.assert_frame_equal(part.tables[name], sub.tables[name], check_exact=True)
+
+
+def test_split_by_keys_rows_and_positions() -> None:
+    crm = _split_company()
+    teams = crm.split_by("team")
+    assert list(teams) == ["north", "south", "west"]  # west: a rep's team without deals
+    assert repr(teams) == "<CRM split by team: 3 scopes>"
+    # ann is in north (deal a) and south (deal d): her deal-less activity and target are in both
+    assert list(teams["north"].opportunities["opportunity_id"]) == ["a", "b"]
+    assert list(teams["south"].opportunities["opportunity_id"]) == ["c", "d"]
+    assert list(teams["south"].activities["activity_id"]) == ["x2", "x3"]
+    assert sorted(teams["north"].targets["amount"]) == [10.0, 30.0]
+    assert sorted(teams["south"].targets["amount"]) == [10.0, 20.0]
+    assert list(teams["west"].targets["amount"]) == [5.0]
+    assert teams["west"].opportunities.empty
+    assert list(teams.positions("south")) == [2, 3]
+    owners = crm.split_by("owner")
+    assert list(owners) == ["ann", "bob", "cat", "dan"]
+    assert list(owners["ann"].opportunities["amount"]) == [1.0, 4.0]
+    with pytest.raises(KeyError):
+        teams["east"]
+
+
+def test_split_by_rejects_other_columns() -> None:
+    from forecastkit.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="split_by\\(\\) takes 'owner', 'team' or 'business_unit', got 'segment'"):
+        _split_company().split_by("segment")  # type: ignore[arg-type]

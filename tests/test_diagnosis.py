@@ -195,6 +195,27 @@ def test_team_findings_slice_the_company_tables() -> None:
     assert set(challenge["opportunity_id"]) <= set(sub.open_deals["opportunity_id"])
 
 
+@pytest.mark.parametrize("col", ["team", "owner"])
+def test_scopes_cut_from_the_company_split_equal_judging_each_subset_alone(col: str) -> None:
+    """diagnose() splits the company once and computes some measures for every scope at once;
+    each scope's findings must be those of its own ``crm.subset`` judged on its own."""
+    from forecastkit.diagnosis.cases import _Company, diagnose_scope
+
+    crm = _crm("slow_cycle", 11)
+    dx = diagnose(crm, by=col, method="stage")
+    company = _Company(crm, method="stage")
+    names = sorted(crm.opportunities[col].dropna().unique())
+    for who in names[:: max(1, len(names) // 5)]:
+        alone = diagnose_scope(crm.subset(**{col: who}), f"{col}={who}", company=company)
+        for f in alone:
+            got = dx.finding(f.case, f.scope)
+            assert (got.status, got.severity, got.basis) == (f.status, f.severity, f.basis)
+            pd.testing.assert_frame_equal(got.evidence, f.evidence, check_exact=True)
+            assert list(got.drilldown) == list(f.drilldown)
+            for k in f.drilldown:
+                pd.testing.assert_frame_equal(got.drilldown[k], f.drilldown[k], check_exact=True)
+
+
 def test_period_and_scope_errors() -> None:
     crm = _crm("baseline", 11)
     with pytest.raises(ParameterError, match="by='region' is not a scope; use 'team', 'owner' or 'business_unit'"):

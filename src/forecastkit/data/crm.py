@@ -22,7 +22,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -279,6 +279,27 @@ class CRM:
         present = {n: out[n] for n in self._present | {"opportunities"}}
         return CRM(present, as_of_date=self.as_of_date, playbook=self.playbook, load_report=self.load_report)
 
+    def split_by(self, column: Literal["owner", "team", "business_unit"]) -> Mapping[str, CRM]:
+        """The snapshot split by rep, team or business unit: ``split_by("team")[t]`` equals ``subset(team=t)``.
+
+        The keys are the column's values among the deals (the ``reps`` table fills a
+        missing team or unit, as in :meth:`subset`) and in the ``reps`` table, sorted.
+        Each table's rows are ordered by scope once (one pass over the company); a
+        scope's snapshot is then cut out when it is asked for, at a cost proportional to
+        its own rows. Looping over 3,600 reps costs about one pass over the company
+        instead of 3,600 (:meth:`subset` scans every table each time).
+
+        Raises
+        ------
+        ParameterError
+            When ``column`` is not ``"owner"``, ``"team"`` or ``"business_unit"``.
+        """
+        from forecastkit.errors import ParameterError
+
+        if column not in ("owner", "team", "business_unit"):
+            raise ParameterError(f"split_by() takes 'owner', 'team' or 'business_unit', got {column!r}")
+        return _Split(self, column)
+
     def _rows_of_deals(self, name: str, deals: np.ndarray) -> np.ndarray:
         """Rows of table ``name`` whose ``opportunity_id`` is a deal where ``deals`` (by opportunities row) holds.
 
@@ -312,6 +333,132 @@ class CRM:
         from forecastkit.data.io import save
 
         return save(self, path, format=format)
+
+
+class _Split(Mapping):
+    """The scopes of :meth:`CRM.split_by`: each table's row positions ordered by scope, cut per key on demand.
+
+    ``rows[name]`` holds the rows of table ``name`` belonging to any scope, scope by scope
+    (a row keeps its table order within a scope; a row of a rep in two teams appears in
+    both); ``bounds[name][g]:bounds[name][g + 1]`` are scope ``g``'s.
+    """
+
+    def __init__(self, crm: CRM, col: str) -> None:
+        self._crm = crm
+        self._col = col
+        t = crm._tables
+        o, reps = t["opportunities"], t["reps"]
+        values = o[col]
+        if col != "owner" and len(reps):
+            org = reps.drop_duplicates("owner").set_index("owner")[col]
+            values = values.fillna(o["owner"].map(org))
+        text = values.to_numpy(dtype=object, na_value=None)
+        rep_text = reps[col].to_numpy(dtype=object, na_value=None) if len(reps) else np.array([], dtype=object)
+        keys = sorted({v for v in text if v is not None} | {v for v in rep_text if v is not None})
+        self._keys = keys
+        self._index = index = pd.Index(keys, dtype=object)
+        n = len(keys)
+        deal_g = index.get_indexer(text) if len(text) else np.array([], dtype=np.int64)
+        # the owners of each scope: one rep for an owner split; else the deals' owners and the reps of the scope
+        if col == "owner":
+            pairs = pd.DataFrame({"owner": keys, "g": np.arange(n)})
+        else:
+            owner_text = o["owner"].to_numpy(dtype=object, na_value=None)
+            rep_g = index.get_indexer(rep_text) if len(rep_text) else np.array([], dtype=np.int64)
+            rep_owner = reps["owner"].to_numpy(dtype=object, na_value=None) if len(reps) else rep_text
+            pairs = pd.DataFrame(
+                {
+                    "owner": np.concatenate([owner_text[deal_g >= 0], rep_owner[rep_g >= 0]]),
+                    "g": np.concatenate([deal_g[deal_g >= 0], rep_g[rep_g >= 0]]),
+                }
+            )
+            pairs = pairs[pairs["owner"].notna()].drop_duplicates()
+        self._rows: dict[str, np.ndarray] = {}
+        self._bounds: dict[str, np.ndarray] = {}
+
+        def keep(name: str, rows: np.ndarray, g: np.ndarray) -> None:
+            order = np.lexsort((rows, g))
+            rows, g = rows[order], g[order]
+            self._rows[name] = rows
+            self._bounds[name] = np.searchsorted(g, np.arange(n + 1))
+
+        def of_deals(name: str) -> tuple[np.ndarray, np.ndarray]:
+            pos = crm._cached(("deal_pos", name), lambda: _positions(t[name]["opportunity_id"], o["opportunity_id"]))
+            g = np.full(len(pos), -1, dtype=np.int64)
+            g[pos >= 0] = deal_g[pos[pos >= 0]]
+            rows = np.flatnonzero(g >= 0)
+            return rows, g[rows]
+
+        def of_owners(name: str, only: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+            codes, uniques = crm._cached(("owner_codes", name), lambda: pd.factorize(t[name]["owner"]))
+            u = pd.DataFrame({"owner": np.asarray(uniques, dtype=object), "u": np.arange(len(uniques))})
+            m = u.merge(pairs, on="owner").sort_values(["u", "g"], kind="stable")
+            cnt = np.bincount(m["u"].to_numpy(dtype=np.int64), minlength=len(uniques))
+            start = np.cumsum(cnt) - cnt
+            rows = np.flatnonzero(codes >= 0) if only is None else only[codes[only] >= 0]
+            k = cnt[codes[rows]]
+            rep_rows = np.repeat(rows, k)
+            within = np.arange(len(rep_rows)) - np.repeat(np.cumsum(k) - k, k)
+            return rep_rows, m["g"].to_numpy(dtype=np.int64)[np.repeat(start[codes[rows]], k) + within]
+
+        deals = np.flatnonzero(deal_g >= 0)
+        keep("opportunities", deals, deal_g[deals])
+        for name in ("history", "field_history"):
+            keep(name, *of_deals(name))
+        r1, g1 = of_deals("activities")
+        r2, g2 = of_owners("activities", np.flatnonzero(t["activities"]["opportunity_id"].isna().to_numpy(dtype=bool)))
+        keep("activities", np.concatenate([r1, r2]), np.concatenate([g1, g2]))
+        for name in ("orders", "forecast_calls", "accounts", "reps"):
+            keep(name, *of_owners(name))
+        r1, g1 = of_owners("targets")
+        if col == "team":
+            tg = t["targets"]
+            team_g = index.get_indexer(tg["team"].to_numpy(dtype=object, na_value=None)) if len(tg) else deal_g[:0]
+            r2 = np.flatnonzero(tg["owner"].isna().to_numpy(dtype=bool) & (team_g >= 0))
+            r1, g1 = np.concatenate([r1, r2]), np.concatenate([g1, team_g[r2]])
+        keep("targets", r1, g1)
+
+    def __getitem__(self, key: str) -> CRM:
+        return self.scope(key)
+
+    def scope(self, key: str, tables: Sequence[str] | None = None) -> CRM:
+        """Scope ``key``'s snapshot; with ``tables``, only those tables (others absent, as if not loaded).
+
+        ``tables`` is for analyses that read a few tables of many scopes: cutting every
+        table of every scope (activities...) would cost more than the analysis.
+        """
+        g = self._index.get_indexer([key])[0] if self._keys else -1
+        if g < 0:
+            raise KeyError(key)
+        crm = self._crm
+        names = crm._present | {"opportunities"}
+        if tables is not None:
+            names = names & (set(tables) | {"opportunities"})
+        out = {}
+        for name in names:
+            df = crm._tables[name]
+            if name in self._rows:
+                b, rows = self._bounds[name], self._rows[name]
+                df = df.take(rows[b[g] : b[g + 1]]).reset_index(drop=True)
+            out[name] = df
+        return CRM(out, as_of_date=crm.as_of_date, playbook=crm.playbook, load_report=crm.load_report)
+
+    def positions(self, key: str, table: str = "opportunities") -> np.ndarray:
+        """Row positions, in the whole snapshot's ``table``, of the rows of scope ``key`` (ascending)."""
+        g = self._index.get_indexer([key])[0] if self._keys else -1
+        if g < 0:
+            raise KeyError(key)
+        b = self._bounds[table]
+        return self._rows[table][b[g] : b[g + 1]]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return f"<CRM split by {self._col}: {len(self)} scopes>"
 
 
 def _positions(ids: pd.Series, keys: pd.Series) -> np.ndarray:

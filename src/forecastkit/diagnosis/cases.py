@@ -40,9 +40,15 @@ with what is missing - never a verdict.
 
 Speed: :func:`diagnose` computes the company-wide tables once (close-date pushes,
 aging, WIP, the reps' calls against bookings, the company's year-ago snapshot and one forecast
-of the current quarter, which fits the win model at most once, or uses ``model=``)
-and slices them per team or rep; only the scope's own conversion, cycle, lead and
-coverage measures are recomputed on the scope.
+of the current quarter, which fits the win model at most once, or uses ``model=``).
+The company is split by team (or rep, unit) once (:meth:`~forecastkit.CRM.split_by`) and
+every company-wide table is ordered by scope once, so a scope's snapshot, its year-ago
+snapshot and its rows of those tables are cut out at a cost proportional to the scope.
+New deals per rep, win rate and the time-to-win curves (now and a year ago) run once for
+every scope, grouped by a column holding each deal's scope (the same counts and the same
+Aalen-Johansen fit per scope as on the scope alone); only the scope's stage probabilities
+(each shrunk toward its own prior) and pipeline coverage (its own targets) run per scope.
+The findings are identical to judging ``crm.subset(team=...)`` on its own.
 
 Severity: how far the weakest core symptom is past its threshold - ``high``
 at 1.5x or more (or 1/1.5 for "below" symptoms), ``medium`` at 1.2x, ``low``
@@ -154,13 +160,16 @@ def _qualified_stage(pb: Playbook) -> str:
     return pb.stage_names[1] if len(pb.stages) > 1 else pb.stage_names[0]
 
 
-def _leads_per_rep_month(crm: CRM) -> tuple[float, int]:
-    """Deals created per active rep per month over the last 12 full months (new_pipeline by owner and month)."""
+def _leads_per_rep_month(crm: CRM, table: pd.DataFrame | None = None) -> tuple[float, int]:
+    """Deals created per active rep per month over the last 12 full months (new_pipeline by owner and month).
+
+    ``table``: the scope's rows of ``new_pipeline`` computed once for every scope (else computed on ``crm``).
+    """
     from forecastkit.kpi.sales import new_pipeline
 
     last = period_of(crm.as_of_date, "month", crm.playbook).shift(-1, crm.playbook)
     months = {last.shift(-i, crm.playbook).label for i in range(12)}
-    t = new_pipeline(crm, period="month", by="owner")
+    t = new_pipeline(crm, period="month", by="owner") if table is None else table
     t = t[t["period"].isin(months)]
     if t.empty:
         return np.nan, 0
@@ -168,18 +177,25 @@ def _leads_per_rep_month(crm: CRM) -> tuple[float, int]:
     return float(per_rep.median()), int(t["new_deals"].sum())
 
 
-def _wip_load(w, owners: set) -> tuple[float, pd.DataFrame, pd.DataFrame]:  # type: ignore[no-untyped-def]
-    """Median WIP load of the scope's reps (hygiene.wip, computed once company-wide), reps over the limit, deals to close out."""
-    by = _rows_of(w.by_owner, "owner", owners)
+def _wip_load(w, by_owner) -> tuple[float, pd.DataFrame, pd.DataFrame]:  # type: ignore[no-untyped-def]
+    """Median WIP load of the scope's reps (hygiene.wip, computed once company-wide), reps over the limit, deals to close out.
+
+    ``by_owner(name, table)`` gives the scope's reps' rows of a company-wide table.
+    """
+    by = by_owner("wip.by_owner", w.by_owner)
     load = float(by["load"].median()) if len(by) else np.nan
-    return load, by[by["over_limit"] > 0].reset_index(drop=True), _rows_of(w.close_out, "owner", owners)
+    return load, by[by["over_limit"] > 0].reset_index(drop=True), by_owner("wip.close_out", w.close_out)
 
 
-def _time_to_win(crm: CRM) -> tuple[float, int]:
-    """Censoring-aware median days to win: where the Aalen-Johansen incidence of won reaches half its final level."""
+def _time_to_win(crm: CRM, curves: pd.DataFrame | None = None) -> tuple[float, int]:
+    """Censoring-aware median days to win: where the Aalen-Johansen incidence of won reaches half its final level.
+
+    ``curves``: the scope's rows of ``cycle_survival`` computed once for every scope (else computed on ``crm``).
+    """
     from forecastkit.kpi.cycle import cycle_survival
 
-    curves = _quiet(cycle_survival, crm, curves=("won",), intervals=False)
+    if curves is None:
+        curves = _quiet(cycle_survival, crm, curves=("won",), intervals=False)
     won = curves[curves["curve"] == "won"].sort_values("days")
     n = int((crm.opportunities["status"] == "won").sum())
     if won.empty or n == 0 or won["estimate"].max() <= 0:
@@ -290,6 +306,140 @@ class _Company:
         return self._get("commit", lambda: _commit_deals(self.crm, self.method, self.model))  # type: ignore[no-any-return]
 
 
+#: Tables a scope's snapshot needs for the per-scope measures (the others are left out of it).
+_SCOPE_TABLES = ("opportunities", "history", "forecast_calls", "targets", "reps")
+#: Deal columns read by the per-scope measures of the year before and by the KPI tables cut per scope.
+_DEAL_COLUMNS = ("opportunity_id", "owner", "created_at", "stage", "status", "closed_at", "close_date", "amount")
+
+
+class _Scopes:
+    """One scope column (team, owner or business unit) of the company: the scopes' snapshots and their rows.
+
+    The company is split once (:meth:`CRM.split_by`); each scope's snapshot is cut from
+    it, and the scope's rows of the company-wide tables (per deal: aging, pushes, the
+    commit deals, the year-ago snapshot; per rep: WIP, calls) are cut from each table
+    ordered by scope once. A scope's work is then proportional to its own rows, not to
+    the company's: identical rows to filtering the company-wide table by the scope's
+    deals or reps (``_rows_of``), in the same order.
+    """
+
+    def __init__(self, company: _Company, col: str) -> None:
+        from forecastkit.data.crm import _positions
+
+        self.company = company
+        self.col = col
+        self.split = company.crm.split_by(col)
+        self._deal_scope = np.full(len(company.crm.opportunities), -1, dtype=np.int64)
+        self._scope_no: dict[str, int] = {}
+        for g, key in enumerate(self.split):
+            self._deal_scope[self.split.positions(key)] = g
+            self._scope_no[key] = g
+        self._positions = _positions
+        self._by_deal: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._by_owner: dict[str, dict] = {}
+        self._kpis: dict[str, tuple[pd.DataFrame, dict]] = {}
+        self._year_ago_tables: tuple[pd.DataFrame, pd.DataFrame] | None = None
+        self._scoped: dict[str, CRM] = {}
+
+    def snapshot(self, key: str) -> CRM:
+        """Scope ``key``'s snapshot (= ``crm.subset``) with the tables the per-scope measures read."""
+        return self.split.scope(key, tables=_SCOPE_TABLES)
+
+    def kpi(self, name: str, key: str) -> pd.DataFrame:
+        """Scope ``key``'s rows of a KPI table computed once for every scope.
+
+        ``"new_pipeline"`` (by owner and month), ``"win_rate"`` (by month), ``"cycle_survival"``
+        (won, no intervals) and ``"cycle_survival_year_ago"`` (the same a year earlier). The KPI
+        function runs once on the company's deals that belong to a scope, grouped by a
+        column holding each deal's scope (the ``subset`` rule, never refilled), so a scope's
+        rows are those of the function run on the scope's snapshot (counts per group; one
+        Aalen-Johansen fit per group, on the group's deals in the same order, same seed).
+        """
+        from forecastkit.kpi.cycle import cycle_survival
+        from forecastkit.kpi.sales import new_pipeline, win_rate
+
+        if name not in self._kpis:
+            col = self.col
+            if name == "new_pipeline":
+                t = new_pipeline(self._scope_company(), period="month", by=[col] if col == "owner" else [col, "owner"])
+            elif name == "win_rate":
+                t = win_rate(self._scope_company(), period="month", by=col)
+            elif name == "cycle_survival":
+                t = _quiet(cycle_survival, self._scope_company(), by=col, curves=("won",), intervals=False)
+            elif name == "cycle_survival_year_ago":
+                t = _quiet(cycle_survival, self._scope_company(year_ago=True), by=col, curves=("won",), intervals=False)
+            else:
+                raise KeyError(name)
+            self._kpis[name] = (t, t.groupby(col, sort=False).indices)
+        t, idx = self._kpis[name]
+        return t.take(idx.get(key, np.array([], dtype=np.int64))).reset_index(drop=True)
+
+    def _scope_company(self, year_ago: bool = False) -> CRM:
+        """The company's deals (or its year-ago deals) that belong to a scope, their scope column holding the scope's key."""
+        name = "year_ago" if year_ago else "now"
+        if name not in self._scoped:
+            crm = self.company.year_ago() if year_ago else self.company.crm
+            o = crm.opportunities
+            if year_ago:
+                pos = self._positions(o["opportunity_id"], self.company.crm.opportunities["opportunity_id"])
+                scope = np.where(pos >= 0, self._deal_scope[np.maximum(pos, 0)], -1)
+            else:
+                scope = self._deal_scope
+            rows = np.flatnonzero(scope >= 0)
+            cols = [c for c in (*_DEAL_COLUMNS, "team", "business_unit") if c in o and c != self.col]
+            opps = o[cols].take(rows).reset_index(drop=True)
+            opps[self.col] = pd.array(np.asarray(list(self.split), dtype=object)[scope[rows]], dtype="string")
+            self._scoped[name] = CRM({"opportunities": opps}, as_of_date=crm.as_of_date, playbook=crm.playbook)
+        return self._scoped[name]
+
+    def deal_rows(self, name: str, table: pd.DataFrame, key: str) -> pd.DataFrame:
+        """Rows of the company-wide per-deal ``table`` whose deal is in scope ``key`` (table order kept)."""
+        if table is None or len(table) == 0 or "opportunity_id" not in table:
+            return _rows_of(table, "opportunity_id", set())
+        if name not in self._by_deal:
+            pos = self._positions(table["opportunity_id"], self.company.crm.opportunities["opportunity_id"])
+            g = np.where(pos >= 0, self._deal_scope[np.maximum(pos, 0)], -1)
+            rows = np.flatnonzero(g >= 0)
+            order = np.argsort(g[rows], kind="stable")
+            rows, g = rows[order], g[rows][order]
+            self._by_deal[name] = (rows, np.searchsorted(g, np.arange(len(self._scope_no) + 1)))
+        rows, bounds = self._by_deal[name]
+        g = self._scope_no[key]
+        return table.take(rows[bounds[g] : bounds[g + 1]]).reset_index(drop=True)
+
+    def owner_rows(self, name: str, table: pd.DataFrame, owners: set) -> pd.DataFrame:
+        """Rows of the company-wide per-rep ``table`` whose ``owner`` is in ``owners`` (table order kept)."""
+        if table is None or len(table) == 0 or "owner" not in table:
+            return _rows_of(table, "owner", owners)
+        if name not in self._by_owner:
+            self._by_owner[name] = table.groupby("owner", sort=False, dropna=True, observed=True).indices
+        idx = self._by_owner[name]
+        found = [idx[o] for o in owners if o in idx]
+        rows = np.sort(np.concatenate(found)) if found else np.array([], dtype=np.int64)
+        return table.take(rows).reset_index(drop=True)
+
+    def year_ago(self, key: str) -> CRM:
+        """The scope's snapshot a year earlier, cut from the company's (rewound once): its deals and their history.
+
+        Rewinding a deal reads only its own history, so the company's year-ago rows of the
+        scope's deals are those of the scope rewound on its own; the year-ago measures
+        (stage probabilities, time to win) read only these two tables.
+        """
+        ya = self.company.year_ago()
+        if self._year_ago_tables is None:  # the columns the two measures read, cut once
+            o, h = ya.opportunities, ya.history
+            self._year_ago_tables = (
+                o[[c for c in _DEAL_COLUMNS if c in o]],
+                h[[c for c in ("opportunity_id", "changed_at", "stage", "amount", "close_date") if c in h]],
+            )
+        o, h = self._year_ago_tables
+        tables = {
+            "opportunities": self.deal_rows("year_ago.opportunities", o, key),
+            "history": self.deal_rows("year_ago.history", h, key),
+        }
+        return CRM(tables, as_of_date=ya.as_of_date, playbook=ya.playbook)
+
+
 def _year_ago(company: _Company, crm: CRM) -> CRM:
     """The scope's snapshot a year earlier: the company's is rewound once; a team's or rep's
     own (small) snapshot rewinds faster than the company's year-ago snapshot can be subset."""
@@ -317,13 +467,15 @@ def diagnose_scope(
     *,
     with_drilldown: bool = True,
     company: _Company | None = None,
+    part: tuple[_Scopes, str] | None = None,
 ) -> tuple[Finding, Finding, Finding]:
     """The three findings for one snapshot (already restricted to its scope).
 
     ``company`` holds the company-wide tables computed once by :func:`diagnose` (pushes,
     aging, WIP, the reps' calls, the company's year-ago snapshot, the forecast's commit deals); they
     are sliced to the scope's deals and reps. Without ``company``, everything is computed
-    from ``crm``.
+    from ``crm``. ``part`` (the company's split and the scope's key) cuts those slices
+    from tables ordered by scope once, instead of filtering the company-wide tables.
     """
     if company is None:
         company = _Company(crm, method="stage", forecast_deals=True)
@@ -332,6 +484,13 @@ def diagnose_scope(
     owners = set(crm.opportunities["owner"].dropna()) | (
         set(crm.forecast_calls["owner"].dropna()) if crm.has("forecast_calls") else set()
     )
+
+    def by_deal(name: str, table: pd.DataFrame) -> pd.DataFrame:
+        return _rows_of(table, "opportunity_id", ids) if part is None else part[0].deal_rows(name, table, part[1])
+
+    def by_owner(name: str, table: pd.DataFrame) -> pd.DataFrame:
+        return _rows_of(table, "owner", owners) if part is None else part[0].owner_rows(name, table, owners)
+
     th = {**_DEFAULT_DIAGNOSIS, **pb.diagnosis}  # a playbook saved before a threshold existed gets its default
     long_history, quarters = _history_basis(crm, pb)
     basis = "playbook thresholds" + (
@@ -341,7 +500,9 @@ def diagnose_scope(
     )
     min_closed = int(th["min_closed_deals"])
     drop = float(th["history_drop"])
-    year_ago = _year_ago(company, crm) if long_history else None
+    year_ago = None
+    if long_history:
+        year_ago = part[0].year_ago(part[1]) if part is not None else _year_ago(company, crm)
 
     # shared measures
     stages = _stage_table(crm)
@@ -374,8 +535,8 @@ def diagnose_scope(
     )
 
     # case 1
-    leads, n_leads = _leads_per_rep_month(crm)
-    load, over_wip, close_out = _wip_load(company.wip(), owners)
+    leads, n_leads = _leads_per_rep_month(crm, None if part is None else part[0].kpi("new_pipeline", part[1]))
+    load, over_wip, close_out = _wip_load(company.wip(), by_owner)
     lead_metric = _Metric(
         "new_deals_per_rep_month",
         leads,
@@ -399,12 +560,13 @@ def diagnose_scope(
         "(either of the two above)",
         holds_override=lead_metric.holds or wip_metric.holds,
     )
-    m1 = [conversion, lead_metric, wip_metric, _coverage_metric(crm), _win_rate_metric(crm)]
+    wr = None if part is None else part[0].kpi("win_rate", part[1])
+    m1 = [conversion, lead_metric, wip_metric, _coverage_metric(crm), _win_rate_metric(crm, wr)]
     core1 = [conversion, wide]
     drill1 = {}
     if with_drilldown:
         drill1 = {
-            "unqualified_deals_to_kill": _unqualified_deals(crm, _rows_of(company.aging(), "opportunity_id", ids)),
+            "unqualified_deals_to_kill": _unqualified_deals(crm, by_deal("aging", company.aging())),
             "reps_over_wip": over_wip,
             "deals_to_close_out": close_out,
         }
@@ -424,9 +586,11 @@ def diagnose_scope(
     periods = int(th["bias_periods"])
     calls = company.calls(periods)
     if company.crm is not crm:
-        calls = _rows_of(calls, "owner", owners)
-    ttw, n_won = _time_to_win(crm)
-    ttw_prev = _time_to_win(year_ago)[0] if year_ago is not None and len(year_ago.opportunities) else np.nan
+        calls = by_owner(f"calls{periods}", calls)
+    ttw, n_won = _time_to_win(crm, None if part is None else part[0].kpi("cycle_survival", part[1]))
+    ttw_prev = np.nan
+    if year_ago is not None and len(year_ago.opportunities):
+        ttw_prev = _time_to_win(year_ago, None if part is None else part[0].kpi("cycle_survival_year_ago", part[1]))[0]
     cyc_rule = pb.traffic_lights.get("sales_cycle_days", {"orange": 120})
     cycle = _Metric(
         "median_days_to_win",
@@ -454,7 +618,8 @@ def diagnose_scope(
         n=n_closed,
         holds_override=not conversion.holds and np.isfinite(conv),
     )
-    share, per, twice = _slips(crm, company.pushes())
+    pushes = company.pushes() if company.crm is crm else by_deal("pushes", company.pushes())
+    share, per, twice = _slips(crm, pushes)
     m2 = [
         healthy,
         cycle,
@@ -480,7 +645,7 @@ def diagnose_scope(
     ]
     drill2 = {}
     if with_drilldown:
-        aged = _rows_of(company.aging(), "opportunity_id", ids)
+        aged = by_deal("aging", company.aging())
         drill2 = {"deals_pushed_twice_or_more": twice, "stages_without_exit_criteria_met": _stuck_deals(crm, aged)}
     f2 = _finding(2, scope, [healthy, cycle], m2, enough and n_won > 0, need, basis, drill2, strength_metrics=[cycle])
 
@@ -507,7 +672,7 @@ def diagnose_scope(
         calls_source,
         n=n_periods,
     )
-    commit = _rows_of(company.commit_deals(), "opportunity_id", ids)
+    commit = by_deal("commit", company.commit_deals())
     commit_p, n_commit = _commit_probability(commit)
     commit_metric = _Metric(
         "commit_win_probability",
@@ -625,11 +790,12 @@ def _coverage_metric(crm: CRM) -> _Metric:
     )
 
 
-def _win_rate_metric(crm: CRM) -> _Metric:
+def _win_rate_metric(crm: CRM, table: pd.DataFrame | None = None) -> _Metric:
+    """Win rate over the last 12 months; ``table``: the scope's rows of ``win_rate`` computed once for every scope."""
     from forecastkit.kpi.sales import win_rate
 
     start = crm.as_of_date - _YEAR
-    wr = win_rate(crm, period="month")
+    wr = win_rate(crm, period="month") if table is None else table
     months = {period_of(start + pd.DateOffset(months=i), "month", crm.playbook).label for i in range(1, 13)}
     wr = wr[wr["period"].isin(months)]
     won, closed = wr["won"].sum(), wr["closed"].sum()
@@ -755,7 +921,10 @@ def diagnose(
     company = _Company(crm, method=method, model=model)
     findings = list(diagnose_scope(crm, "company", with_drilldown=drilldown, company=company))
     for col in scopes:
+        part = _Scopes(company, col)  # the company split by the column once; each scope cut from it
         for who in sorted(crm.opportunities[col].dropna().astype(str).unique()):
-            sub = crm.subset(**{col: who})
-            findings.extend(diagnose_scope(sub, f"{col}={who}", with_drilldown=drilldown, company=company))
+            sub = part.snapshot(who)  # = crm.subset(**{col: who}), the tables the measures read
+            findings.extend(
+                diagnose_scope(sub, f"{col}={who}", with_drilldown=drilldown, company=company, part=(part, who))
+            )
     return Diagnosis(tuple(findings), crm.as_of_date)
