@@ -221,7 +221,8 @@ def win_probabilities(crm: CRM, method: Method, *, model: object = None, notes: 
         return np.zeros(0)
     if method == "crm":
         typed = o["probability"].astype(float)
-        default = o["stage"].map(lambda s: crm.playbook.crm_probability(s) if pd.notna(s) else np.nan).astype(float)
+        stages = o["stage"].dropna().unique()  # one playbook look-up per distinct stage, not per deal
+        default = o["stage"].map({s: crm.playbook.crm_probability(s) for s in stages}).astype(float)
         return typed.fillna(default).fillna(0.0).to_numpy(float)
     if method == "model":
         try:
