@@ -386,6 +386,8 @@ def _visit_rows(crm: CRM, d: pd.DataFrame, owner: object, team: object) -> tuple
 
     Returns the positions in ``d`` of the deals with such visits and their detail (in order of
     each deal's most recent such visit), and the account rows (visits tied to no deal).
+    Visits tied to neither a deal nor an account share one account row with an empty
+    account id, under the owner of the first of them.
     """
     acts = crm.activities
     rows = _done_visits(acts, crm, ("visit", "meeting"))
