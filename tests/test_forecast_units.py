@@ -105,6 +105,23 @@ def test_normal_approximation_beyond_exact_limit_keeps_mean_and_variance():
     assert tot.std() == pytest.approx(np.sqrt((a * a * p * (1 - p)).sum()), rel=0.03)
 
 
+def test_many_small_groups_beyond_exact_limit_are_unbiased_and_non_negative():
+    # 600 owners with a few small, unlikely deals each: their sums are drawn per owner; a normal
+    # clipped at zero overstated each owner's mean (the company total by many standard errors)
+    rng = np.random.default_rng(1)
+    n = 3_000
+    a, p, g = rng.uniform(500, 1500, n), np.full(n, 0.05), rng.integers(0, 600, n)
+    tot = simulate_bookings(a, p, n_sims=20_000, seed=3, groups=g, n_groups=600, exact_limit=100)
+    assert (tot >= 0).all()
+    company = tot.sum(axis=1)
+    se = company.std() / np.sqrt(len(company))
+    assert abs(company.mean() - (a * p).sum()) < 4 * se
+    assert company.std() == pytest.approx(np.sqrt((a * a * p * (1 - p)).sum()), rel=0.03)
+    # a group with a negative expected sum (credit notes) keeps its mean
+    neg = simulate_bookings(np.array([-100.0] * 3000), np.full(3000, 0.5), n_sims=4_000, seed=0, exact_limit=10)
+    assert neg.mean() == pytest.approx(-100.0 * 0.5 * 3000, rel=0.01)
+
+
 def test_grouped_simulation_sums_to_the_total():
     a, p, g = np.array([10.0, 20.0, 30.0]), np.array([1.0, 1.0, 0.0]), np.array([0, 1, 1])
     tot = simulate_bookings(a, p, n_sims=5, seed=0, groups=g, n_groups=2)

@@ -167,7 +167,7 @@ def simulate_bookings(
         per group with the group's share of the rate).
     exact_limit : int
         Deals simulated one by one (those with the largest variance); the others' sum
-        (per group) is drawn from the normal approximation.
+        (per group) is drawn from a gamma with its mean and variance.
 
     Returns
     -------
@@ -193,7 +193,7 @@ def simulate_bookings(
         rest = order[exact_limit:]
         mu = np.bincount(g[rest], weights=a[rest] * q[rest], minlength=k)
         sd = np.sqrt(np.bincount(g[rest], weights=var[rest], minlength=k))
-        out += np.maximum(mu[None, :] + sd[None, :] * rng.standard_normal((n_sims, k)), 0.0)
+        out += _remainder_draws(rng, mu, sd * sd, n_sims)
         keep = order[:exact_limit]
         a, q, g = a[keep], q[keep], g[keep]
     if len(a):
@@ -221,6 +221,25 @@ def simulate_bookings(
         elif not grouped:
             _add_compound(rng, new.rate, new.amounts, out[:, 0])
     return out if grouped else out[:, 0]
+
+
+def _remainder_draws(rng: np.random.Generator, mu: np.ndarray, var: np.ndarray, n_sims: int) -> np.ndarray:
+    """Draws of each group's sum of the small deals: a gamma with that sum's mean and variance.
+
+    A gamma keeps the sum non-negative without bias; a normal clipped at zero would add
+    to every group whose mean is small against its spread (many owners with a few small
+    deals each: +81k on a 9.0M forecast of the 100k company, 16 standard errors). Groups
+    with no spread get their mean; a negative mean (credit notes) is drawn from the normal.
+    """
+    out = np.broadcast_to(mu, (n_sims, len(mu))).copy()
+    gam = (mu > 0) & (var > 0)
+    if gam.any():
+        shape, scale = mu[gam] ** 2 / var[gam], var[gam] / mu[gam]
+        out[:, gam] = rng.gamma(shape[None, :], scale[None, :], (n_sims, int(gam.sum())))
+    nor = (mu <= 0) & (var > 0)
+    if nor.any():
+        out[:, nor] += np.sqrt(var[nor])[None, :] * rng.standard_normal((n_sims, int(nor.sum())))
+    return out
 
 
 def _add_compound(rng: np.random.Generator, rate: float, pool: np.ndarray, out: np.ndarray) -> None:
