@@ -28,7 +28,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
 
 from forecastkit.data.schema import REPORT_BOXES, TABLES
 from forecastkit.data.validate import TEXT_DTYPE, LoadReport, coerce_column, empty_table, validate_tables
@@ -463,12 +462,11 @@ class _Split(Mapping):
 
 def _positions(ids: pd.Series, keys: pd.Series) -> np.ndarray:
     """Row of ``keys`` (unique) holding each of ``ids``; -1 when absent or missing."""
-    from forecastkit.data.validate import _text_arrow
+    from forecastkit.data.validate import text_positions
 
-    a, k = _text_arrow(ids), _text_arrow(keys)
-    if a is not None and k is not None:
-        pos = pc.index_in(a, value_set=k)
-        return np.asarray(pos.fill_null(-1), dtype=np.int64)
+    pos = text_positions(ids, keys)
+    if pos is not None:
+        return pos
     out = pd.Index(keys.to_numpy(dtype=object)).get_indexer(ids.to_numpy(dtype=object))
     return np.where(ids.isna().to_numpy(dtype=bool), -1, out).astype(np.int64)
 

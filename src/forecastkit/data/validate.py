@@ -240,14 +240,37 @@ def _to_text(raw: pd.Series) -> pd.Series:
     return raw.astype(str).astype(TEXT_DTYPE).where(raw.notna())
 
 
-def _text_arrow(s: pd.Series) -> pa.Array | None:
-    """A text column as a pyarrow string array (hashing there is much faster than on Python strings)."""
-    if not (isinstance(s.dtype, pd.StringDtype) or s.dtype == object):
-        return None
+def _text_arrow(values: pd.Series | pd.Index | np.ndarray | pa.Array) -> pa.Array | None:
+    """Text values as a pyarrow string array (missing values null); None when they are not all text.
+
+    Hashing there is much faster than on Python strings.
+    """
+    if isinstance(values, pa.Array):
+        return values
+    if isinstance(values, pd.Series | pd.Index):
+        if not (isinstance(values.dtype, pd.StringDtype) or values.dtype == object):
+            return None
+        values = values.to_numpy(dtype=object)
     try:
-        return pa.array(s.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowException, UnicodeError, TypeError):
         return None
+
+
+def text_positions(
+    values: pd.Series | pd.Index | np.ndarray | pa.Array, keys: pd.Series | pd.Index | np.ndarray | pa.Array
+) -> np.ndarray | None:
+    """Position of each value among ``keys`` (distinct), -1 when absent or missing; None when not all text.
+
+    A pyarrow hash lookup: about three times faster than ``Index.get_indexer`` on object
+    arrays, with no missing-value scan first. With None the caller uses pandas.
+    """
+    v, k = _text_arrow(values), _text_arrow(keys)
+    if v is None or k is None:
+        return None
+    if len(v) == 0 or len(k) == 0:
+        return np.full(len(v), -1, dtype=np.int64)
+    return pc.index_in(v, value_set=k).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def _isin(s: pd.Series, values: pd.Series) -> pd.Series:
@@ -611,15 +634,13 @@ def _check_references(
 
 def _lookup(ids: pd.Series, keys: pd.Series, values: pd.Series) -> pd.Series:
     """``ids.map(values indexed by keys)`` (``keys`` unique); missing where an id is not a key."""
-    a, k = _text_arrow(ids), _text_arrow(keys)
-    if a is None or k is None:
+    pos = text_positions(ids, keys)
+    if pos is None:
         return ids.map(pd.Series(values.to_numpy(), index=keys.to_numpy()))
-    pos = pc.index_in(a, value_set=k)
-    found = np.asarray(pos.is_valid(), dtype=bool)
-    out = values.iloc[np.asarray(pos.fill_null(0), dtype=np.int64)].to_numpy().copy() if len(values) else None
-    if out is None:
+    if not len(values):
         return pd.Series(pd.NaT, index=ids.index, dtype=values.dtype)
-    out[~found] = np.datetime64("NaT") if out.dtype.kind == "M" else np.nan
+    out = values.to_numpy()[np.maximum(pos, 0)].copy()
+    out[pos < 0] = np.datetime64("NaT") if out.dtype.kind == "M" else np.nan
     return pd.Series(out, index=ids.index)
 
 

@@ -12,11 +12,10 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from forecastkit.data.crm import CRM
 from forecastkit.data.timeline import _current_stage_age, stage_spells
+from forecastkit.data.validate import text_positions as positions
 from forecastkit.errors import ParameterError
 
 __all__: list[str] = []
@@ -249,32 +248,6 @@ def _few(values: object, wanted: np.ndarray) -> np.ndarray | None:
     except TypeError:  # a missing value (pd.NA) cannot be compared
         return None
     return mask
-
-
-def _text(values: pd.Series | pd.Index | np.ndarray) -> pa.Array | None:
-    """Text values as a pyarrow string array (missing values null); None when they are not all text."""
-    if isinstance(values, pa.Array):
-        return values
-    arr = values.array if isinstance(values, pd.Series | pd.Index) else values
-    try:
-        return pa.array(np.asarray(arr, dtype=object), type=pa.string(), from_pandas=True)
-    except (pa.ArrowException, UnicodeError, TypeError):
-        return None
-
-
-def positions(values: pd.Series | pd.Index | np.ndarray, index: np.ndarray) -> np.ndarray | None:
-    """Position of each value in ``index`` (distinct, no missing values), -1 when absent or missing.
-
-    A pyarrow hash lookup: about three times faster than ``Index.get_indexer`` on object arrays,
-    and no missing-value scan first. None when the values or the index are not all text
-    (the caller then uses pandas).
-    """
-    v, ix = _text(values), _text(index)
-    if v is None or ix is None:
-        return None
-    if len(v) == 0 or len(ix) == 0:
-        return np.full(len(v), -1, dtype="int64")
-    return pc.index_in(v, value_set=ix).fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
 
 
 def select(df: pd.DataFrame, owner: str | Iterable[str] | None, team: str | Iterable[str] | None) -> pd.DataFrame:

@@ -16,11 +16,11 @@ import pandas as pd
 
 from forecastkit.data.crm import CRM
 from forecastkit.data.timeline import _spells_and_last
+from forecastkit.data.validate import _text_arrow
 from forecastkit.errors import ParameterError
 from forecastkit.hygiene._deals import (
     _deal_probability,
     _none,
-    _text,
     lookup,
     obj,
     open_deal_frame,
@@ -396,7 +396,7 @@ def _visit_rows(crm: CRM, d: pd.DataFrame, owner: object, team: object) -> tuple
     rows, no_report = rows[bad], no_report[bad]
     # deal of each visit (position in d), or none
     opp = np.asarray(acts["opportunity_id"].array, dtype=object)[rows]
-    text = _text(opp)  # converted once: its null mask and its lookup
+    text = _text_arrow(opp)  # converted once: its null mask and its lookup
     pos = positions(text, obj(d["opportunity_id"])) if text is not None else None
     if pos is None:
         pos = pd.Index(obj(d["opportunity_id"])).get_indexer(_none(opp))
