@@ -18,7 +18,7 @@ from forecastkit.forecast.changes import pipeline_changes
 from forecastkit.forecast.forecast import forecast
 from forecastkit.forecast.montecarlo import NewDeals, new_deal_run_rate, simulate_bookings, summarise
 from forecastkit.forecast.plot import plot_backtest, plot_calls, plot_forecast, plot_waterfall
-from forecastkit.forecast.slips import POSITIONS, SlipModel, _days_in_stage, _positions, p_in_period, slip_rows
+from forecastkit.forecast.slips import POSITIONS, SlipModel, _open_deal_state, _positions, p_in_period, slip_rows
 from forecastkit.periods import parse_period
 from forecastkit.playbook import Playbook
 from tests._forecast_fixtures import tables, tiny_crm
@@ -167,7 +167,8 @@ def test_slip_rows_label_won_deals_by_period_end():
 
 def test_days_in_stage_of_open_deals_match_the_timeline():
     crm = tiny_crm()
-    got = _days_in_stage(crm, crm.open_deals)
+    o = crm.open_deals
+    got = pd.Series(_open_deal_state(crm, o)["days_in_stage"].to_numpy(), index=o["opportunity_id"].to_numpy())
     # A entered negotiation 10-20, B proposal 09-15, C discovery 10-01, D qualification 10-10 (snapshot 11-20)
     assert got.to_dict() == {"A": 31.0, "B": 66.0, "C": 50.0, "D": 41.0}
     assert current_stage_age(crm).set_index("opportunity_id")["days_in_stage"].to_dict() == got.to_dict()

@@ -425,17 +425,6 @@ def _open_deal_state(crm: CRM, open_deals: pd.DataFrame, *, days: bool = True) -
     return pd.DataFrame({"pushes": pushes.astype(int), "days_in_stage": days.to_numpy(float)}, index=open_deals.index)
 
 
-def _days_in_stage(crm: CRM, open_deals: pd.DataFrame) -> pd.Series:
-    """Days each open deal has spent in its current stage, to the snapshot date, by deal id.
-
-    Same as :func:`~forecastkit.data.timeline.current_stage_age` (consecutive history rows in one
-    stage are one spell; a deal without history entered its stage at creation), on the open
-    deals' history rows only.
-    """
-    days = _open_deal_state(crm, open_deals)["days_in_stage"].to_numpy(float)
-    return pd.Series(days, index=np.asarray(open_deals["opportunity_id"], dtype=object))
-
-
 def _segments(crm: CRM, ids: pd.Series) -> pd.Series:
     """The segment of each deal in ``ids`` as ``crm`` knows it (missing without a segment column)."""
     o = crm.opportunities
