@@ -65,7 +65,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from forecastkit.data.crm import CRM
+from forecastkit.data.crm import CRM, _positions
 from forecastkit.diagnosis.findings import ACTIONS, EVIDENCE_COLUMNS, Diagnosis, Finding
 from forecastkit.errors import ParameterError
 from forecastkit.periods import parse_period, period_of
@@ -324,8 +324,6 @@ class _Scopes:
     """
 
     def __init__(self, company: _Company, col: str) -> None:
-        from forecastkit.data.crm import _positions
-
         self.company = company
         self.col = col
         self.split = company.crm.split_by(col)
@@ -334,7 +332,6 @@ class _Scopes:
         for g, key in enumerate(self.split):
             self._deal_scope[self.split.positions(key)] = g
             self._scope_no[key] = g
-        self._positions = _positions
         self._by_deal: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._by_owner: dict[str, dict] = {}
         self._kpis: dict[str, tuple[pd.DataFrame, dict]] = {}
@@ -381,7 +378,7 @@ class _Scopes:
             crm = self.company.year_ago() if year_ago else self.company.crm
             o = crm.opportunities
             if year_ago:
-                pos = self._positions(o["opportunity_id"], self.company.crm.opportunities["opportunity_id"])
+                pos = _positions(o["opportunity_id"], self.company.crm.opportunities["opportunity_id"])
                 scope = np.where(pos >= 0, self._deal_scope[np.maximum(pos, 0)], -1)
             else:
                 scope = self._deal_scope
@@ -397,7 +394,7 @@ class _Scopes:
         if table is None or len(table) == 0 or "opportunity_id" not in table:
             return _rows_of(table, "opportunity_id", set())
         if name not in self._by_deal:
-            pos = self._positions(table["opportunity_id"], self.company.crm.opportunities["opportunity_id"])
+            pos = _positions(table["opportunity_id"], self.company.crm.opportunities["opportunity_id"])
             g = np.where(pos >= 0, self._deal_scope[np.maximum(pos, 0)], -1)
             rows = np.flatnonzero(g >= 0)
             order = np.argsort(g[rows], kind="stable")
