@@ -30,6 +30,12 @@ Scenarios: ``baseline``, ``wide_pipeline`` (2.5x leads of lower quality, more ne
 ``slow_cycle`` (dwell x2, more close-date slips), ``optimistic`` (true stage win rates
 half the CRM probabilities, reps' forecasts biased upwards), ``stage_only`` (no driver
 effects, no rep skill); combine with ``+``.
+
+Table shape: by default a company has per opportunity about 3.5 history rows, 6.7
+activities and 0.65 orders. ``generate(**SCALE_SHAPE)`` (:data:`SCALE_SHAPE`: more
+touches per worked deal, amount re-quotes, weekly/monthly/quarterly repeat orders) gives
+about 6 / 10 / 2, the shape of the scale benchmark; the fields are documented on
+:class:`SimParams` (``activity_mult``, ``amount_revisions_per_month``, ``order_cycle_days``).
 """
 
 from __future__ import annotations
@@ -58,14 +64,15 @@ from .company import (
     build_targets,
 )
 from .crm_tables import DealTables, build_deal_tables
-from .scenarios import DRIVERS, SCENARIOS, SEGMENTS, SimParams, params_for
+from .csv_out import write_csv
+from .scenarios import DRIVERS, SCALE_SHAPE, SCENARIOS, SEGMENTS, SimParams, params_for
 from .simulate import Deals, Reps, playbook_stage_names, simulate_deals, simulate_reps, to_date, to_timestamp
 from .truth import GroundTruth, driver_design, stage_win_table
 
 if TYPE_CHECKING:  # pragma: no cover
     from forecastkit.data.crm import CRM
 
-__all__ = ["generate", "Sample", "GroundTruth", "SCENARIOS", "SimParams", "driver_design", "conform"]
+__all__ = ["generate", "Sample", "GroundTruth", "SCENARIOS", "SCALE_SHAPE", "SimParams", "driver_design", "conform"]
 
 
 @dataclass
@@ -119,14 +126,7 @@ class Sample:
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    out = df.copy()
-    for col in out.columns:
-        s = out[col]
-        if pd.api.types.is_datetime64_any_dtype(s):
-            whole = bool((s.dropna() == s.dropna().dt.normalize()).all())
-            fmt = "%Y-%m-%d" if whole else "%Y-%m-%dT%H:%M:%S"
-            out[col] = s.dt.strftime(fmt).astype(object).where(s.notna(), "")
-    out.to_csv(path, index=False, lineterminator="\n")
+    write_csv(df, path)
 
 
 def conform(name: str, df: pd.DataFrame) -> pd.DataFrame:
@@ -193,6 +193,7 @@ def generate(
         raise ParameterError(f"n_reps must be at least 6, got {n_reps}")
     ss = np.random.SeedSequence(seed)
     g = [np.random.default_rng(s) for s in ss.spawn(12)]
+    shape_rng = np.random.default_rng(ss.spawn(1)[0])  # amount re-quotes only (default: unused)
     if "weak_stage" not in params.extra:
         params = replace(params, extra={**params.extra, "weak_stage": int(g[0].integers(1, 4))})
     weak_stage = int(params.extra["weak_stage"])
@@ -206,11 +207,11 @@ def generate(
     acc = assign_accounts(g[3], d, reps, horizon)
     contacts, acc_contact = build_contacts(g[4], acc, start_ts, horizon)
     dt = build_deal_tables(g[5], d, reps, params, pb, start_ts, horizon, acc.deal_account, acc.ids, acc.names,
-                           acc_contact)
+                           acc_contact, shape_rng=shape_rng)
     opp = dt.opportunities
     amounts = opp["amount"].to_numpy(float)
     orders, stopped, first_won = build_orders(g[6], d, acc, reps, amounts, start_ts, horizon,
-                                              opp["opportunity_id"].to_numpy(object))
+                                              opp["opportunity_id"].to_numpy(object), params.order_cycle_days)
     subs, churn = build_subscriptions(g[7], d, acc, first_won, amounts, start_ts, as_of_ts)
     targets = build_targets(d, reps, orders, amounts, start_ts, as_of_ts, pb, g[8])
     costs = build_costs(d, reps, amounts, start_ts, as_of_ts, g[9])

@@ -137,9 +137,13 @@ def build_contacts(
 
 def build_orders(
     rng: np.random.Generator, d: Deals, acc: Accounts, reps: Reps, amounts: np.ndarray, start: pd.Timestamp,
-    horizon: float, opp_ids: np.ndarray,
+    horizon: float, opp_ids: np.ndarray, cycle_days: tuple[float, ...] = (30.0, 60.0, 90.0),
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
-    """Orders of customers (won accounts + a base of repeat buyers); returns (orders, stopped truth, first-won time)."""
+    """Orders of customers (won accounts + a base of repeat buyers); returns (orders, stopped truth, first-won time).
+
+    A repeat customer orders every ``cycle_days[j]`` days (j drawn with shares 0.40 / 0.35 / 0.25,
+    gaps log-normal +-15%), amounts proportional to the cycle (the same value per month).
+    """
     A = horizon
     n_acc = len(acc.ids)
     won = np.flatnonzero(d.will_win)
@@ -150,14 +154,16 @@ def build_orders(
     first_deal[acc.deal_account[wi]] = wi
     cust = np.flatnonzero(np.isfinite(first_won) | acc.is_base)
     nc = len(cust)
-    cycle = rng.choice([30.0, 60.0, 90.0], nc, p=[0.4, 0.35, 0.25])
+    cycles = np.asarray(cycle_days, dtype=float)
+    cycle = rng.choice(cycles, nc, p=[0.4, 0.35, 0.25])
     base = acc.is_base[cust]
     first = np.where(base, rng.uniform(0, 1, nc) * cycle, first_won[cust])
     repeat = base | (rng.random(nc) < 0.7)
     stop = np.where(rng.random(nc) < 0.3, first + rng.uniform(0, 1, nc) * (A + 365 - first), np.inf)
     level = np.where(base, np.exp(rng.normal(np.log(4000), 0.7, nc)),
                      amounts[np.maximum(first_deal[cust], 0)] / 12.0) * cycle / 30.0
-    kmax = int(np.ceil((A - max(0.0, float(first.min(initial=0)))) / 18.0)) + 2 if nc else 1
+    min_gap = float(cycles.min()) * 18.0 / 30.0  # 18 days for the default monthly cycle
+    kmax = int(np.ceil((A - max(0.0, float(first.min(initial=0)))) / min_gap)) + 2 if nc else 1
     gaps = cycle[:, None] * np.exp(rng.normal(0, 0.15, (nc, kmax)))
     gaps[:, 0] = 0.0
     t = first[:, None] + np.cumsum(gaps, axis=1)

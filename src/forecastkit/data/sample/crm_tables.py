@@ -75,12 +75,49 @@ def _pick(rng: np.random.Generator, choices: np.ndarray, n: int) -> np.ndarray:
     return choices[rng.integers(0, len(choices), n)]
 
 
+def _amount_revisions(
+    rng: np.random.Generator, d: Deals, s: int, amt: np.ndarray, last_amt_t: np.ndarray, end_t: np.ndarray,
+    per_month: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Re-quotes while stage ``s`` is worked: Poisson(``per_month`` per 30 days) amount changes per deal.
+
+    The window runs from the later of the stage entry and the deal's latest amount row to the
+    end of the worked part of the stage (before the close and ``as_of``), so each revision
+    starts from the amount then current. Updates ``amt`` and ``last_amt_t`` in place (final
+    amount and time per deal); returns ``(deal, time, new amount)`` sorted by deal and time.
+    """
+    lo = np.maximum(d.enter[:, s], last_amt_t)
+    hi = np.minimum(d.active_end[:, s], end_t)
+    w = np.where(np.isnan(lo) | np.isnan(hi), 0.0, np.clip(hi - lo, 0.0, None))
+    k = rng.poisson(w * per_month / 30.0)
+    i = np.repeat(np.arange(d.n), k)
+    m = len(i)
+    if m == 0:
+        return i, np.zeros(0), np.zeros(0)
+    t = lo[i] + w[i] * rng.uniform(0.02, 0.98, m)
+    step = rng.normal(0.0, 0.1, m)
+    o = np.lexsort((t, i))
+    t, step = t[o], step[o]
+    first = np.cumsum(k) - k  # first row of each deal
+    cum = np.cumsum(step)
+    cum -= np.repeat(cum[first[k > 0]] - step[first[k > 0]], k[k > 0])
+    new = np.maximum(np.round(amt[i] * np.exp(cum) / 100) * 100, 500.0)
+    last = first[k > 0] + k[k > 0] - 1
+    amt[i[last]] = new[last]
+    last_amt_t[i[last]] = t[last]
+    return i, t, new
+
+
 def build_deal_tables(
     rng: np.random.Generator, d: Deals, reps: Reps, params: SimParams, pb: Playbook, start: pd.Timestamp,
     horizon: float, account_idx: np.ndarray, account_ids: np.ndarray, account_names: np.ndarray,
-    contact_name: np.ndarray,
+    contact_name: np.ndarray, shape_rng: np.random.Generator | None = None,
 ) -> DealTables:
-    """Assemble the four deal tables (events strictly before ``horizon``)."""
+    """Assemble the four deal tables (events strictly before ``horizon``).
+
+    ``shape_rng`` draws the amount re-quotes (``params.amount_revisions_per_month``) apart from
+    ``rng`` so that the other tables' draws do not move; it is needed only when that rate is > 0.
+    """
     n, n_st = d.n, 5
     A = horizon
     stages = np.array(pb.stage_names + ("won", "lost"), dtype=object)
@@ -123,15 +160,24 @@ def build_deal_tables(
     closed = d.close < A
     i = np.flatnonzero(closed)
     _add(i, d.close[i], 5, np.where(d.will_win[i], 5, 6), None, np.floor(d.close[i]), np.where(d.will_win[i], 0, 4))
-    # amount changes
+    # amount changes: one likely change after entering qualification / proposal / negotiation,
+    # then (amount_revisions_per_month > 0) re-quotes while the stage is worked
     amt = d.amount0.copy()
-    for s, p, mu, sd in ((1, 0.3, 0.05, 0.3), (3, 0.5, -0.05, 0.25), (4, 0.35, -0.07, 0.1)):
-        t = d.enter[:, s] + rng.uniform(1, 8, n)
-        ok = ~np.isnan(d.enter[:, s]) & (rng.random(n) < p) & (t < end_t) & (t < d.close)
-        i = np.flatnonzero(ok)
-        new = np.maximum(np.round(amt[i] * np.exp(rng.normal(mu, sd, len(i))) / 100) * 100, 500.0)
-        amt[i] = new
-        _add(i, t[i], 2, None, new)
+    last_amt_t = created.copy()  # time of each deal's latest amount row
+    main_change = {1: (0.3, 0.05, 0.3), 3: (0.5, -0.05, 0.25), 4: (0.35, -0.07, 0.1)}
+    for s in range(1, n_st):
+        if s in main_change:
+            p, mu, sd = main_change[s]
+            t = d.enter[:, s] + rng.uniform(1, 8, n)
+            ok = ~np.isnan(d.enter[:, s]) & (rng.random(n) < p) & (t < end_t) & (t < d.close)
+            i = np.flatnonzero(ok)
+            new = np.maximum(np.round(amt[i] * np.exp(rng.normal(mu, sd, len(i))) / 100) * 100, 500.0)
+            amt[i] = new
+            last_amt_t[i] = t[i]
+            _add(i, t[i], 2, None, new)
+        if params.amount_revisions_per_month > 0:
+            i, t, new = _amount_revisions(shape_rng, d, s, amt, last_amt_t, end_t, params.amount_revisions_per_month)
+            _add(i, t, 2, None, new)
     # category downgrade of neglected deals
     t = d.active_end[allx, np.clip(d.last_stage, 0, 4)] + 30
     ok = d.neglected & (d.last_stage >= 2) & (t < end_t) & (rng.random(n) > hyg)
@@ -328,14 +374,15 @@ def build_deal_tables(
         "champion": state["champion"],
     })
 
-    activities, cadence_truth = _activities(rng, d, reps, pb, start, A, ids, acc, created)
+    activities, cadence_truth = _activities(rng, d, reps, pb, start, A, ids, acc, created, params.activity_mult)
     return DealTables(opp, history, field_history, activities, cadence_truth, state, next_date_asof, cat)
 
 
 def _activities(
     rng: np.random.Generator, d: Deals, reps: Reps, pb: Playbook, start: pd.Timestamp, A: float,
-    ids: np.ndarray, acc: np.ndarray, created: np.ndarray,
+    ids: np.ndarray, acc: np.ndarray, created: np.ndarray, activity_mult: float = 1.0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cadence touches of new leads and stage activities (rate ``_ACT_RATE`` per day x ``activity_mult``)."""
     n = d.n
     disc = reps.discipline[d.rep]
     # ---- cadence on leads created in to_contact
@@ -381,7 +428,7 @@ def _activities(
     for s in range(1, 5):
         vis = ~np.isnan(d.enter[:, s])
         w = np.where(vis, np.minimum(d.active_end[:, s], d.close) - d.enter[:, s], 0.0)
-        k = rng.poisson(np.clip(w, 0, None) * _ACT_RATE[s] * won_mult)
+        k = rng.poisson(np.clip(w, 0, None) * _ACT_RATE[s] * won_mult * activity_mult)
         k = np.where(vis, k, 0)
         i = np.repeat(np.arange(n), k)
         t = d.enter[i, s] + rng.random(len(i)) * w[i]

@@ -14,7 +14,7 @@ import numpy as np
 
 from forecastkit.errors import ParameterError
 
-__all__ = ["SCENARIOS", "SimParams", "DRIVERS", "SOURCES", "SEGMENTS", "PRODUCTS", "params_for"]
+__all__ = ["SCENARIOS", "SimParams", "DRIVERS", "SOURCES", "SEGMENTS", "PRODUCTS", "params_for", "SCALE_SHAPE"]
 
 SCENARIOS = ("baseline", "wide_pipeline", "slow_cycle", "optimistic", "stage_only")
 
@@ -87,6 +87,28 @@ class SimParams:
         Share of the weak rep's deals that would move past the weak stage (won or lost
         later) lost at the weak stage instead: the rep's conversion out of that stage is
         ``1 - weak_extra`` times a peer's, and the rep wins that share fewer deals.
+    activity_mult : float
+        Multiplier of the rate of calls, emails, visits, meetings and social touches
+        logged while a deal is worked (stages after the first; the outreach cadence of
+        new leads is the playbook's and does not change). Won deals keep their 1.3x
+        more touches than lost ones. Default 1 (about 6.7 activities per opportunity).
+    amount_revisions_per_month : float
+        Re-quotes: extra amount changes per 30 days a deal is worked in the stages after
+        the first (seats or scope added or removed), each multiplying the amount by
+        ``exp(N(0, 0.1))`` (rounded to 100, at least 500). Each is a history row (the
+        history table records every change of stage, amount, close date or category).
+        Default 0 (about 3.5 history rows per opportunity: creation, stage changes,
+        close, the amount changes at qualification/proposal/negotiation, close-date
+        pushes and the category downgrades of neglected deals). Drawn from their own
+        random stream: stages, close dates and outcomes do not change.
+    order_cycle_days : tuple of float
+        The usual days between two orders of a repeat customer, drawn with shares
+        0.40 / 0.35 / 0.25 (default 30 / 60 / 90: monthly, bimonthly, quarterly).
+        Orders are smaller when more frequent (same value per month), and
+        :attr:`GroundTruth.stopped_customers` reports the cycle drawn.
+
+    :data:`SCALE_SHAPE` sets the last three to reach about 6 history rows, 10 activities
+    and 2 orders per opportunity (the shape of the scale benchmark).
     """
 
     stage_p: tuple[float, ...] = (0.05, 0.10, 0.25, 0.50, 0.75)
@@ -111,6 +133,9 @@ class SimParams:
     weak_extra: float = 0.5
     segment_dwell: tuple[float, ...] = (0.75, 1.0, 1.5)
     skip_share_inbound: float = 0.5
+    activity_mult: float = 1.0
+    amount_revisions_per_month: float = 0.0
+    order_cycle_days: tuple[float, ...] = (30.0, 60.0, 90.0)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -165,4 +190,40 @@ def params_for(scenario: str, **overrides: Any) -> SimParams:
     bad = sorted(set(overrides) - known)
     if bad:
         raise ParameterError(f"unknown sample parameter(s) {bad}; allowed: {', '.join(sorted(known))}")
-    return replace(p, **overrides)
+    p = replace(p, **overrides)
+    _check_shape(p)
+    return p
+
+
+def _number(name: str, value: Any, low: float) -> float:
+    """``value`` as a finite float ``>= low``, else a ParameterError naming the parameter."""
+    try:
+        v = float(value) if not isinstance(value, (bool, str)) else float("nan")
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not np.isfinite(v) or v < low:
+        raise ParameterError(f"{name} must be a finite number >= {low:g}, got {value!r}")
+    return v
+
+
+def _check_shape(p: SimParams) -> None:
+    """Check the table-shape parameters (activity rate, amount revisions, order cycles)."""
+    _number("activity_mult", p.activity_mult, 0.0)
+    _number("amount_revisions_per_month", p.amount_revisions_per_month, 0.0)
+    cyc = p.order_cycle_days
+    if isinstance(cyc, (str, bytes)) or not hasattr(cyc, "__len__") or len(cyc) != 3:
+        raise ParameterError(f"order_cycle_days must be three numbers of days (>= 1), got {cyc!r}")
+    for c in cyc:
+        _number("order_cycle_days", c, 1.0)
+
+
+#: Overrides of :func:`~forecastkit.data.sample.generate` that give the table shape of the scale
+#: benchmark (issue 10: per opportunity about 6 history rows, 10 activities and 2 orders) instead of
+#: the default ~3.5 / 6.7 / 0.65: more touches per worked deal, re-quotes (amount changes) while a
+#: deal is worked, and weekly / monthly / quarterly repeat orders. Opportunities, stages, outcomes
+#: and close dates are the same as with the defaults for the same seed.
+SCALE_SHAPE: dict[str, Any] = {
+    "activity_mult": 2.12,
+    "amount_revisions_per_month": 3.3,
+    "order_cycle_days": (7.0, 30.0, 90.0),
+}
