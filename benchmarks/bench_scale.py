@@ -1,9 +1,12 @@
 """Scale benchmark: the whole chain on a generated company of 10k, 100k and 1M opportunities.
 
-For each size the sample company (``forecastkit.data.sample.generate``, baseline, seed 0)
-is generated once and cached as CSV and Parquet outside the repository
-(``$FK_BENCH_CACHE``, default ``/tmp/forecastkit-bench/<size>/{csv,parquet}``); later
-runs reuse the cache. Then every step runs in its own fresh Python process (see
+For each size the sample company (``forecastkit.data.sample.generate``, baseline, seed 0,
+in the table shape of issue 10: ``**SCALE_SHAPE``, per opportunity about 6 history rows,
+10 activities and 2 orders, i.e. 1M opportunities, 6M history rows, 10M activities and
+2M orders at 1M) is generated once and cached as CSV and Parquet outside the repository
+(``$FK_BENCH_CACHE``, default ``/tmp/forecastkit-bench/v2/<size>/{csv,parquet}``; ``v2``
+because the caches of the default shape, ~3.5 / 6.7 / 0.65 per opportunity, lived in
+``/tmp/forecastkit-bench/<size>``); later runs reuse the cache. Then every step runs in its own fresh Python process (see
 ``_measure.py``) and is measured in wall seconds, CPU seconds and peak resident memory:
 
 =================  =============================================================
@@ -56,8 +59,10 @@ from _measure import machine, run_step
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-CACHE = Path(os.environ.get("FK_BENCH_CACHE", "/tmp/forecastkit-bench"))
-SIZES = {"10k": 36, "100k": 360, "1M": 3600}  # n_reps: ~288 opportunities per rep
+CACHE = Path(os.environ.get("FK_BENCH_CACHE", "/tmp/forecastkit-bench/v2"))
+SIZES = {"10k": 36, "100k": 368, "1M": 3675}  # n_reps: ~272 opportunities per rep (seed 0)
+#: rows per opportunity the issue asks for (1M opportunities, 6M history, 10M activities, 2M orders)
+TARGET_SHAPE = {"history": 6.0, "activities": 10.0, "orders": 2.0}
 LOOKBACK_DAYS = 730  # stage_probabilities' default look-back
 TARGET_SECONDS, TARGET_GB = 180.0, 12.0
 CHAIN = ["load Parquet", "as_of", "stage probs", "forecast", "hygiene review", "dashboards", "diagnosis", "report"]
@@ -65,13 +70,14 @@ CHAIN = ["load Parquet", "as_of", "stage probs", "forecast", "hygiene review", "
 # ----------------------------------------------------------------------------- generation
 GEN_CODE = """
 import time
-from forecastkit.data.sample import generate
+from forecastkit.data.sample import SCALE_SHAPE, generate
 t = time.perf_counter()
-s = generate(scenario="baseline", seed=0, n_reps={n_reps})
+s = generate(scenario="baseline", seed=0, n_reps={n_reps}, **SCALE_SHAPE)
 t_gen = time.perf_counter() - t
 t = time.perf_counter(); s.save({tmp!r} + "/csv", format="csv"); t_csv = time.perf_counter() - t
 t = time.perf_counter(); s.save({tmp!r} + "/parquet", format="parquet"); t_pq = time.perf_counter() - t
 result = {{"rows": {{k: len(v) for k, v in s.tables.items()}}, "as_of": str(s.as_of.date()),
+          "shape": {{k: list(v) if isinstance(v, tuple) else v for k, v in SCALE_SHAPE.items()}},
           "stages": list(s.playbook.stage_names), "generate_s": t_gen, "save_csv_s": t_csv, "save_parquet_s": t_pq}}
 """
 
@@ -386,17 +392,33 @@ def render(results: dict[str, dict]) -> str:
         "",
         "## Data",
         "",
-        "| size | opportunities | history | activities | orders | CSV GB | Parquet GB | generate s | save CSV s | save Parquet s | generate peak GB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| size | opportunities | history | activities | orders | per opportunity (history / activities / orders) "
+        "| CSV GB | Parquet GB | generate s | save CSV s | save Parquet s | generate peak GB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in sizes:
         mt = results[s]["meta"]
         rw = mt["rows"]
+        per = " / ".join(f"{rw[k] / rw['opportunities']:.2f}" for k in TARGET_SHAPE)
         lines.append(
-            f"| {s} | {rw['opportunities']:,} | {rw['history']:,} | {rw['activities']:,} | {rw['orders']:,} | "
+            f"| {s} | {rw['opportunities']:,} | {rw['history']:,} | {rw['activities']:,} | {rw['orders']:,} | {per} | "
             f"{mt['csv_gb']:.2f} | {mt['parquet_gb']:.2f} | {mt['generate_s']:.0f} | "
             f"{mt['save_csv_s']:.0f} | {mt['save_parquet_s']:.0f} | {mt['peak_gb']:.1f} |"
         )
+    target = " / ".join(f"{v:g}" for v in TARGET_SHAPE.values())
+    lines.append(
+        f"| target (issue 10, at 1M) | 1,000,000 | 6,000,000 | 10,000,000 | 2,000,000 | {target} | | | | | | |"
+    )
+    shapes = {json.dumps(results[s]["meta"].get("shape")) for s in sizes}
+    lines += [
+        "",
+        "Generated with `generate(scenario='baseline', seed=0, n_reps=...)` and the table-shape overrides "
+        + (
+            f"`{next(iter(shapes))}` (`forecastkit.data.sample.SCALE_SHAPE`)."
+            if len(shapes) == 1 and "null" not in shapes
+            else "of each size's `meta.json` (not the same for every size: compare with care)."
+        ),
+    ]
     lines += ["", "## Steps: wall seconds (CPU seconds) / peak resident GB of the process", ""]
     pairs = [(a, b) for a, b in (("10k", "100k"), ("100k", "1M")) if a in sizes and b in sizes]
     head = "| step | " + " | ".join(sizes) + "".join(f" | growth {a}->{b}" for a, b in pairs) + " |"
