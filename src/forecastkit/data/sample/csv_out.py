@@ -77,8 +77,8 @@ def _column_kinds(df: pd.DataFrame) -> list[tuple[str, str]] | None:
     return kinds
 
 
-def _cells(s: pd.Series, kind: str, unit: str, text: pa.Array | None) -> pa.Array:
-    """One column of a block as CSV cell text (large_string, no nulls); ``text``: the block's text cells."""
+def _cells(s: pd.Series, kind: str, unit: str) -> pa.Array | None:
+    """One column of a block as CSV cell text (large_string, no nulls); None: text with a carriage return."""
     if kind == "date":
         v = s.to_numpy()
         txt = np.datetime_as_string(v, unit=unit)
@@ -90,21 +90,20 @@ def _cells(s: pd.Series, kind: str, unit: str, text: pa.Array | None) -> pa.Arra
         v = s.array
         txt = np.where(v.to_numpy(dtype=bool, na_value=False), "True", "False")
         return pa.array(txt, type=pa.large_string(), mask=v.isna()).fill_null("")
+    text = pa.array(s.to_numpy(dtype=object, na_value=None), type=pa.large_string())
+    if pc.any(pc.match_substring(text, "\r")).as_py():
+        return None
     return _quote(text)
 
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:
-    """Write ``df`` like :func:`write_csv_pandas` (same bytes), with vectorised formatting."""
+    """Write ``df`` like :func:`write_csv_pandas` (same bytes), with vectorised formatting.
+
+    Blocks of rows are formatted and written one after the other (memory stays small); a
+    block holding text with a carriage return makes the reference writer rewrite the file.
+    """
     kinds = _column_kinds(df)
     if kinds is None or not len(df.columns):
-        write_csv_pandas(df, path)
-        return
-    text = {
-        c: pa.array(df[c].to_numpy(dtype=object, na_value=None), type=pa.large_string())
-        for c, (k, _) in zip(df.columns, kinds, strict=True)
-        if k == "str"
-    }
-    if any(pc.any(pc.match_substring(a, "\r")).as_py() for a in text.values()):
         write_csv_pandas(df, path)
         return
     header = _quote(pa.array([str(c) for c in df.columns], type=pa.large_string())).to_pylist()
@@ -113,10 +112,9 @@ def write_csv(df: pd.DataFrame, path: Path) -> None:
         f.write((",".join(header) + "\n").encode("utf-8"))
         for a in range(0, len(df), _BLOCK_ROWS):
             block = df.iloc[a : a + _BLOCK_ROWS]
-            cols = [
-                _cells(block[c], k, u, text[c].slice(a, len(block)) if c in text else None)
-                for c, (k, u) in zip(df.columns, kinds, strict=True)
-            ]
+            cols = [_cells(block[c], k, u) for c, (k, u) in zip(df.columns, kinds, strict=True)]
+            if any(c is None for c in cols):
+                break
             # an empty last cell makes every line end with ",", replaced by the line end below
             lines = pc.binary_join_element_wise(*cols, end, sep)
             buf = lines.buffers()
@@ -124,3 +122,6 @@ def write_csv(df: pd.DataFrame, path: Path) -> None:
             data = np.frombuffer(buf[2], dtype=np.uint8)[offsets[0] : offsets[-1]].copy()
             data[offsets[1:] - offsets[0] - 1] = ord("\n")
             f.write(data.tobytes())
+        else:
+            return
+    write_csv_pandas(df, path)
