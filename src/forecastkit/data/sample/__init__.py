@@ -169,14 +169,16 @@ def generate(
     start, as_of : date-like
         First day of the CRM history and the snapshot date.
     n_reps : int
-        Sales reps (six per team, two business units). ~250 deals per rep over the default
-        window; ``n_reps=4000`` makes about a million opportunities.
+        Sales reps (six per team, two business units). ~270 deals per rep over the default
+        window; ``n_reps=3675`` makes about a million opportunities.
     leads_per_rep_month : float, optional
         Mean leads per rep per month (default 6.5, times the scenario's multiplier).
     playbook : Playbook, optional
         The company's playbook (five open stages); default ``Playbook()``.
     **overrides
-        Any :class:`SimParams` field (e.g. ``weak_extra=0.7``, ``dwell_mult=1.5``).
+        Any :class:`SimParams` field (e.g. ``weak_extra=0.7``, ``dwell_mult=1.5``);
+        ``**SCALE_SHAPE`` for the scale benchmark's table shape (6 history rows, 10 activities,
+        2 orders per opportunity).
 
     Returns
     -------
