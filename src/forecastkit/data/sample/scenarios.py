@@ -219,9 +219,10 @@ def _check_shape(p: SimParams) -> None:
 
 #: Overrides of :func:`~forecastkit.data.sample.generate` that give the table shape of the scale
 #: benchmark (issue 10: per opportunity about 6 history rows, 10 activities and 2 orders) instead of
-#: the default ~3.5 / 6.7 / 0.65: more touches per worked deal, re-quotes (amount changes) while a
-#: deal is worked, and weekly / monthly / quarterly repeat orders. Opportunities, stages, outcomes
-#: and close dates are the same as with the defaults for the same seed.
+#: the default ~3.5 / 6.7 / 0.65: about 2.1x the touches per worked deal (0.2-0.4 a day, two or three
+#: a week), a quote update (line item added, removed or re-priced) about weekly while a deal is worked,
+#: and weekly / monthly / quarterly repeat orders. Opportunities' stages, outcomes and close dates are
+#: the same as with the defaults for the same seed (amounts differ by the re-quotes).
 SCALE_SHAPE: dict[str, Any] = {
     "activity_mult": 2.12,
     "amount_revisions_per_month": 3.3,
