@@ -51,6 +51,8 @@ def test_scale_shape_rows_per_opportunity(default: Sample, shaped: Sample) -> No
     assert 5.6 < got["history"] < 6.4, got
     assert 9.4 < got["activities"] < 10.6, got
     assert 1.8 < got["orders"] < 2.25, got
+    for name, col in (("history", "changed_at"), ("activities", "created_at"), ("orders", "ordered_at")):
+        assert (shaped.tables[name][col] < shaped.as_of).all(), name
     # the deals themselves do not change
     cols = ["opportunity_id", "owner", "created_at", "stage", "status", "close_date", "closed_at", "forecast_category"]
     pd.testing.assert_frame_equal(default.tables["opportunities"][cols], shaped.tables["opportunities"][cols])
