@@ -326,7 +326,7 @@ class _Scopes:
     def __init__(self, company: _Company, col: str) -> None:
         self.company = company
         self.col = col
-        self.split = company.crm.split_by(col)
+        self.split = _quarter_targets_only(company.crm).split_by(col)
         self._deal_scope = np.full(len(company.crm.opportunities), -1, dtype=np.int64)
         self._scope_no: dict[str, int] = {}
         for g, key in enumerate(self.split):
@@ -345,7 +345,8 @@ class _Scopes:
     def kpi(self, name: str, key: str) -> pd.DataFrame:
         """Scope ``key``'s rows of a KPI table computed once for every scope.
 
-        ``"new_pipeline"`` (by owner and month), ``"win_rate"`` (by month), ``"cycle_survival"``
+        ``"new_pipeline"`` (by owner and month), ``"win_rate"`` (by month), ``"pipeline_coverage"``
+        (the current quarter's pipeline and won amount; no quota), ``"cycle_survival"``
         (won, no intervals) and ``"cycle_survival_year_ago"`` (the same a year earlier). The KPI
         function runs once on the company's deals that belong to a scope, grouped by a
         column holding each deal's scope (the ``subset`` rule, never refilled), so a scope's
@@ -353,7 +354,7 @@ class _Scopes:
         Aalen-Johansen fit per group, on the group's deals in the same order, same seed).
         """
         from forecastkit.kpi.cycle import cycle_survival
-        from forecastkit.kpi.sales import new_pipeline, win_rate
+        from forecastkit.kpi.sales import new_pipeline, pipeline_coverage, win_rate
 
         if name not in self._kpis:
             col = self.col
@@ -363,6 +364,8 @@ class _Scopes:
                 t = win_rate(self._scope_company(), period="month", by=col)
             elif name == "cycle_survival":
                 t = _quiet(cycle_survival, self._scope_company(), by=col, curves=("won",), intervals=False)
+            elif name == "pipeline_coverage":  # pipeline and won per scope (quota: see coverage())
+                t = pipeline_coverage(self._scope_company(), by=col)
             elif name == "cycle_survival_year_ago":
                 t = _quiet(cycle_survival, self._scope_company(year_ago=True), by=col, curves=("won",), intervals=False)
             else:
@@ -370,6 +373,22 @@ class _Scopes:
             self._kpis[name] = (t, t.groupby(col, sort=False).indices)
         t, idx = self._kpis[name]
         return t.take(idx.get(key, np.array([], dtype=np.int64))).reset_index(drop=True)
+
+    def coverage(self, key: str, crm: CRM) -> float:
+        """Scope ``key``'s pipeline coverage of the current quarter: ``pipeline_coverage(crm)["coverage"]``.
+
+        The pipeline comes from ``pipeline_coverage`` run once for every scope (the same sum
+        over the same deals in the same order); the quota from the scope's own targets
+        (``crm``, its snapshot), as ``pipeline_coverage`` computes it for the scope alone.
+        """
+        from forecastkit.kpi._common import _current_period, _safe_div, _target_amounts
+
+        rows = self.kpi("pipeline_coverage", key)
+        quota = _target_amounts(crm, "bookings", [_current_period(crm)], None)
+        if not len(quota):  # no quota: NaN coverage (or no row at all)
+            return np.nan
+        pipeline = float(rows["pipeline"].iloc[0]) if len(rows) else 0.0
+        return float(_safe_div(pipeline, float(quota["target"].iloc[0])))
 
     def _scope_company(self, year_ago: bool = False) -> CRM:
         """The company's deals (or its year-ago deals) that belong to a scope, their scope column holding the scope's key."""
@@ -435,6 +454,32 @@ class _Scopes:
             "history": self.deal_rows("year_ago.history", h, key),
         }
         return CRM(tables, as_of_date=ya.as_of_date, playbook=ya.playbook)
+
+
+def _quarter_targets_only(crm: CRM) -> CRM:
+    """The company with only the targets a scope's measures read: the bookings rows overlapping the current quarter.
+
+    ``pipeline_coverage`` of the current quarter keeps exactly these rows (a row of another
+    metric or period has no share in the quarter), in the same order, so a scope's quota is
+    unchanged while each scope no longer carries (and parses) its whole target history.
+    """
+    from forecastkit.kpi._common import _current_period, _target_codes
+    from forecastkit.periods import parse_period
+
+    t = crm.targets
+    if not len(t):
+        return crm
+    codes, names, period_codes, labels = _target_codes(crm)
+    bookings = np.isin(codes, [i for i, n in enumerate(names) if n.lower() == "bookings"])
+    quarter = _current_period(crm)
+    overlaps = np.zeros(len(labels), dtype=bool)
+    for i in np.unique(period_codes[bookings]):
+        q = parse_period(labels[i], crm.playbook)
+        overlaps[i] = (min(q.end, quarter.end) - max(q.start, quarter.start)).days > 0
+    keep = bookings & overlaps[period_codes]
+    tables = {name: crm._tables[name] for name in crm._present}
+    tables["targets"] = t[keep].reset_index(drop=True)
+    return CRM(tables, as_of_date=crm.as_of_date, playbook=crm.playbook, load_report=crm.load_report)
 
 
 def _year_ago(company: _Company, crm: CRM) -> CRM:
@@ -558,7 +603,8 @@ def diagnose_scope(
         holds_override=lead_metric.holds or wip_metric.holds,
     )
     wr = None if part is None else part[0].kpi("win_rate", part[1])
-    m1 = [conversion, lead_metric, wip_metric, _coverage_metric(crm), _win_rate_metric(crm, wr)]
+    cov = None if part is None else part[0].coverage(part[1], crm)
+    m1 = [conversion, lead_metric, wip_metric, _coverage_metric(crm, cov), _win_rate_metric(crm, wr)]
     core1 = [conversion, wide]
     drill1 = {}
     if with_drilldown:
@@ -770,11 +816,13 @@ def _finding(
     )
 
 
-def _coverage_metric(crm: CRM) -> _Metric:
+def _coverage_metric(crm: CRM, value: float | None = None) -> _Metric:
+    """Pipeline coverage of the current quarter; ``value``: the scope's, computed by :meth:`_Scopes.coverage`."""
     from forecastkit.kpi.sales import pipeline_coverage
 
-    cov = pipeline_coverage(crm)
-    value = float(cov["coverage"].iloc[0]) if len(cov) else np.nan
+    if value is None:
+        cov = pipeline_coverage(crm)
+        value = float(cov["coverage"].iloc[0]) if len(cov) else np.nan
     rule = crm.playbook.traffic_lights.get("pipeline_coverage", {"green": 3.0})
     return _Metric(
         "pipeline_coverage",
