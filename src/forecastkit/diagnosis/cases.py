@@ -337,6 +337,7 @@ class _Scopes:
         self._kpis: dict[str, tuple[pd.DataFrame, dict]] = {}
         self._year_ago_tables: tuple[pd.DataFrame, pd.DataFrame] | None = None
         self._scoped: dict[str, CRM] = {}
+        self._reps_team: set | None = None
 
     def snapshot(self, key: str) -> CRM:
         """Scope ``key``'s snapshot (= ``crm.subset``) with the tables the per-scope measures read."""
@@ -381,10 +382,20 @@ class _Scopes:
         over the same deals in the same order); the quota from the scope's own targets
         (``crm``, its snapshot), as ``pipeline_coverage`` computes it for the scope alone.
         """
-        from forecastkit.kpi._common import _current_period, _safe_div, _target_amounts
+        from forecastkit.kpi._common import _current_period, _org_map, _safe_div, _target_amounts
 
         rows = self.kpi("pipeline_coverage", key)
-        quota = _target_amounts(crm, "bookings", [_current_period(crm)], None)
+        tg = crm.targets
+        owners = tg.loc[tg["owner"].notna(), "owner"].unique() if len(tg) else []
+        # the quota maps each target owner to a team through the scope's org map; for an owner
+        # whose rows in ``reps`` name a team, it is the company's (the scope holds all his rows)
+        org = None
+        if self._reps_team is None:
+            reps = self.company.crm.reps
+            self._reps_team = set(reps.loc[reps["team"].notna(), "owner"].unique()) if len(reps) else set()
+        if all(o in self._reps_team for o in owners):
+            org = _org_map(self.company.crm)
+        quota = _target_amounts(crm, "bookings", [_current_period(crm)], None, org=org)
         if not len(quota):  # no quota: NaN coverage (or no row at all)
             return np.nan
         pipeline = float(rows["pipeline"].iloc[0]) if len(rows) else 0.0
@@ -523,8 +534,8 @@ def diagnose_scope(
         company = _Company(crm, method="stage", forecast_deals=True)
     pb = crm.playbook
     ids = crm.opportunities["opportunity_id"]
-    owners = set(crm.opportunities["owner"].dropna()) | (
-        set(crm.forecast_calls["owner"].dropna()) if crm.has("forecast_calls") else set()
+    owners = set(crm.opportunities["owner"].dropna().unique()) | (
+        set(crm.forecast_calls["owner"].dropna().unique()) if crm.has("forecast_calls") else set()
     )
 
     def by_deal(name: str, table: pd.DataFrame) -> pd.DataFrame:
