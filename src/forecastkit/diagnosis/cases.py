@@ -160,6 +160,30 @@ def _qualified_stage(pb: Playbook) -> str:
     return pb.stage_names[1] if len(pb.stages) > 1 else pb.stage_names[0]
 
 
+_MONTH_LABELS: dict[tuple, tuple[Playbook, set[str]]] = {}
+
+
+def _month_labels(crm: CRM, which: Literal["last_full", "year_to_date"]) -> set[str]:
+    """Labels of the 12 months a scope's measures read: the last 12 full months before the
+    snapshot date (``last_full``), or the months of the 12 month-steps after a year before it
+    (``year_to_date``). The same for every scope of a company: computed once per date and playbook."""
+    key = (which, crm.as_of_date, id(crm.playbook))
+    hit = _MONTH_LABELS.get(key)
+    if hit is not None and hit[0] is crm.playbook:
+        return hit[1]
+    pb = crm.playbook
+    if which == "last_full":
+        last = period_of(crm.as_of_date, "month", pb).shift(-1, pb)
+        labels = {last.shift(-i, pb).label for i in range(12)}
+    else:
+        start = crm.as_of_date - _YEAR
+        labels = {period_of(start + pd.DateOffset(months=i), "month", pb).label for i in range(1, 13)}
+    if len(_MONTH_LABELS) > 64:
+        _MONTH_LABELS.clear()
+    _MONTH_LABELS[key] = (pb, labels)
+    return labels
+
+
 def _leads_per_rep_month(crm: CRM, table: pd.DataFrame | None = None) -> tuple[float, int]:
     """Deals created per active rep per month over the last 12 full months (new_pipeline by owner and month).
 
@@ -167,8 +191,7 @@ def _leads_per_rep_month(crm: CRM, table: pd.DataFrame | None = None) -> tuple[f
     """
     from forecastkit.kpi.sales import new_pipeline
 
-    last = period_of(crm.as_of_date, "month", crm.playbook).shift(-1, crm.playbook)
-    months = {last.shift(-i, crm.playbook).label for i in range(12)}
+    months = _month_labels(crm, "last_full")
     t = new_pipeline(crm, period="month", by="owner") if table is None else table
     t = t[t["period"].isin(months)]
     if t.empty:
@@ -850,9 +873,8 @@ def _win_rate_metric(crm: CRM, table: pd.DataFrame | None = None) -> _Metric:
     """Win rate over the last 12 months; ``table``: the scope's rows of ``win_rate`` computed once for every scope."""
     from forecastkit.kpi.sales import win_rate
 
-    start = crm.as_of_date - _YEAR
     wr = win_rate(crm, period="month") if table is None else table
-    months = {period_of(start + pd.DateOffset(months=i), "month", crm.playbook).label for i in range(1, 13)}
+    months = _month_labels(crm, "year_to_date")
     wr = wr[wr["period"].isin(months)]
     won, closed = wr["won"].sum(), wr["closed"].sum()
     rule = crm.playbook.traffic_lights.get("win_rate", {"orange": 0.2})
