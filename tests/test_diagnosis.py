@@ -195,7 +195,7 @@ def test_team_findings_slice_the_company_tables() -> None:
     assert set(challenge["opportunity_id"]) <= set(sub.open_deals["opportunity_id"])
 
 
-@pytest.mark.parametrize("col", ["team", "owner"])
+@pytest.mark.parametrize("col", ["team", "owner", "business_unit"])
 def test_scopes_cut_from_the_company_split_equal_judging_each_subset_alone(col: str) -> None:
     """diagnose() splits the company once and computes some measures for every scope at once;
     each scope's findings must be those of its own ``crm.subset`` judged on its own."""
