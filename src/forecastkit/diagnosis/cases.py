@@ -408,21 +408,33 @@ class _Scopes:
         from forecastkit.kpi._common import _current_period, _org_map, _safe_div, _target_amounts
 
         rows = self.kpi("pipeline_coverage", key)
+        pipeline = float(rows["pipeline"].iloc[0]) if len(rows) else 0.0
         tg = crm.targets
-        owners = tg.loc[tg["owner"].notna(), "owner"].unique() if len(tg) else []
+        if not len(tg):  # no quota: NaN coverage (or no row at all)
+            return np.nan
+        has_owner = tg["owner"].notna().to_numpy(dtype=bool)
+        owners = tg.loc[has_owner, "owner"]
         # the quota maps each target owner to a team through the scope's org map; for an owner
         # whose rows in ``reps`` name a team, it is the company's (the scope holds all his rows)
-        org = None
         if self._reps_team is None:
             reps = self.company.crm.reps
             self._reps_team = set(reps.loc[reps["team"].notna(), "owner"].unique()) if len(reps) else set()
-        if all(o in self._reps_team for o in owners):
+        if _QUOTA not in tg or not all(o in self._reps_team for o in owners.unique()):
+            quota = _target_amounts(crm, "bookings", [_current_period(crm)], None)
+            return float(_safe_div(pipeline, float(quota["target"].iloc[0]))) if len(quota) else np.nan
+        # = _target_amounts(crm, "bookings", [quarter], None): the reps' quotas, except those of
+        # a team that has its own quota, plus the teams' own (each row's prorated amount is
+        # computed once company-wide, see _quarter_targets_only); summed in the same order
+        target = tg[_QUOTA].to_numpy(dtype=float)
+        team_row = ~has_owner & tg["team"].notna().to_numpy(dtype=bool)
+        of_owners = target[has_owner]
+        if team_row.any():
+            own = set(tg.loc[team_row, "team"].dropna())
             org = _org_map(self.company.crm)
-        quota = _target_amounts(crm, "bookings", [_current_period(crm)], None, org=org)
-        if not len(quota):  # no quota: NaN coverage (or no row at all)
-            return np.nan
-        pipeline = float(rows["pipeline"].iloc[0]) if len(rows) else 0.0
-        return float(_safe_div(pipeline, float(quota["target"].iloc[0])))
+            team = owners.map(org["team"]) if len(org) else pd.Series(pd.NA, index=owners.index)
+            of_owners = of_owners[~team.isin(own).to_numpy(dtype=bool)]
+        total = pd.Series(np.concatenate([of_owners, target[team_row]]), dtype=float).sum()
+        return float(_safe_div(pipeline, float(total)))
 
     def _scope_company(self, year_ago: bool = False) -> CRM:
         """The company's deals (or its year-ago deals) that belong to a scope, their scope column holding the scope's key."""
@@ -490,12 +502,17 @@ class _Scopes:
         return CRM(tables, as_of_date=ya.as_of_date, playbook=ya.playbook)
 
 
+#: Column of the scopes' targets holding each row's amount prorated to the current quarter.
+_QUOTA = "_quarter_amount"
+
+
 def _quarter_targets_only(crm: CRM) -> CRM:
     """The company with only the targets a scope's measures read: the bookings rows overlapping the current quarter.
 
     ``pipeline_coverage`` of the current quarter keeps exactly these rows (a row of another
     metric or period has no share in the quarter), in the same order, so a scope's quota is
-    unchanged while each scope no longer carries (and parses) its whole target history.
+    unchanged while each scope no longer carries (and parses) its whole target history. Column
+    ``_QUOTA`` holds each row's amount prorated to the quarter (read by :meth:`_Scopes.coverage`).
     """
     from forecastkit.kpi._common import _current_period, _target_codes
     from forecastkit.periods import parse_period
@@ -513,6 +530,13 @@ def _quarter_targets_only(crm: CRM) -> CRM:
     keep = bookings & overlaps[period_codes]
     tables = {name: crm._tables[name] for name in crm._present}
     tables["targets"] = t[keep].reset_index(drop=True)
+    # each row's amount prorated to the quarter, as _target_amounts computes it
+    share = np.zeros(len(labels))
+    for i in np.flatnonzero(overlaps):
+        q = parse_period(labels[i], crm.playbook)
+        share[i] = max(0, (min(q.end, quarter.end) - max(q.start, quarter.start)).days) / q.days
+    amount = t["amount"].to_numpy(dtype=float)[keep]
+    tables["targets"][_QUOTA] = amount * share[period_codes[keep]]
     return CRM(tables, as_of_date=crm.as_of_date, playbook=crm.playbook, load_report=crm.load_report)
 
 
