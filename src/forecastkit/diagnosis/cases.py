@@ -44,11 +44,13 @@ of the current quarter, which fits the win model at most once, or uses ``model=`
 The company is split by team (or rep, unit) once (:meth:`~forecastkit.CRM.split_by`) and
 every company-wide table is ordered by scope once, so a scope's snapshot, its year-ago
 snapshot and its rows of those tables are cut out at a cost proportional to the scope.
-New deals per rep, win rate and the time-to-win curves (now and a year ago) run once for
-every scope, grouped by a column holding each deal's scope (the same counts and the same
-Aalen-Johansen fit per scope as on the scope alone); only the scope's stage probabilities
-(each shrunk toward its own prior) and pipeline coverage (its own targets) run per scope.
-The findings are identical to judging ``crm.subset(team=...)`` on its own.
+New deals per rep, win rate, the current quarter's pipeline and the time-to-win curves (now
+and a year ago) run once for every scope, grouped by a column holding each deal's scope (the
+same counts and sums, and the same Aalen-Johansen curve per scope as on the scope alone: the
+curves of every scope come from one pass of :func:`~forecastkit.kpi.cycle._aalen_johansen`,
+equal to lifelines' fit per scope). Per scope remain its stage probabilities (each shrunk
+toward its own prior) and its quota (its own targets, cut to the current quarter's bookings
+rows once). The findings are identical to judging ``crm.subset(team=...)`` on its own.
 
 Severity: how far the weakest core symptom is past its threshold - ``high``
 at 1.5x or more (or 1/1.5 for "below" symptoms), ``medium`` at 1.2x, ``low``
