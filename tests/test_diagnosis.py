@@ -195,7 +195,7 @@ def test_team_findings_slice_the_company_tables() -> None:
     assert set(challenge["opportunity_id"]) <= set(sub.open_deals["opportunity_id"])
 
 
-@pytest.mark.parametrize("col", ["team", "owner"])
+@pytest.mark.parametrize("col", ["team", "owner", "business_unit"])
 def test_scopes_cut_from_the_company_split_equal_judging_each_subset_alone(col: str) -> None:
     """diagnose() splits the company once and computes some measures for every scope at once;
     each scope's findings must be those of its own ``crm.subset`` judged on its own."""
@@ -234,3 +234,22 @@ def test_plots_and_frames() -> None:
     frame = dx.to_frame()
     assert {"scope", "case", "status", *EVIDENCE_COLUMNS} <= set(frame.columns)
     assert "<table" in dx._repr_html_() and "<table" in dx.finding(1)._repr_html_()
+
+
+def test_scopes_carry_only_the_targets_of_the_quarter_and_keep_their_coverage() -> None:
+    """The company split for the scopes keeps only the bookings targets overlapping the current
+    quarter: every scope's pipeline_coverage (the diagnosis' quota) is unchanged."""
+    from forecastkit.diagnosis.cases import _quarter_targets_only
+    from forecastkit.kpi.sales import pipeline_coverage
+
+    crm = _crm("baseline", 11)
+    narrow = _quarter_targets_only(crm)
+    assert 0 < len(narrow.targets) < len(crm.targets)
+    assert set(narrow.targets["metric"].str.lower()) == {"bookings"}
+    for by in (None, "team", "owner", "business_unit"):
+        pd.testing.assert_frame_equal(pipeline_coverage(narrow, by=by), pipeline_coverage(crm, by=by), check_exact=True)
+    split = narrow.split_by("team")
+    for team in list(split)[:3]:
+        pd.testing.assert_frame_equal(
+            pipeline_coverage(split[team]), pipeline_coverage(crm.subset(team=team)), check_exact=True
+        )

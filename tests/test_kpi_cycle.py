@@ -13,13 +13,17 @@ lost: 1/6 at 30, + 1/4 x S(31) = 1/6 at 50 -> 1/3. Won + lost + still open = 5/1
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import pandas as pd
 import pytest
+from lifelines import AalenJohansenFitter
 from test_kpi_sales import AS_OF, make_tables
 
 from forecastkit.data.crm import CRM
 from forecastkit.errors import ParameterError
-from forecastkit.kpi.cycle import cycle_data, cycle_survival, sales_cycle
+from forecastkit.kpi.cycle import _aalen_johansen, cycle_data, cycle_survival, sales_cycle
 
 
 @pytest.fixture
@@ -84,3 +88,45 @@ def test_cycle_survival_curves(crm: CRM) -> None:
 def test_bad_alpha(crm: CRM) -> None:
     with pytest.raises(ParameterError, match="alpha=1.5 must be between 0 and 1"):
         sales_cycle(crm, alpha=1.5)
+
+
+def _lifelines_incidence(days: np.ndarray, event: np.ndarray, code: int, seed: int) -> pd.Series:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ajf = AalenJohansenFitter(seed=seed, calculate_variance=False).fit(days, event, event_of_interest=code)
+    return ajf.cumulative_density_.iloc[:, 0]
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_aalen_johansen_in_one_pass_equals_lifelines_per_group(seed: int) -> None:
+    """Random groups with tied integer days (won and lost on the same day: jittered), censoring,
+    deals closed on day 0 (jittered below 0: the entry row moves), a group without ties and a
+    group with one deal: every group's curve equals lifelines' fit on the group alone."""
+    rng = np.random.default_rng(seed)
+    sizes = [1, 2, 5, 40, 300, 1200]
+    group = np.repeat(np.arange(len(sizes)), sizes)
+    days = rng.integers(0, 60, len(group)).astype(float)
+    event = rng.choice([0, 1, 2], len(group), p=[0.3, 0.4, 0.3])
+    days[group == 3] = rng.permutation(40) * 1.5  # group 3: distinct times, no jitter
+    event[group == 0] = 1
+    event[group == 1] = [1, 2]
+    days[group == 1] = 0.0  # won and lost on day 0
+    for code in (1, 2):
+        g, t, est = _aalen_johansen(days, event, group, code, seed=seed)
+        for k in range(len(sizes)):
+            ref = _lifelines_incidence(days[group == k], event[group == k], code, seed)
+            np.testing.assert_array_equal(t[g == k], ref.index.to_numpy(dtype=float))
+            np.testing.assert_allclose(est[g == k], ref.to_numpy(), rtol=1e-12, atol=1e-15)
+        assert np.all(np.diff(g) >= 0)
+
+
+def test_cycle_survival_without_intervals_equals_the_lifelines_loop(crm: CRM) -> None:
+    """The one-pass won/lost curves (intervals=False) are the rows lifelines gives group by group."""
+    for by, period in [(None, None), ("owner", None), ("owner", "quarter")]:
+        fast = cycle_survival(crm, by=by, period=period, curves=("won", "lost"), intervals=False)
+        loop = cycle_survival(crm, by=by, period=period, curves=("still_open", "won", "lost"), intervals=False)
+        loop = loop[loop["curve"] != "still_open"].reset_index(drop=True)
+        pd.testing.assert_frame_equal(fast, loop, check_exact=True)
+        assert fast["lower"].isna().all()
+    won = cycle_survival(crm, curves=("won",), intervals=False)
+    assert won["estimate"].iloc[-1] == pytest.approx(5 / 12, abs=1e-6)

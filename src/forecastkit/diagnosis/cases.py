@@ -44,11 +44,13 @@ of the current quarter, which fits the win model at most once, or uses ``model=`
 The company is split by team (or rep, unit) once (:meth:`~forecastkit.CRM.split_by`) and
 every company-wide table is ordered by scope once, so a scope's snapshot, its year-ago
 snapshot and its rows of those tables are cut out at a cost proportional to the scope.
-New deals per rep, win rate and the time-to-win curves (now and a year ago) run once for
-every scope, grouped by a column holding each deal's scope (the same counts and the same
-Aalen-Johansen fit per scope as on the scope alone); only the scope's stage probabilities
-(each shrunk toward its own prior) and pipeline coverage (its own targets) run per scope.
-The findings are identical to judging ``crm.subset(team=...)`` on its own.
+New deals per rep, win rate, the current quarter's pipeline and the time-to-win curves (now
+and a year ago) run once for every scope, grouped by a column holding each deal's scope (the
+same counts and sums, and the same Aalen-Johansen curve per scope as on the scope alone: the
+curves of every scope come from one pass of :func:`~forecastkit.kpi.cycle._aalen_johansen`,
+equal to lifelines' fit per scope). Per scope remain its stage probabilities (each shrunk
+toward its own prior) and its quota (its own targets, cut to the current quarter's bookings
+rows once). The findings are identical to judging ``crm.subset(team=...)`` on its own.
 
 Severity: how far the weakest core symptom is past its threshold - ``high``
 at 1.5x or more (or 1/1.5 for "below" symptoms), ``medium`` at 1.2x, ``low``
@@ -160,6 +162,30 @@ def _qualified_stage(pb: Playbook) -> str:
     return pb.stage_names[1] if len(pb.stages) > 1 else pb.stage_names[0]
 
 
+_MONTH_LABELS: dict[tuple, tuple[Playbook, set[str]]] = {}
+
+
+def _month_labels(crm: CRM, which: Literal["last_full", "year_to_date"]) -> set[str]:
+    """Labels of the 12 months a scope's measures read: the last 12 full months before the
+    snapshot date (``last_full``), or the months of the 12 month-steps after a year before it
+    (``year_to_date``). The same for every scope of a company: computed once per date and playbook."""
+    key = (which, crm.as_of_date, id(crm.playbook))
+    hit = _MONTH_LABELS.get(key)
+    if hit is not None and hit[0] is crm.playbook:
+        return hit[1]
+    pb = crm.playbook
+    if which == "last_full":
+        last = period_of(crm.as_of_date, "month", pb).shift(-1, pb)
+        labels = {last.shift(-i, pb).label for i in range(12)}
+    else:
+        start = crm.as_of_date - _YEAR
+        labels = {period_of(start + pd.DateOffset(months=i), "month", pb).label for i in range(1, 13)}
+    if len(_MONTH_LABELS) > 64:
+        _MONTH_LABELS.clear()
+    _MONTH_LABELS[key] = (pb, labels)
+    return labels
+
+
 def _leads_per_rep_month(crm: CRM, table: pd.DataFrame | None = None) -> tuple[float, int]:
     """Deals created per active rep per month over the last 12 full months (new_pipeline by owner and month).
 
@@ -167,8 +193,7 @@ def _leads_per_rep_month(crm: CRM, table: pd.DataFrame | None = None) -> tuple[f
     """
     from forecastkit.kpi.sales import new_pipeline
 
-    last = period_of(crm.as_of_date, "month", crm.playbook).shift(-1, crm.playbook)
-    months = {last.shift(-i, crm.playbook).label for i in range(12)}
+    months = _month_labels(crm, "last_full")
     t = new_pipeline(crm, period="month", by="owner") if table is None else table
     t = t[t["period"].isin(months)]
     if t.empty:
@@ -326,7 +351,7 @@ class _Scopes:
     def __init__(self, company: _Company, col: str) -> None:
         self.company = company
         self.col = col
-        self.split = company.crm.split_by(col)
+        self.split = _quarter_targets_only(company.crm).split_by(col)
         self._deal_scope = np.full(len(company.crm.opportunities), -1, dtype=np.int64)
         self._scope_no: dict[str, int] = {}
         for g, key in enumerate(self.split):
@@ -337,6 +362,7 @@ class _Scopes:
         self._kpis: dict[str, tuple[pd.DataFrame, dict]] = {}
         self._year_ago_tables: tuple[pd.DataFrame, pd.DataFrame] | None = None
         self._scoped: dict[str, CRM] = {}
+        self._reps_team: set | None = None
 
     def snapshot(self, key: str) -> CRM:
         """Scope ``key``'s snapshot (= ``crm.subset``) with the tables the per-scope measures read."""
@@ -345,7 +371,8 @@ class _Scopes:
     def kpi(self, name: str, key: str) -> pd.DataFrame:
         """Scope ``key``'s rows of a KPI table computed once for every scope.
 
-        ``"new_pipeline"`` (by owner and month), ``"win_rate"`` (by month), ``"cycle_survival"``
+        ``"new_pipeline"`` (by owner and month), ``"win_rate"`` (by month), ``"pipeline_coverage"``
+        (the current quarter's pipeline and won amount; no quota), ``"cycle_survival"``
         (won, no intervals) and ``"cycle_survival_year_ago"`` (the same a year earlier). The KPI
         function runs once on the company's deals that belong to a scope, grouped by a
         column holding each deal's scope (the ``subset`` rule, never refilled), so a scope's
@@ -353,7 +380,7 @@ class _Scopes:
         Aalen-Johansen fit per group, on the group's deals in the same order, same seed).
         """
         from forecastkit.kpi.cycle import cycle_survival
-        from forecastkit.kpi.sales import new_pipeline, win_rate
+        from forecastkit.kpi.sales import new_pipeline, pipeline_coverage, win_rate
 
         if name not in self._kpis:
             col = self.col
@@ -363,6 +390,8 @@ class _Scopes:
                 t = win_rate(self._scope_company(), period="month", by=col)
             elif name == "cycle_survival":
                 t = _quiet(cycle_survival, self._scope_company(), by=col, curves=("won",), intervals=False)
+            elif name == "pipeline_coverage":  # pipeline and won per scope (quota: see coverage())
+                t = pipeline_coverage(self._scope_company(), by=col)
             elif name == "cycle_survival_year_ago":
                 t = _quiet(cycle_survival, self._scope_company(year_ago=True), by=col, curves=("won",), intervals=False)
             else:
@@ -370,6 +399,44 @@ class _Scopes:
             self._kpis[name] = (t, t.groupby(col, sort=False).indices)
         t, idx = self._kpis[name]
         return t.take(idx.get(key, np.array([], dtype=np.int64))).reset_index(drop=True)
+
+    def coverage(self, key: str, crm: CRM) -> float:
+        """Scope ``key``'s pipeline coverage of the current quarter: ``pipeline_coverage(crm)["coverage"]``.
+
+        The pipeline comes from ``pipeline_coverage`` run once for every scope (the same sum
+        over the same deals in the same order); the quota from the scope's own targets
+        (``crm``, its snapshot), as ``pipeline_coverage`` computes it for the scope alone.
+        """
+        from forecastkit.kpi._common import _current_period, _org_map, _safe_div, _target_amounts
+
+        rows = self.kpi("pipeline_coverage", key)
+        pipeline = float(rows["pipeline"].iloc[0]) if len(rows) else 0.0
+        tg = crm.targets
+        if not len(tg):  # no quota: NaN coverage (or no row at all)
+            return np.nan
+        has_owner = tg["owner"].notna().to_numpy(dtype=bool)
+        owners = tg.loc[has_owner, "owner"]
+        # the quota maps each target owner to a team through the scope's org map; for an owner
+        # whose rows in ``reps`` name a team, it is the company's (the scope holds all his rows)
+        if self._reps_team is None:
+            reps = self.company.crm.reps
+            self._reps_team = set(reps.loc[reps["team"].notna(), "owner"].unique()) if len(reps) else set()
+        if _QUOTA not in tg or not all(o in self._reps_team for o in owners.unique()):
+            quota = _target_amounts(crm, "bookings", [_current_period(crm)], None)
+            return float(_safe_div(pipeline, float(quota["target"].iloc[0]))) if len(quota) else np.nan
+        # = _target_amounts(crm, "bookings", [quarter], None): the reps' quotas, except those of
+        # a team that has its own quota, plus the teams' own (each row's prorated amount is
+        # computed once company-wide, see _quarter_targets_only); summed in the same order
+        target = tg[_QUOTA].to_numpy(dtype=float)
+        team_row = ~has_owner & tg["team"].notna().to_numpy(dtype=bool)
+        of_owners = target[has_owner]
+        if team_row.any():
+            own = set(tg.loc[team_row, "team"].dropna())
+            org = _org_map(self.company.crm)
+            team = owners.map(org["team"]) if len(org) else pd.Series(pd.NA, index=owners.index)
+            of_owners = of_owners[~team.isin(own).to_numpy(dtype=bool)]
+        total = pd.Series(np.concatenate([of_owners, target[team_row]]), dtype=float).sum()
+        return float(_safe_div(pipeline, float(total)))
 
     def _scope_company(self, year_ago: bool = False) -> CRM:
         """The company's deals (or its year-ago deals) that belong to a scope, their scope column holding the scope's key."""
@@ -437,6 +504,44 @@ class _Scopes:
         return CRM(tables, as_of_date=ya.as_of_date, playbook=ya.playbook)
 
 
+#: Column of the scopes' targets holding each row's amount prorated to the current quarter.
+_QUOTA = "_quarter_amount"
+
+
+def _quarter_targets_only(crm: CRM) -> CRM:
+    """The company with only the targets a scope's measures read: the bookings rows overlapping the current quarter.
+
+    ``pipeline_coverage`` of the current quarter keeps exactly these rows (a row of another
+    metric or period has no share in the quarter), in the same order, so a scope's quota is
+    unchanged while each scope no longer carries (and parses) its whole target history. Column
+    ``_QUOTA`` holds each row's amount prorated to the quarter (read by :meth:`_Scopes.coverage`).
+    """
+    from forecastkit.kpi._common import _current_period, _target_codes
+    from forecastkit.periods import parse_period
+
+    t = crm.targets
+    if not len(t):
+        return crm
+    codes, names, period_codes, labels = _target_codes(crm)
+    bookings = np.isin(codes, [i for i, n in enumerate(names) if n.lower() == "bookings"])
+    quarter = _current_period(crm)
+    overlaps = np.zeros(len(labels), dtype=bool)
+    for i in np.unique(period_codes[bookings]):
+        q = parse_period(labels[i], crm.playbook)
+        overlaps[i] = (min(q.end, quarter.end) - max(q.start, quarter.start)).days > 0
+    keep = bookings & overlaps[period_codes]
+    tables = {name: crm._tables[name] for name in crm._present}
+    tables["targets"] = t[keep].reset_index(drop=True)
+    # each row's amount prorated to the quarter, as _target_amounts computes it
+    share = np.zeros(len(labels))
+    for i in np.flatnonzero(overlaps):
+        q = parse_period(labels[i], crm.playbook)
+        share[i] = max(0, (min(q.end, quarter.end) - max(q.start, quarter.start)).days) / q.days
+    amount = t["amount"].to_numpy(dtype=float)[keep]
+    tables["targets"][_QUOTA] = amount * share[period_codes[keep]]
+    return CRM(tables, as_of_date=crm.as_of_date, playbook=crm.playbook, load_report=crm.load_report)
+
+
 def _year_ago(company: _Company, crm: CRM) -> CRM:
     """The scope's snapshot a year earlier: the company's is rewound once; a team's or rep's
     own (small) snapshot rewinds faster than the company's year-ago snapshot can be subset."""
@@ -478,8 +583,8 @@ def diagnose_scope(
         company = _Company(crm, method="stage", forecast_deals=True)
     pb = crm.playbook
     ids = crm.opportunities["opportunity_id"]
-    owners = set(crm.opportunities["owner"].dropna()) | (
-        set(crm.forecast_calls["owner"].dropna()) if crm.has("forecast_calls") else set()
+    owners = set(crm.opportunities["owner"].dropna().unique()) | (
+        set(crm.forecast_calls["owner"].dropna().unique()) if crm.has("forecast_calls") else set()
     )
 
     def by_deal(name: str, table: pd.DataFrame) -> pd.DataFrame:
@@ -558,7 +663,8 @@ def diagnose_scope(
         holds_override=lead_metric.holds or wip_metric.holds,
     )
     wr = None if part is None else part[0].kpi("win_rate", part[1])
-    m1 = [conversion, lead_metric, wip_metric, _coverage_metric(crm), _win_rate_metric(crm, wr)]
+    cov = None if part is None else part[0].coverage(part[1], crm)
+    m1 = [conversion, lead_metric, wip_metric, _coverage_metric(crm, cov), _win_rate_metric(crm, wr)]
     core1 = [conversion, wide]
     drill1 = {}
     if with_drilldown:
@@ -770,11 +876,13 @@ def _finding(
     )
 
 
-def _coverage_metric(crm: CRM) -> _Metric:
+def _coverage_metric(crm: CRM, value: float | None = None) -> _Metric:
+    """Pipeline coverage of the current quarter; ``value``: the scope's, computed by :meth:`_Scopes.coverage`."""
     from forecastkit.kpi.sales import pipeline_coverage
 
-    cov = pipeline_coverage(crm)
-    value = float(cov["coverage"].iloc[0]) if len(cov) else np.nan
+    if value is None:
+        cov = pipeline_coverage(crm)
+        value = float(cov["coverage"].iloc[0]) if len(cov) else np.nan
     rule = crm.playbook.traffic_lights.get("pipeline_coverage", {"green": 3.0})
     return _Metric(
         "pipeline_coverage",
@@ -791,9 +899,8 @@ def _win_rate_metric(crm: CRM, table: pd.DataFrame | None = None) -> _Metric:
     """Win rate over the last 12 months; ``table``: the scope's rows of ``win_rate`` computed once for every scope."""
     from forecastkit.kpi.sales import win_rate
 
-    start = crm.as_of_date - _YEAR
     wr = win_rate(crm, period="month") if table is None else table
-    months = {period_of(start + pd.DateOffset(months=i), "month", crm.playbook).label for i in range(1, 13)}
+    months = _month_labels(crm, "year_to_date")
     wr = wr[wr["period"].isin(months)]
     won, closed = wr["won"].sum(), wr["closed"].sum()
     rule = crm.playbook.traffic_lights.get("win_rate", {"orange": 0.2})
@@ -895,6 +1002,10 @@ def diagnose(
         :func:`~forecastkit.forecast`).
     model : WinModel, optional
         A win model already fitted on this snapshot (or an earlier one): nothing is fitted.
+        The default fits ``forecastkit.forecast.forecast.fit_win_model(crm)``, so passing
+        that same model gives the same findings. In a chain that also forecasts, fit it
+        once and pass it to both ``forecast(model=...)`` and ``diagnose(model=...)``: the
+        fit is the largest single cost of the diagnosis (about a third at 100k opportunities).
 
     Returns
     -------
