@@ -76,7 +76,16 @@ from forecastkit.forecast.forecast import (
     win_probabilities,
 )
 from forecastkit.forecast.montecarlo import NewDeals, new_deal_run_rate, simulate_bookings, summarise
-from forecastkit.forecast.slips import SlipModel, p_in_period, slip_rows
+from forecastkit.forecast.slips import (
+    SlipModel,
+    _first_positions,
+    _known_rows,
+    _open_deal_state,
+    _p_in_period_of,
+    _segments,
+    _slip_deals,
+    slip_rows,
+)
 from forecastkit.periods import Period, parse_period, period_of
 
 __all__ = ["backtest", "checkpoint_date", "past_periods", "METHODS", "BACKTEST_COLUMNS"]
@@ -246,15 +255,16 @@ def backtest(
         else None
     )
     win_cache = _win_rows(crm, first_d, last_d) if "model" in methods else None
+    rewind = _Rewinder(crm, methods, slip_cache)
     models: dict[str, Any] = {}
     fits = {"win_model": 0, "slip_model": 0}
     rows = []
     for per, cp, d in plan:
-        snap = crm.as_of(d)
+        snap, pos = rewind.at(d)
         actual = float(won.loc[per.contains(won["closed_at"]).fillna(False).to_numpy(dtype=bool), "amount"].sum())
         cw = float(_won_amount(snap, per))
         common = {"period": per.label, "checkpoint": str(cp), "as_of": d, "actual": actual, "closed_won": cw}
-        ctx = _Context(snap, per, slip_cache, n_periods)
+        ctx = _Context(snap, per, slip_cache, n_periods, pos)
         for m in methods:
             res = _one(
                 m,
@@ -316,11 +326,103 @@ def _won_amount(snap: CRM, per: Period) -> float:
     return float(o.loc[m, "amount"].sum())
 
 
+#: Tables the methods read (besides ``opportunities``, ``history`` and ``field_history``), by method.
+_TABLES_READ = {"model": ("activities",), "call_commit": ("forecast_calls",), "call_best_case": ("forecast_calls",)}
+
+
+def _lean_source(crm: CRM, methods: Sequence[str]) -> CRM:
+    """The company with only the tables and columns the backtest's methods read, ready to rewind.
+
+    ``_lean_source(crm, methods).as_of(d)`` gives every method the same input as
+    ``crm.as_of(d)``: opportunities keep the columns the win model's features, the slip
+    model, the roll-ups and the rewind read (the win model's training source keeps the
+    same ones), field history the fields among them, activities (only for ``model``) those
+    done on a deal, with their dates; forecast calls only for the ``call_*`` methods. The
+    other tables (accounts, contacts, orders...) are not rewound at all.
+    """
+    from forecastkit.probability.features import _DEAL_COLUMNS, _REWIND_COLUMNS
+
+    o = crm.opportunities
+    cols = [*_DEAL_COLUMNS, *crm.playbook.qualification_fields, *_REWIND_COLUMNS]
+    cols = [c for c in dict.fromkeys(cols) if c in o]
+    fh = crm.field_history
+    tables = {
+        "opportunities": o[cols],
+        "history": crm.history,
+        "field_history": fh[fh["field"].isin(cols).to_numpy(dtype=bool, na_value=False)].reset_index(drop=True),
+    }
+    wanted = {t for m in methods for t in _TABLES_READ.get(m, ())}
+    if "activities" in wanted and crm.has("activities"):
+        a = crm.activities
+        keep = (a["opportunity_id"].notna() & a["done_at"].notna()).to_numpy(dtype=bool)
+        tables["activities"] = a.loc[keep, ["opportunity_id", "created_at", "due_at", "done_at"]].reset_index(drop=True)
+    if "forecast_calls" in wanted and crm.has("forecast_calls"):
+        tables["forecast_calls"] = crm.forecast_calls
+    return CRM(tables, as_of_date=crm.as_of_date, playbook=crm.playbook, load_report=crm.load_report)
+
+
+class _Positions:
+    """Where a checkpoint's snapshot rows sit in the full snapshot (for look-ups without ids).
+
+    ``opps``: full-snapshot row of each of the snapshot's opportunities; ``history_codes``:
+    full-snapshot opportunity row of each of the snapshot's history rows (``n`` when the
+    deal is unknown); ``n``: the full snapshot's number of opportunities.
+    """
+
+    def __init__(self, opps: np.ndarray, history_codes: np.ndarray, n: int) -> None:
+        self.opps, self.history_codes, self.n = opps, history_codes, n
+
+
+class _Rewinder:
+    """Rewinds a lean copy of the company (:func:`_lean_source`) to each checkpoint.
+
+    ``CRM.as_of`` keeps the rows known at the cutoff in their order, so each snapshot
+    row is found in the full snapshot by its position: the per-checkpoint slip-model
+    inputs (pushes, days in stage, segments) are then computed without hashing ids
+    again. Only when the opportunity ids are unique and a segment column exists
+    (otherwise the positions are None and the slip model looks ids up as usual).
+    """
+
+    def __init__(self, crm: CRM, methods: Sequence[str], slip_cache: pd.DataFrame | None) -> None:
+        self.lean = _lean_source(crm, methods)
+        o = self.lean.opportunities
+        self.n = len(o)
+        unique = bool(pd.Index(np.asarray(o["opportunity_id"], dtype=object)).is_unique)
+        self.by_position = unique and "segment" in o and _needs_slips(methods)
+        if not self.by_position:
+            return
+        self.created = o["created_at"].to_numpy(dtype="datetime64[ns]")
+        h = self.lean.history
+        hpos = _first_positions(o["opportunity_id"], h["opportunity_id"])
+        self.history_codes = np.where(hpos < 0, self.n, hpos)
+        self.changed = h["changed_at"].to_numpy(dtype="datetime64[ns]")
+        if slip_cache is not None:  # the deal row of each slip-model row, for the segment as a snapshot knows it
+            slip_cache["_row"] = _first_positions(o["opportunity_id"], slip_cache["opportunity_id"])
+
+    def at(self, d: pd.Timestamp) -> tuple[CRM, _Positions | None]:
+        snap = self.lean.as_of(d)
+        if not self.by_position:
+            return snap, None
+        cutoff = (d + pd.Timedelta(days=1)).to_datetime64()
+        opps = np.flatnonzero(self.created < cutoff)  # as CRM.as_of: opportunities created before the cutoff
+        hist = self.history_codes[self.changed < cutoff]  # history rows dated before it
+        if len(opps) != len(snap.opportunities) or len(hist) != len(snap.history):  # pragma: no cover - defensive
+            return snap, None
+        return snap, _Positions(opps, hist, self.n)
+
+
 class _Context:
     """Per-checkpoint pieces shared by the methods (computed on first use)."""
 
-    def __init__(self, snap: CRM, per: Period, slip_cache: pd.DataFrame | None, n_periods: int) -> None:
-        self.snap, self.per, self.slip_cache, self.n_periods = snap, per, slip_cache, n_periods
+    def __init__(
+        self,
+        snap: CRM,
+        per: Period,
+        slip_cache: pd.DataFrame | None,
+        n_periods: int,
+        pos: _Positions | None = None,
+    ) -> None:
+        self.snap, self.per, self.slip_cache, self.n_periods, self.pos = snap, per, slip_cache, n_periods, pos
         self._p_in: np.ndarray | None = None
         self._new: NewDeals | None = None
         self.notes: list[str] = []
@@ -329,12 +431,31 @@ class _Context:
     @property
     def p_in(self) -> np.ndarray:
         if self._p_in is None:
+            snap, pos, rows = self.snap, self.pos, self.slip_cache
+            o = snap.open_deals
+            model = SlipModel(self.per.freq)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", FallbackWarning)
-                sm = SlipModel(self.per.freq).fit(self.snap, rows=self.slip_cache)
+                if pos is None or rows is None:
+                    sm = model.fit(snap, rows=rows)
+                else:  # what the snapshot knows, with segments read by row position
+                    rows = rows[_known_rows(rows, snap.as_of_date, model.lookback)]
+                    seg = np.full(pos.n + 1, pd.NA, dtype=object)
+                    seg[pos.opps] = np.asarray(snap.opportunities["segment"], dtype=object)
+                    r = rows["_row"].to_numpy()
+                    rows = rows.assign(segment=pd.array(seg[np.where(r < 0, pos.n, r)], dtype="string"))
+                    sm = model.fit(snap, rows=rows, known=True)
             self.slip_fits += 1
             self.notes += [str(w.message).split(";")[0] for w in caught]
-            self._p_in = p_in_period(self.snap, self.per, model=sm)["p_in_period"].to_numpy(float)
+            if pos is None:
+                state = _open_deal_state(snap, o)
+                segment = _segments(snap, o["opportunity_id"]).to_numpy()
+            else:
+                is_open = (snap.opportunities["status"] == "open").to_numpy(dtype=bool, na_value=False)
+                state = _open_deal_state(snap, o, codes=(pos.history_codes, pos.opps[is_open], pos.n + 1))
+                segment = pd.array(o["segment"], dtype="string").to_numpy()
+            deals = _slip_deals(o, state, segment)
+            self._p_in = _p_in_period_of(deals, snap, self.per, model=sm)["p_in_period"].to_numpy(float)
         return self._p_in
 
     @property
