@@ -40,13 +40,14 @@ Methods (each forecasts total period bookings = won so far + still to come):
 
 Fitting (each model is fitted once and reused, never refitted per method):
 
-* the slip model is fitted **once per checkpoint** (on ``crm.as_of(d)``) and its
-  ``p_in_period`` shared by ``stage`` and ``model``; the not-yet-created deals term too;
-* the win model: ``refit="period"`` (default) fits it once per period on the snapshot
-  of its first checkpoint and reuses it at the later checkpoints (still leakage-free: a
-  model fitted on older data); ``refit="checkpoint"`` fits it once per checkpoint (then
-  each forecast equals ``forecast(crm.as_of(d), method="model")``, about 3 s more per
-  checkpoint);
+* ``refit="period"`` (default) fits the win model and the slip model once per period,
+  on the snapshot of its first checkpoint, and reuses them at the later checkpoints
+  (still leakage-free: models fitted on older data); ``refit="checkpoint"`` fits them
+  once per checkpoint (then each forecast equals ``forecast(crm.as_of(d),
+  method="model")``, about 3 s more per checkpoint on the sample, ~10 s at 1M deals);
+* the slip model's ``p_in_period`` is computed once per checkpoint (with the open
+  deals' pushes, days in stage and segments as that snapshot knows them) and shared by
+  ``stage`` and ``model``; the not-yet-created deals term too;
 * the win model's training rows (:func:`~forecastkit.probability.features.training_rows`)
   and the slip model's rows are computed once for the whole backtest from the full
   snapshot and filtered, per fit, to the rows the checkpoint's snapshot knows.
@@ -87,6 +88,7 @@ from forecastkit.forecast.slips import (
     slip_rows,
 )
 from forecastkit.periods import Period, parse_period, period_of
+from forecastkit.playbook import CLOSED_STAGES
 
 __all__ = ["backtest", "checkpoint_date", "past_periods", "METHODS", "BACKTEST_COLUMNS"]
 
@@ -213,7 +215,7 @@ def backtest(
     n_sims : int
         Monte Carlo draws per forecast.
     refit : {"period", "checkpoint"}
-        When the win model is refitted.
+        When the win model and the slip model are refitted.
     n_periods : int
         Completed periods averaged by the run-rate terms.
 
@@ -255,8 +257,9 @@ def backtest(
         else None
     )
     win_cache = _win_rows(crm, first_d, last_d) if "model" in methods else None
-    rewind = _Rewinder(crm, methods, slip_cache)
+    rewind = _Rewinder(crm, methods, slip_cache, first_d)
     models: dict[str, Any] = {}
+    slip_models: dict[str, tuple[SlipModel, list[str]]] = {}
     fits = {"win_model": 0, "slip_model": 0}
     rows = []
     for per, cp, d in plan:
@@ -264,7 +267,8 @@ def backtest(
         actual = float(won.loc[per.contains(won["closed_at"]).fillna(False).to_numpy(dtype=bool), "amount"].sum())
         cw = float(_won_amount(snap, per))
         common = {"period": per.label, "checkpoint": str(cp), "as_of": d, "actual": actual, "closed_won": cw}
-        ctx = _Context(snap, per, slip_cache, n_periods, pos)
+        key = per.label if refit == "period" else f"{per.label}@{d.date()}"
+        ctx = _Context(snap, per, slip_cache, n_periods, pos, slip_models, key)
         for m in methods:
             res = _one(
                 m,
@@ -330,15 +334,43 @@ def _won_amount(snap: CRM, per: Period) -> float:
 _TABLES_READ = {"model": ("activities",), "call_commit": ("forecast_calls",), "call_best_case": ("forecast_calls",)}
 
 
-def _lean_source(crm: CRM, methods: Sequence[str]) -> CRM:
+def _closed_throughout(crm: CRM, cutoff: pd.Timestamp) -> np.ndarray:
+    """Mask of the opportunities closed in every snapshot ``crm.as_of(d)`` with ``d + 1 day >= cutoff``.
+
+    As ``CRM.as_of`` rewinds them: a deal with history takes the stage of its last
+    history row dated before the cutoff, so a deal whose history rows all lie before
+    ``cutoff`` and end in a closed stage stays closed; a deal without history keeps its
+    closed stage unless it closed at or after the cutoff. (Ids must be unique.)
+    """
+    o, h = crm.opportunities, crm.history
+    n = len(o)
+    pos = _first_positions(o["opportunity_id"], h["opportunity_id"])
+    known = pos >= 0
+    hp, rows = pos[known], np.flatnonzero(known)
+    has = np.bincount(hp, minlength=n) > 0
+    late = (h["changed_at"].to_numpy(dtype="datetime64[ns]") >= cutoff.to_datetime64())[known]
+    later = np.bincount(hp[late], minlength=n) > 0
+    last = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(last, hp, rows)  # each deal's last history row, in the table's order
+    stage = np.asarray(h["stage"], dtype=object)
+    last_closed = np.zeros(n, dtype=bool)
+    last_closed[has] = pd.Series(stage[last[has]]).isin(CLOSED_STAGES).to_numpy(dtype=bool)
+    closed_now = o["stage"].isin(CLOSED_STAGES).to_numpy(dtype=bool, na_value=False)
+    closed_late = (o["closed_at"] >= cutoff).to_numpy(dtype=bool, na_value=False)
+    return np.where(has, last_closed & ~later, closed_now & ~closed_late)
+
+
+def _lean_source(crm: CRM, methods: Sequence[str], first: pd.Timestamp | None = None) -> CRM:
     """The company with only the tables and columns the backtest's methods read, ready to rewind.
 
     ``_lean_source(crm, methods).as_of(d)`` gives every method the same input as
     ``crm.as_of(d)``: opportunities keep the columns the win model's features, the slip
     model, the roll-ups and the rewind read (the win model's training source keeps the
     same ones), field history the fields among them, activities (only for ``model``) those
-    done on a deal, with their dates; forecast calls only for the ``call_*`` methods. The
-    other tables (accounts, contacts, orders...) are not rewound at all.
+    done on a deal, with their dates, and without the deals closed at every checkpoint from
+    ``first`` on (:func:`_closed_throughout`: the features read the activities of open deals
+    only); forecast calls only for the ``call_*`` methods. The other tables (accounts,
+    contacts, orders...) are not rewound at all.
     """
     from forecastkit.probability.features import _DEAL_COLUMNS, _REWIND_COLUMNS
 
@@ -355,6 +387,10 @@ def _lean_source(crm: CRM, methods: Sequence[str]) -> CRM:
     if "activities" in wanted and crm.has("activities"):
         a = crm.activities
         keep = (a["opportunity_id"].notna() & a["done_at"].notna()).to_numpy(dtype=bool)
+        ids = o["opportunity_id"]
+        if first is not None and pd.Index(np.asarray(ids, dtype=object)).is_unique:
+            closed = _closed_throughout(crm, first + pd.Timedelta(days=1))
+            keep &= ~a["opportunity_id"].isin(ids[closed]).to_numpy(dtype=bool)
         tables["activities"] = a.loc[keep, ["opportunity_id", "created_at", "due_at", "done_at"]].reset_index(drop=True)
     if "forecast_calls" in wanted and crm.has("forecast_calls"):
         tables["forecast_calls"] = crm.forecast_calls
@@ -383,8 +419,8 @@ class _Rewinder:
     (otherwise the positions are None and the slip model looks ids up as usual).
     """
 
-    def __init__(self, crm: CRM, methods: Sequence[str], slip_cache: pd.DataFrame | None) -> None:
-        self.lean = _lean_source(crm, methods)
+    def __init__(self, crm: CRM, methods: Sequence[str], slip_cache: pd.DataFrame | None, first: pd.Timestamp) -> None:
+        self.lean = _lean_source(crm, methods, first)
         o = self.lean.opportunities
         self.n = len(o)
         unique = bool(pd.Index(np.asarray(o["opportunity_id"], dtype=object)).is_unique)
@@ -421,18 +457,21 @@ class _Context:
         slip_cache: pd.DataFrame | None,
         n_periods: int,
         pos: _Positions | None = None,
+        slip_models: dict[str, tuple[SlipModel, list[str]]] | None = None,
+        key: str = "",
     ) -> None:
         self.snap, self.per, self.slip_cache, self.n_periods, self.pos = snap, per, slip_cache, n_periods, pos
+        self.slip_models = {} if slip_models is None else slip_models
+        self.key = key
         self._p_in: np.ndarray | None = None
         self._new: NewDeals | None = None
         self.notes: list[str] = []
         self.slip_fits = 0
 
-    @property
-    def p_in(self) -> np.ndarray:
-        if self._p_in is None:
+    def slip_model(self) -> SlipModel:
+        """The slip model of this checkpoint's key (period or checkpoint), fitted on first use."""
+        if self.key not in self.slip_models:
             snap, pos, rows = self.snap, self.pos, self.slip_cache
-            o = snap.open_deals
             model = SlipModel(self.per.freq)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", FallbackWarning)
@@ -446,7 +485,17 @@ class _Context:
                     rows = rows.assign(segment=pd.array(seg[np.where(r < 0, pos.n, r)], dtype="string"))
                     sm = model.fit(snap, rows=rows, known=True)
             self.slip_fits += 1
-            self.notes += [str(w.message).split(";")[0] for w in caught]
+            self.slip_models[self.key] = (sm, [str(w.message).split(";")[0] for w in caught])
+        sm, notes = self.slip_models[self.key]
+        self.notes += notes
+        return sm
+
+    @property
+    def p_in(self) -> np.ndarray:
+        if self._p_in is None:
+            snap, pos = self.snap, self.pos
+            o = snap.open_deals
+            sm = self.slip_model()
             if pos is None:
                 state = _open_deal_state(snap, o)
                 segment = _segments(snap, o["opportunity_id"]).to_numpy()
