@@ -179,18 +179,21 @@ def slip_rows(crm: CRM, freq: Freq = "quarter", *, lookback: str = "1095D", unti
     entered = h["changed_at"].where(new_spell).ffill()  # start of the current stage spell (as stage_spells)
     h = h.assign(pushes=pushed.astype(int).groupby(h["opportunity_id"], sort=False).cumsum(), entered_stage_at=entered)
     # pairs (won deal, date) with the deal created by the end of t and not yet won at the end of t
+    # each deal's run of dates (deal by deal, dates in order): cut > created_at and cut <= closed_at
     w = won.reset_index(drop=True)
-    di = np.repeat(np.arange(len(w)), len(dates))
-    ti = np.tile(np.arange(len(dates)), len(w))
-    t = dates.to_numpy()[ti]
-    cut = t + np.timedelta64(1, "D")
-    ok = (w["created_at"].to_numpy()[di] < cut) & (w["closed_at"].to_numpy()[di] >= cut)
+    cuts = dates.to_numpy() + np.timedelta64(1, "D")
+    created = w["created_at"].to_numpy(dtype="datetime64[ns]")
+    lo = np.where(np.isnat(created), len(cuts), np.searchsorted(cuts, created, side="right"))
+    hi = np.searchsorted(cuts, w["closed_at"].to_numpy(dtype="datetime64[ns]"), side="right")
+    n = np.maximum(hi - lo, 0)
+    di = np.repeat(np.arange(len(w)), n)
+    ti = lo[di] + (np.arange(len(di)) - np.repeat(np.cumsum(n) - n, n))
     pairs = pd.DataFrame(
         {
-            "opportunity_id": w["opportunity_id"].to_numpy()[di][ok],
-            "as_of": t[ok],
-            "_cut": cut[ok],
-            "closed_at": w["closed_at"].to_numpy()[di][ok],
+            "opportunity_id": w["opportunity_id"].to_numpy()[di],
+            "as_of": dates.to_numpy()[ti],
+            "_cut": cuts[ti],
+            "closed_at": w["closed_at"].to_numpy()[di],
         }
     )
     if pairs.empty:
