@@ -44,7 +44,7 @@ Fitting (each model is fitted once and reused, never refitted per method):
   on the snapshot of its first checkpoint, and reuses them at the later checkpoints
   (still leakage-free: models fitted on older data); ``refit="checkpoint"`` fits them
   once per checkpoint (then each forecast equals ``forecast(crm.as_of(d),
-  method="model")``, about 3 s more per checkpoint on the sample, ~10 s at 1M deals);
+  method="model")``, about 3 s more per checkpoint on the sample);
 * the slip model's ``p_in_period`` is computed once per checkpoint (with the open
   deals' pushes, days in stage and segments as that snapshot knows them) and shared by
   ``stage`` and ``model``; the not-yet-created deals term too;
