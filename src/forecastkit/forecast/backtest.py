@@ -465,6 +465,7 @@ class _Context:
         self.key = key
         self._p_in: np.ndarray | None = None
         self._new: NewDeals | None = None
+        self._open: pd.DataFrame | None = None
         self.notes: list[str] = []
         self.slip_fits = 0
 
@@ -494,7 +495,7 @@ class _Context:
     def p_in(self) -> np.ndarray:
         if self._p_in is None:
             snap, pos = self.snap, self.pos
-            o = snap.open_deals
+            o = self.open_deals
             sm = self.slip_model()
             if pos is None:
                 state = _open_deal_state(snap, o)
@@ -508,6 +509,13 @@ class _Context:
         return self._p_in
 
     @property
+    def open_deals(self) -> pd.DataFrame:
+        """``snap.open_deals``, filtered once per checkpoint."""
+        if self._open is None:
+            self._open = self.snap.open_deals
+        return self._open
+
+    @property
     def new(self) -> NewDeals:
         if self._new is None:
             self._new = new_deal_run_rate(self.snap, self.per, n_periods=self.n_periods)
@@ -515,7 +523,7 @@ class _Context:
 
 
 def _dist(ctx: _Context, p: np.ndarray, new: NewDeals, cw: float, seed: int, n_sims: int, note: str = "") -> dict:
-    a = ctx.snap.open_deals["amount"].to_numpy(float)
+    a = ctx.open_deals["amount"].to_numpy(float)
     tot = simulate_bookings(a, p, new, n_sims=n_sims, seed=seed)
     s = summarise(tot, cw)
     expected = cw + float((a * p).sum()) + new.expected  # exact mean (the draws' mean has sampling noise)
@@ -548,7 +556,7 @@ def _one(
     nan = {"forecast": np.nan, "p10": np.nan, "p50": np.nan, "p90": np.nan, "note": ""}
     if m == "crm":
         p = win_probabilities(snap, "crm")
-        p = p * per.contains(snap.open_deals["close_date"]).fillna(False).to_numpy(dtype=float)
+        p = p * per.contains(ctx.open_deals["close_date"]).fillna(False).to_numpy(dtype=float)
         return _dist(ctx, p, NewDeals.none(), cw, seed, n_sims)
     if m == "stage":
         with warnings.catch_warnings(record=True):
@@ -575,13 +583,13 @@ def _one(
             p = win_probabilities(snap, "model", model=model)
         return _dist(ctx, p * ctx.p_in, ctx.new, cw, seed, n_sims, note)
     if m == "oracle":
-        o = snap.open_deals
+        o = ctx.open_deals
         if len(o) == 0:
             return _dist(ctx, np.zeros(0), ctx.new, cw, seed, n_sims)
         p = np.nan_to_num(truth.p_win_by(o["opportunity_id"].to_numpy(object), d + pd.Timedelta(days=1), per.last_day))
         return _dist(ctx, p, ctx.new, cw, seed, n_sims)
     if m in ("commit", "best_case"):
-        o = snap.open_deals
+        o = ctx.open_deals
         dated = per.contains(o["close_date"]).fillna(False).to_numpy(dtype=bool)
         r = rollup(cw, o["amount"].to_numpy(float)[dated], _rep_category(o["forecast_category"])[dated])
         note = "" if o["forecast_category"].notna().any() else "no open deal has a forecast category: nothing rolls up"
