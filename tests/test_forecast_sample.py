@@ -88,12 +88,53 @@ def test_leakage_forecast_as_of_d_ignores_everything_after_d(baseline, base_crm)
     assert bt["forecast"].iloc[0] == pytest.approx(expected, rel=1e-9)
 
 
+def test_leakage_backtest_shared_caches_ignore_everything_after_the_checkpoint(baseline, base_crm):
+    # the backtest's caches built once from the full snapshot (slip-model rows, win-model rows, the lean
+    # copy without the activities of deals closed throughout, row positions) leak nothing: with the
+    # future falsified, every forecast made at the checkpoint is the same (only the actual differs)
+    d = checkpoint_date(parse_period("2025-Q2"), "week8")
+    fake = fk.CRM.from_tables(_falsified_future(baseline.tables, d), as_of=baseline.as_of)
+    kw = {"periods": ["2025-Q2"], "checkpoints": ("week8",), "methods": ("crm", "stage", "model", "commit")}
+    a, b = backtest(base_crm, **kw), backtest(fake, **kw)
+    cols = ["period", "checkpoint", "as_of", "method", "forecast", "closed_won", "p10", "p50", "p90", "note"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    assert not np.allclose(a["actual"], b["actual"])
+
+
+def test_backtest_row_positions_give_the_id_look_ups_results(base_crm, monkeypatch):
+    # the slip inputs read by row position equal those looked up by id (the path for duplicated ids)
+    from forecastkit.forecast import backtest as bt_module
+
+    kw = {"periods": ["2025-Q3", "2025-Q4"], "checkpoints": ("week1", "week8"), "methods": ("stage", "model")}
+    fast = backtest(base_crm, **kw)
+    at = bt_module._Rewinder.at
+    monkeypatch.setattr(bt_module._Rewinder, "at", lambda self, d: (at(self, d)[0], None))
+    slow = backtest(base_crm, **kw)
+    pd.testing.assert_frame_equal(fast, slow)
+
+
+def test_closed_throughout_deals_are_closed_in_every_later_snapshot(base_crm):
+    from forecastkit.forecast.backtest import _closed_throughout
+
+    cut = pd.Timestamp("2025-01-01")
+    closed = _closed_throughout(base_crm, cut)
+    ids = base_crm.opportunities.loc[closed, "opportunity_id"]
+    assert 0.3 < closed.mean() < 0.95  # most deals of the sample are settled by then, not all
+    for d in ("2024-12-31", "2025-06-30", "2026-02-14"):
+        o = base_crm.as_of(d).opportunities
+        status = o.set_index("opportunity_id").loc[ids, "status"]
+        assert status.isin(["won", "lost"]).all()
+    # and no deal still open at the first day is flagged
+    still_open = base_crm.as_of("2024-12-31").open_deals["opportunity_id"]
+    assert not ids.isin(still_open).any()
+
+
 def test_backtest_fits_each_model_once_and_reuses_it(base_crm):
-    # 2 periods x 2 checkpoints: the slip model once per checkpoint (shared by "stage" and "model"),
-    # the win model once per period (refit="period") or once per checkpoint (refit="checkpoint")
+    # 2 periods x 2 checkpoints: each model once per period (refit="period"), the slip model shared by
+    # "stage" and "model", or once per checkpoint (refit="checkpoint")
     kw = {"periods": ["2025-Q3", "2025-Q4"], "checkpoints": ("week4", "week8"), "methods": ("stage", "model")}
     bt = backtest(base_crm, **kw)
-    assert bt.attrs["fits"] == {"win_model": 2, "slip_model": 4}
+    assert bt.attrs["fits"] == {"win_model": 2, "slip_model": 2}
     again = backtest(base_crm, refit="checkpoint", **kw)
     assert again.attrs["fits"] == {"win_model": 4, "slip_model": 4}
     first = bt[bt["checkpoint"] == "week4"].reset_index(drop=True)

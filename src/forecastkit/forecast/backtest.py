@@ -40,13 +40,14 @@ Methods (each forecasts total period bookings = won so far + still to come):
 
 Fitting (each model is fitted once and reused, never refitted per method):
 
-* the slip model is fitted **once per checkpoint** (on ``crm.as_of(d)``) and its
-  ``p_in_period`` shared by ``stage`` and ``model``; the not-yet-created deals term too;
-* the win model: ``refit="period"`` (default) fits it once per period on the snapshot
-  of its first checkpoint and reuses it at the later checkpoints (still leakage-free: a
-  model fitted on older data); ``refit="checkpoint"`` fits it once per checkpoint (then
-  each forecast equals ``forecast(crm.as_of(d), method="model")``, about 3 s more per
-  checkpoint);
+* ``refit="period"`` (default) fits the win model and the slip model once per period,
+  on the snapshot of its first checkpoint, and reuses them at the later checkpoints
+  (still leakage-free: models fitted on older data); ``refit="checkpoint"`` fits them
+  once per checkpoint (then each forecast equals ``forecast(crm.as_of(d),
+  method="model")``, about 3 s more per checkpoint on the sample);
+* the slip model's ``p_in_period`` is computed once per checkpoint (with the open
+  deals' pushes, days in stage and segments as that snapshot knows them) and shared by
+  ``stage`` and ``model``; the not-yet-created deals term too;
 * the win model's training rows (:func:`~forecastkit.probability.features.training_rows`)
   and the slip model's rows are computed once for the whole backtest from the full
   snapshot and filtered, per fit, to the rows the checkpoint's snapshot knows.
@@ -76,8 +77,18 @@ from forecastkit.forecast.forecast import (
     win_probabilities,
 )
 from forecastkit.forecast.montecarlo import NewDeals, new_deal_run_rate, simulate_bookings, summarise
-from forecastkit.forecast.slips import SlipModel, p_in_period, slip_rows
+from forecastkit.forecast.slips import (
+    SlipModel,
+    _first_positions,
+    _known_rows,
+    _open_deal_state,
+    _p_in_period_of,
+    _segments,
+    _slip_deals,
+    slip_rows,
+)
 from forecastkit.periods import Period, parse_period, period_of
+from forecastkit.playbook import CLOSED_STAGES
 
 __all__ = ["backtest", "checkpoint_date", "past_periods", "METHODS", "BACKTEST_COLUMNS"]
 
@@ -204,7 +215,7 @@ def backtest(
     n_sims : int
         Monte Carlo draws per forecast.
     refit : {"period", "checkpoint"}
-        When the win model is refitted.
+        When the win model and the slip model are refitted.
     n_periods : int
         Completed periods averaged by the run-rate terms.
 
@@ -246,15 +257,18 @@ def backtest(
         else None
     )
     win_cache = _win_rows(crm, first_d, last_d) if "model" in methods else None
+    rewind = _Rewinder(crm, methods, slip_cache, first_d)
     models: dict[str, Any] = {}
+    slip_models: dict[str, tuple[SlipModel, list[str]]] = {}
     fits = {"win_model": 0, "slip_model": 0}
     rows = []
     for per, cp, d in plan:
-        snap = crm.as_of(d)
+        snap, pos = rewind.at(d)
         actual = float(won.loc[per.contains(won["closed_at"]).fillna(False).to_numpy(dtype=bool), "amount"].sum())
         cw = float(_won_amount(snap, per))
         common = {"period": per.label, "checkpoint": str(cp), "as_of": d, "actual": actual, "closed_won": cw}
-        ctx = _Context(snap, per, slip_cache, n_periods)
+        key = per.label if refit == "period" else f"{per.label}@{d.date()}"
+        ctx = _Context(snap, per, slip_cache, n_periods, pos, slip_models, key)
         for m in methods:
             res = _one(
                 m,
@@ -316,26 +330,190 @@ def _won_amount(snap: CRM, per: Period) -> float:
     return float(o.loc[m, "amount"].sum())
 
 
+#: Tables the methods read (besides ``opportunities``, ``history`` and ``field_history``), by method.
+_TABLES_READ = {"model": ("activities",), "call_commit": ("forecast_calls",), "call_best_case": ("forecast_calls",)}
+
+
+def _closed_throughout(crm: CRM, cutoff: pd.Timestamp) -> np.ndarray:
+    """Mask of the opportunities closed in every snapshot ``crm.as_of(d)`` with ``d + 1 day >= cutoff``.
+
+    As ``CRM.as_of`` rewinds them: a deal with history takes the stage of its last
+    history row dated before the cutoff, so a deal whose history rows all lie before
+    ``cutoff`` and end in a closed stage stays closed; a deal without history keeps its
+    closed stage unless it closed at or after the cutoff. (Ids must be unique.)
+    """
+    o, h = crm.opportunities, crm.history
+    n = len(o)
+    pos = _first_positions(o["opportunity_id"], h["opportunity_id"])
+    known = pos >= 0
+    hp, rows = pos[known], np.flatnonzero(known)
+    has = np.bincount(hp, minlength=n) > 0
+    late = (h["changed_at"].to_numpy(dtype="datetime64[ns]") >= cutoff.to_datetime64())[known]
+    later = np.bincount(hp[late], minlength=n) > 0
+    last = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(last, hp, rows)  # each deal's last history row, in the table's order
+    stage = np.asarray(h["stage"], dtype=object)
+    last_closed = np.zeros(n, dtype=bool)
+    last_closed[has] = pd.Series(stage[last[has]]).isin(CLOSED_STAGES).to_numpy(dtype=bool)
+    closed_now = o["stage"].isin(CLOSED_STAGES).to_numpy(dtype=bool, na_value=False)
+    closed_late = (o["closed_at"] >= cutoff).to_numpy(dtype=bool, na_value=False)
+    return np.where(has, last_closed & ~later, closed_now & ~closed_late)
+
+
+def _lean_source(crm: CRM, methods: Sequence[str], first: pd.Timestamp | None = None) -> CRM:
+    """The company with only the tables and columns the backtest's methods read, ready to rewind.
+
+    ``_lean_source(crm, methods).as_of(d)`` gives every method the same input as
+    ``crm.as_of(d)``: opportunities keep the columns the win model's features, the slip
+    model, the roll-ups and the rewind read (the win model's training source keeps the
+    same ones), field history the fields among them, activities (only for ``model``) those
+    done on a deal, with their dates, and without the deals closed at every checkpoint from
+    ``first`` on (:func:`_closed_throughout`: the features read the activities of open deals
+    only); forecast calls only for the ``call_*`` methods. The other tables (accounts,
+    contacts, orders...) are not rewound at all.
+    """
+    from forecastkit.probability.features import _DEAL_COLUMNS, _REWIND_COLUMNS
+
+    o = crm.opportunities
+    cols = [*_DEAL_COLUMNS, *crm.playbook.qualification_fields, *_REWIND_COLUMNS]
+    cols = [c for c in dict.fromkeys(cols) if c in o]
+    fh = crm.field_history
+    tables = {
+        "opportunities": o[cols],
+        "history": crm.history,
+        "field_history": fh[fh["field"].isin(cols).to_numpy(dtype=bool, na_value=False)].reset_index(drop=True),
+    }
+    wanted = {t for m in methods for t in _TABLES_READ.get(m, ())}
+    if "activities" in wanted and crm.has("activities"):
+        a = crm.activities
+        keep = (a["opportunity_id"].notna() & a["done_at"].notna()).to_numpy(dtype=bool)
+        ids = o["opportunity_id"]
+        if first is not None and pd.Index(np.asarray(ids, dtype=object)).is_unique:
+            closed = _closed_throughout(crm, first + pd.Timedelta(days=1))
+            keep &= ~a["opportunity_id"].isin(ids[closed]).to_numpy(dtype=bool)
+        tables["activities"] = a.loc[keep, ["opportunity_id", "created_at", "due_at", "done_at"]].reset_index(drop=True)
+    if "forecast_calls" in wanted and crm.has("forecast_calls"):
+        tables["forecast_calls"] = crm.forecast_calls
+    return CRM(tables, as_of_date=crm.as_of_date, playbook=crm.playbook, load_report=crm.load_report)
+
+
+class _Positions:
+    """Where a checkpoint's snapshot rows sit in the full snapshot (for look-ups without ids).
+
+    ``opps``: full-snapshot row of each of the snapshot's opportunities; ``history_codes``:
+    full-snapshot opportunity row of each of the snapshot's history rows (``n`` when the
+    deal is unknown); ``n``: the full snapshot's number of opportunities.
+    """
+
+    def __init__(self, opps: np.ndarray, history_codes: np.ndarray, n: int) -> None:
+        self.opps, self.history_codes, self.n = opps, history_codes, n
+
+
+class _Rewinder:
+    """Rewinds a lean copy of the company (:func:`_lean_source`) to each checkpoint.
+
+    ``CRM.as_of`` keeps the rows known at the cutoff in their order, so each snapshot
+    row is found in the full snapshot by its position: the per-checkpoint slip-model
+    inputs (pushes, days in stage, segments) are then computed without hashing ids
+    again. Only when the opportunity ids are unique and a segment column exists
+    (otherwise the positions are None and the slip model looks ids up as usual).
+    """
+
+    def __init__(self, crm: CRM, methods: Sequence[str], slip_cache: pd.DataFrame | None, first: pd.Timestamp) -> None:
+        self.lean = _lean_source(crm, methods, first)
+        o = self.lean.opportunities
+        self.n = len(o)
+        unique = bool(pd.Index(np.asarray(o["opportunity_id"], dtype=object)).is_unique)
+        self.by_position = unique and "segment" in o and _needs_slips(methods)
+        if not self.by_position:
+            return
+        self.created = o["created_at"].to_numpy(dtype="datetime64[ns]")
+        h = self.lean.history
+        hpos = _first_positions(o["opportunity_id"], h["opportunity_id"])
+        self.history_codes = np.where(hpos < 0, self.n, hpos)
+        self.changed = h["changed_at"].to_numpy(dtype="datetime64[ns]")
+        if slip_cache is not None:  # the deal row of each slip-model row, for the segment as a snapshot knows it
+            slip_cache["_row"] = _first_positions(o["opportunity_id"], slip_cache["opportunity_id"])
+
+    def at(self, d: pd.Timestamp) -> tuple[CRM, _Positions | None]:
+        snap = self.lean.as_of(d)
+        if not self.by_position:
+            return snap, None
+        cutoff = (d + pd.Timedelta(days=1)).to_datetime64()
+        opps = np.flatnonzero(self.created < cutoff)  # as CRM.as_of: opportunities created before the cutoff
+        hist = self.history_codes[self.changed < cutoff]  # history rows dated before it
+        if len(opps) != len(snap.opportunities) or len(hist) != len(snap.history):  # pragma: no cover - defensive
+            return snap, None
+        return snap, _Positions(opps, hist, self.n)
+
+
 class _Context:
     """Per-checkpoint pieces shared by the methods (computed on first use)."""
 
-    def __init__(self, snap: CRM, per: Period, slip_cache: pd.DataFrame | None, n_periods: int) -> None:
-        self.snap, self.per, self.slip_cache, self.n_periods = snap, per, slip_cache, n_periods
+    def __init__(
+        self,
+        snap: CRM,
+        per: Period,
+        slip_cache: pd.DataFrame | None,
+        n_periods: int,
+        pos: _Positions | None = None,
+        slip_models: dict[str, tuple[SlipModel, list[str]]] | None = None,
+        key: str = "",
+    ) -> None:
+        self.snap, self.per, self.slip_cache, self.n_periods, self.pos = snap, per, slip_cache, n_periods, pos
+        self.slip_models = {} if slip_models is None else slip_models
+        self.key = key
         self._p_in: np.ndarray | None = None
         self._new: NewDeals | None = None
+        self._open: pd.DataFrame | None = None
         self.notes: list[str] = []
         self.slip_fits = 0
+
+    def slip_model(self) -> SlipModel:
+        """The slip model of this checkpoint's key (period or checkpoint), fitted on first use."""
+        if self.key not in self.slip_models:
+            snap, pos, rows = self.snap, self.pos, self.slip_cache
+            model = SlipModel(self.per.freq)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", FallbackWarning)
+                if pos is None or rows is None:
+                    sm = model.fit(snap, rows=rows)
+                else:  # what the snapshot knows, with segments read by row position
+                    rows = rows[_known_rows(rows, snap.as_of_date, model.lookback)]
+                    seg = np.full(pos.n + 1, pd.NA, dtype=object)
+                    seg[pos.opps] = np.asarray(snap.opportunities["segment"], dtype=object)
+                    r = rows["_row"].to_numpy()
+                    rows = rows.assign(segment=pd.array(seg[np.where(r < 0, pos.n, r)], dtype="string"))
+                    sm = model.fit(snap, rows=rows, known=True)
+            self.slip_fits += 1
+            self.slip_models[self.key] = (sm, [str(w.message).split(";")[0] for w in caught])
+        sm, notes = self.slip_models[self.key]
+        self.notes += notes
+        return sm
 
     @property
     def p_in(self) -> np.ndarray:
         if self._p_in is None:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", FallbackWarning)
-                sm = SlipModel(self.per.freq).fit(self.snap, rows=self.slip_cache)
-            self.slip_fits += 1
-            self.notes += [str(w.message).split(";")[0] for w in caught]
-            self._p_in = p_in_period(self.snap, self.per, model=sm)["p_in_period"].to_numpy(float)
+            snap, pos = self.snap, self.pos
+            o = self.open_deals
+            sm = self.slip_model()
+            if pos is None:
+                state = _open_deal_state(snap, o)
+                segment = _segments(snap, o["opportunity_id"]).to_numpy()
+            else:
+                is_open = (snap.opportunities["status"] == "open").to_numpy(dtype=bool, na_value=False)
+                state = _open_deal_state(snap, o, codes=(pos.history_codes, pos.opps[is_open], pos.n + 1))
+                segment = pd.array(o["segment"], dtype="string").to_numpy()
+            deals = _slip_deals(o, state, segment)
+            self._p_in = _p_in_period_of(deals, snap, self.per, model=sm)["p_in_period"].to_numpy(float)
         return self._p_in
+
+    @property
+    def open_deals(self) -> pd.DataFrame:
+        """``snap.open_deals``, filtered once per checkpoint."""
+        if self._open is None:
+            self._open = self.snap.open_deals
+        return self._open
 
     @property
     def new(self) -> NewDeals:
@@ -345,7 +523,7 @@ class _Context:
 
 
 def _dist(ctx: _Context, p: np.ndarray, new: NewDeals, cw: float, seed: int, n_sims: int, note: str = "") -> dict:
-    a = ctx.snap.open_deals["amount"].to_numpy(float)
+    a = ctx.open_deals["amount"].to_numpy(float)
     tot = simulate_bookings(a, p, new, n_sims=n_sims, seed=seed)
     s = summarise(tot, cw)
     expected = cw + float((a * p).sum()) + new.expected  # exact mean (the draws' mean has sampling noise)
@@ -378,7 +556,7 @@ def _one(
     nan = {"forecast": np.nan, "p10": np.nan, "p50": np.nan, "p90": np.nan, "note": ""}
     if m == "crm":
         p = win_probabilities(snap, "crm")
-        p = p * per.contains(snap.open_deals["close_date"]).fillna(False).to_numpy(dtype=float)
+        p = p * per.contains(ctx.open_deals["close_date"]).fillna(False).to_numpy(dtype=float)
         return _dist(ctx, p, NewDeals.none(), cw, seed, n_sims)
     if m == "stage":
         with warnings.catch_warnings(record=True):
@@ -405,13 +583,13 @@ def _one(
             p = win_probabilities(snap, "model", model=model)
         return _dist(ctx, p * ctx.p_in, ctx.new, cw, seed, n_sims, note)
     if m == "oracle":
-        o = snap.open_deals
+        o = ctx.open_deals
         if len(o) == 0:
             return _dist(ctx, np.zeros(0), ctx.new, cw, seed, n_sims)
         p = np.nan_to_num(truth.p_win_by(o["opportunity_id"].to_numpy(object), d + pd.Timedelta(days=1), per.last_day))
         return _dist(ctx, p, ctx.new, cw, seed, n_sims)
     if m in ("commit", "best_case"):
-        o = snap.open_deals
+        o = ctx.open_deals
         dated = per.contains(o["close_date"]).fillna(False).to_numpy(dtype=bool)
         r = rollup(cw, o["amount"].to_numpy(float)[dated], _rep_category(o["forecast_category"])[dated])
         note = "" if o["forecast_category"].notna().any() else "no open deal has a forecast category: nothing rolls up"

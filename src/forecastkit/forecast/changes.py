@@ -130,8 +130,9 @@ def pipeline_changes(
     if e > crm.as_of_date:
         raise PeriodError(f"end {e.date()} is after the snapshot date {crm.as_of_date.date()}; use an earlier end")
     per = period_of(e, "quarter", crm.playbook) if period is None else parse_period(period, crm.playbook)
-    a = _state(crm.as_of(s), per)
-    b = _state(crm.as_of(e), per)
+    lean = _lean(crm)
+    a = _state(lean.as_of(s), per)
+    b = _state(lean.as_of(e), per)
     m = a.join(b, how="outer", lsuffix="_start", rsuffix="_end")
     exists_a = m["status_start"].notna()
     in_a, in_b = _flag(m["in_start"]), _flag(m["in_end"])
@@ -180,6 +181,29 @@ def pipeline_changes(
 
 def _flag(s: pd.Series) -> pd.Series:
     return s.astype("boolean").fillna(False).astype(bool)
+
+
+#: Opportunity columns the waterfall reads, and those ``CRM.as_of`` reads or sets.
+_READ = ("opportunity_id", "name", "owner", "status", "stage", "amount", "close_date", "closed_at", "created_at")
+_REWIND = ("forecast_category", "loss_reason", "probability")
+
+
+def _lean(crm: CRM) -> CRM:
+    """The opportunities (only the columns read), their history and field history, ready to rewind.
+
+    ``CRM.as_of`` rewinds each opportunity column on its own, so ``_lean(crm).as_of(d)``
+    has the same values in these columns as ``crm.as_of(d)``, without rewinding the
+    other tables (activities, orders...).
+    """
+    o = crm.opportunities
+    cols = [c for c in (*_READ, *_REWIND) if c in o]
+    fh = crm.field_history
+    tables = {
+        "opportunities": o[cols],
+        "history": crm.history,
+        "field_history": fh[fh["field"].isin(cols).to_numpy(dtype=bool, na_value=False)].reset_index(drop=True),
+    }
+    return CRM(tables, as_of_date=crm.as_of_date, playbook=crm.playbook, load_report=crm.load_report)
 
 
 def _state(snap: CRM, per: Period) -> pd.DataFrame:

@@ -179,18 +179,21 @@ def slip_rows(crm: CRM, freq: Freq = "quarter", *, lookback: str = "1095D", unti
     entered = h["changed_at"].where(new_spell).ffill()  # start of the current stage spell (as stage_spells)
     h = h.assign(pushes=pushed.astype(int).groupby(h["opportunity_id"], sort=False).cumsum(), entered_stage_at=entered)
     # pairs (won deal, date) with the deal created by the end of t and not yet won at the end of t
+    # each deal's run of dates (deal by deal, dates in order): cut > created_at and cut <= closed_at
     w = won.reset_index(drop=True)
-    di = np.repeat(np.arange(len(w)), len(dates))
-    ti = np.tile(np.arange(len(dates)), len(w))
-    t = dates.to_numpy()[ti]
-    cut = t + np.timedelta64(1, "D")
-    ok = (w["created_at"].to_numpy()[di] < cut) & (w["closed_at"].to_numpy()[di] >= cut)
+    cuts = dates.to_numpy() + np.timedelta64(1, "D")
+    created = w["created_at"].to_numpy(dtype="datetime64[ns]")
+    lo = np.where(np.isnat(created), len(cuts), np.searchsorted(cuts, created, side="right"))
+    hi = np.searchsorted(cuts, w["closed_at"].to_numpy(dtype="datetime64[ns]"), side="right")
+    n = np.maximum(hi - lo, 0)
+    di = np.repeat(np.arange(len(w)), n)
+    ti = lo[di] + (np.arange(len(di)) - np.repeat(np.cumsum(n) - n, n))
     pairs = pd.DataFrame(
         {
-            "opportunity_id": w["opportunity_id"].to_numpy()[di][ok],
-            "as_of": t[ok],
-            "_cut": cut[ok],
-            "closed_at": w["closed_at"].to_numpy()[di][ok],
+            "opportunity_id": w["opportunity_id"].to_numpy()[di],
+            "as_of": dates.to_numpy()[ti],
+            "_cut": cuts[ti],
+            "closed_at": w["closed_at"].to_numpy()[di],
         }
     )
     if pairs.empty:
@@ -265,8 +268,13 @@ class SlipModel:
         self.C = C
         self.features = features
 
-    def fit(self, crm: CRM, rows: pd.DataFrame | None = None) -> SlipModel:
-        """Fit on ``crm`` (or on precomputed :func:`slip_rows` of a later snapshot, filtered to what ``crm`` knows)."""
+    def fit(self, crm: CRM, rows: pd.DataFrame | None = None, *, known: bool = False) -> SlipModel:
+        """Fit on ``crm`` (or on precomputed :func:`slip_rows` of a later snapshot, filtered to what ``crm`` knows).
+
+        ``known=True`` says ``rows`` are already what ``crm`` knows: filtered with
+        :func:`_known_rows` and with each deal's segment as ``crm`` has it (the backtest
+        does this with row positions instead of id look-ups).
+        """
         try:
             settle = pd.Timedelta(self.settle)
         except (ValueError, TypeError):
@@ -276,12 +284,8 @@ class SlipModel:
             raise ParameterError(f"unknown slip feature(s) {bad}; allowed: {', '.join(SLIP_FEATURES)}")
         if rows is None:
             rows = slip_rows(crm, self.freq, lookback=self.lookback)
-        else:  # rows of a later snapshot: keep what this one knows (won by its date, grid in its window)
-            known = crm.as_of_date + _DAY
-            lb = pd.Timedelta(self.lookback)
-            rows = rows[
-                (rows["closed_at"] < known) & (rows["as_of"] >= crm.as_of_date - lb) & (rows["as_of"] <= crm.as_of_date)
-            ]
+        elif not known:  # rows of a later snapshot: keep what this one knows (won by its date, grid in its window)
+            rows = rows[_known_rows(rows, crm.as_of_date, self.lookback)]
             rows = rows.assign(segment=_segments(crm, rows["opportunity_id"]))  # as this snapshot knows them
         rows = rows[rows["period_end"] <= crm.as_of_date + _DAY - settle]
         self.stage_names_ = tuple(crm.playbook.stage_names)
@@ -356,6 +360,17 @@ class SlipModel:
         return self.model_.predict_proba(X)[:, 1]
 
 
+def _known_rows(rows: pd.DataFrame, as_of_date: pd.Timestamp, lookback: str) -> np.ndarray:
+    """Mask of the :func:`slip_rows` of a later snapshot that the snapshot of ``as_of_date`` knows.
+
+    Deals won by the end of ``as_of_date``, as-of dates within ``lookback`` before it.
+    """
+    lb = pd.Timedelta(lookback)
+    known = as_of_date + _DAY
+    m = (rows["closed_at"] < known) & (rows["as_of"] >= as_of_date - lb) & (rows["as_of"] <= as_of_date)
+    return m.to_numpy(dtype=bool)
+
+
 def _first_positions(keys: pd.Series, values: pd.Series | np.ndarray) -> np.ndarray:
     """Row of the first ``keys`` equal to each of ``values`` (-1 when absent or missing); text ids hashed once."""
     k = pd.Index(np.asarray(keys, dtype=object))
@@ -369,7 +384,13 @@ def _first_positions(keys: pd.Series, values: pd.Series | np.ndarray) -> np.ndar
     return np.where(pd.isna(v), -1, pos).astype(np.int64)
 
 
-def _open_deal_state(crm: CRM, open_deals: pd.DataFrame, *, days: bool = True) -> pd.DataFrame:
+def _open_deal_state(
+    crm: CRM,
+    open_deals: pd.DataFrame,
+    *,
+    days: bool = True,
+    codes: tuple[np.ndarray, np.ndarray, int] | None = None,
+) -> pd.DataFrame:
     """``pushes`` and ``days_in_stage`` of each open deal (``open_deals`` order), from history, in one pass.
 
     * ``pushes`` as :func:`~forecastkit.data.timeline.close_date_pushes`: history rows, in
@@ -380,16 +401,22 @@ def _open_deal_state(crm: CRM, open_deals: pd.DataFrame, *, days: bool = True) -
       to the snapshot date (a deal without dated history entered its stage at creation).
 
     Ids are factorised once (history and open deals together) and everything else is
-    done on integer codes. ``days=False`` skips ``days_in_stage`` (NaN).
+    done on integer codes. ``days=False`` skips ``days_in_stage`` (NaN). ``codes`` may
+    give those codes already: ``(history_codes, open_deal_codes, n_codes)``, one code
+    per deal in ``[0, n_codes - 1)`` and ``n_codes - 1`` for a missing or unknown id
+    (the backtest uses row positions in the full snapshot).
     """
-    ids = np.asarray(open_deals["opportunity_id"], dtype=object)
     h = crm.history
     nh = len(h)
-    codes, uniques = pd.factorize(np.concatenate([np.asarray(h["opportunity_id"], dtype=object), ids]))
-    hc, oc = codes[:nh], codes[nh:]
-    n_codes = len(uniques) + 1  # the last slot stands for a missing id
-    hc = np.where(hc < 0, n_codes - 1, hc)
-    oc = np.where(oc < 0, n_codes - 1, oc)
+    if codes is None:
+        ids = np.asarray(open_deals["opportunity_id"], dtype=object)
+        both, uniques = pd.factorize(np.concatenate([np.asarray(h["opportunity_id"], dtype=object), ids]))
+        hc, oc = both[:nh], both[nh:]
+        n_codes = len(uniques) + 1  # the last slot stands for a missing id
+        hc = np.where(hc < 0, n_codes - 1, hc)
+        oc = np.where(oc < 0, n_codes - 1, oc)
+    else:
+        hc, oc, n_codes = codes
     # pushes, on the whole history in its own row order (as close_date_pushes)
     cd = h["close_date"].to_numpy(dtype="datetime64[ns]")
     pushed = np.zeros(nh, dtype=bool)
@@ -461,18 +488,33 @@ def p_in_period(
         ``opportunity_id, pushes, p_in_period``, one row per open deal (``crm.open_deals`` order).
     """
     o = crm.open_deals
-    ids = o["opportunity_id"].to_numpy()
-    state = _open_deal_state(crm, o)
-    deals = pd.DataFrame(
+    deals = _slip_deals(o, _open_deal_state(crm, o), _segments(crm, o["opportunity_id"]).to_numpy())
+    return _p_in_period_of(deals, crm, period, model=model, how=how)
+
+
+def _slip_deals(o: pd.DataFrame, state: pd.DataFrame, segment: np.ndarray) -> pd.DataFrame:
+    """The open deals ``o`` with what the slip model reads (``state`` from :func:`_open_deal_state`)."""
+    return pd.DataFrame(
         {
-            "opportunity_id": ids,
+            "opportunity_id": o["opportunity_id"].to_numpy(),
             "stage": o["stage"].to_numpy(),
             "close_date": o["close_date"].to_numpy(),
             "pushes": state["pushes"].to_numpy(int),
-            "segment": _segments(crm, o["opportunity_id"]).to_numpy(),
+            "segment": segment,
             "days_in_stage": state["days_in_stage"].fillna(0.0).to_numpy(float),
         }
     )
+
+
+def _p_in_period_of(
+    deals: pd.DataFrame,
+    crm: CRM,
+    period: Period,
+    *,
+    model: SlipModel | None = None,
+    how: Literal["model", "close_date"] = "model",
+) -> pd.DataFrame:
+    """:func:`p_in_period` of prepared deal rows (:func:`_slip_deals`)."""
     if how == "close_date":
         p = (deals["close_date"].isna() | (deals["close_date"] < period.end)).to_numpy(dtype=float)
     elif how == "model":
