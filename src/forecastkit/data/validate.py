@@ -7,6 +7,7 @@ first line under the header of a CSV file.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -240,6 +241,56 @@ def _to_text(raw: pd.Series) -> pd.Series:
     return raw.astype(str).astype(TEXT_DTYPE).where(raw.notna())
 
 
+#: While :func:`validate_tables` runs: the pyarrow array each validated text column was built from,
+#: by the id of the column's object array (``id -> (weak reference to the array, pyarrow array or
+#: None, null count)``). The look-ups (references, duplicates, sorting) and missing-value checks
+#: then read the pyarrow array instead of converting millions of Python strings back. Only the
+#: columns validate_tables itself built are there, and it does not modify them in place (rows
+#: rejected give new arrays, which are not there). None outside validate_tables.
+_ARROW_OF: dict[int, tuple[weakref.ref, pa.Array | pa.ChunkedArray | None, int]] | None = None
+
+#: Columns whose pyarrow array is kept for look-ups (the others: only their null count).
+_LOOKUP_COLUMNS = frozenset({"opportunity_id", "account_id"} | {t.key[0] for t in TABLES.values() if len(t.key) == 1})
+
+
+def _backing(values: object) -> np.ndarray | None:
+    """The object array behind a text Series (``TEXT_DTYPE``), else None."""
+    if isinstance(values, pd.Series) and values.dtype == TEXT_DTYPE:
+        data = getattr(values.array, "_ndarray", None)
+        return data if isinstance(data, np.ndarray) else None
+    return None
+
+
+def _remember(values: pd.Series, arr: pa.Array | pa.ChunkedArray, keep: bool) -> None:
+    """Record the pyarrow array ``values`` was built from (``keep``: the array too, else its null count)."""
+    data = _backing(values)
+    if _ARROW_OF is not None and data is not None and len(data) == len(arr):
+        _ARROW_OF[id(data)] = (weakref.ref(data), arr if keep else None, arr.null_count)
+
+
+def _recalled(values: object) -> tuple[pa.Array | pa.ChunkedArray | None, int] | None:
+    """``(pyarrow array or None, null count)`` recorded for ``values`` by :func:`_remember`, else None."""
+    if _ARROW_OF is None:
+        return None
+    data = _backing(values)
+    entry = _ARROW_OF.get(id(data)) if data is not None else None
+    if entry is None or entry[0]() is not data:
+        return None
+    return entry[1], entry[2]
+
+
+def _isna(s: pd.Series) -> np.ndarray:
+    """``s.isna()`` as a boolean array (a validated text column without missing values: no scan)."""
+    known = _recalled(s)
+    if known is not None:
+        arr, nulls = known
+        if nulls == 0:
+            return np.zeros(len(s), dtype=bool)
+        if arr is not None:
+            return np.asarray(arr.is_null(), dtype=bool)
+    return s.isna().to_numpy(dtype=bool)
+
+
 def _text_arrow(values: pd.Series | pd.Index | np.ndarray | pa.Array) -> pa.Array | None:
     """Text values as a pyarrow string array (missing values null); None when they are not all text.
 
@@ -247,6 +298,13 @@ def _text_arrow(values: pd.Series | pd.Index | np.ndarray | pa.Array) -> pa.Arra
     """
     if isinstance(values, pa.Array):
         return values
+    known = _recalled(values)
+    if known is not None and known[0] is not None:
+        arr = known[0]
+        if isinstance(arr, pa.ChunkedArray):  # combined once (pyarrow's kernels here want one array)
+            arr = arr.combine_chunks()
+            _remember(values, arr, keep=True)
+        return arr
     if isinstance(values, pd.Series | pd.Index):
         if not (isinstance(values.dtype, pd.StringDtype) or values.dtype == object):
             return None
@@ -358,6 +416,12 @@ def coerce_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
     machine formats (ISO dates, plain numbers) are parsed in one vectorised
     pass; anything else falls back to pandas' parsers, cell by cell.
     """
+    values, bad, _ = _coerce(raw, kind)
+    return values, bad
+
+
+def _coerce(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, pa.ChunkedArray | None]:
+    """:func:`coerce_column`, and for text the pyarrow array the values were built from (else None)."""
     no_bad = pd.Series(False, index=raw.index)
     text_like = raw.dtype == object or isinstance(raw.dtype, pd.StringDtype)
     arr = _arrow_text(raw) if text_like else None
@@ -365,11 +429,11 @@ def coerce_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
         if arr is None:
             out = _to_text(raw)
             blank = (out.str.strip() == "").fillna(False).to_numpy(dtype=bool)
-            return (out.mask(blank) if blank.any() else out), no_bad
+            return (out.mask(blank) if blank.any() else out), no_bad, None
         blank = pc.equal(pc.utf8_trim_whitespace(arr), "")
         if pc.any(blank).as_py():
             arr = pc.if_else(blank, pa.scalar(None, arr.type), arr)
-        return _from_arrow(arr, raw.index), no_bad
+        return _from_arrow(arr, raw.index), no_bad, arr
     present = _present(raw, arr)
     if kind == "date":
         if pd.api.types.is_datetime64_any_dtype(raw.dtype):
@@ -391,7 +455,7 @@ def coerce_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
                 except (ValueError, TypeError, OverflowError):
                     out = pd.to_datetime(txt, errors="coerce", utc=True, format="mixed")
                 out = out.dt.tz_localize(None).astype("datetime64[ns]")
-        return out, present & out.isna()
+        return out, present & out.isna(), None
     if kind == "float":
         if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
             out = raw.astype("float64")
@@ -409,10 +473,10 @@ def coerce_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
         bad = present & (out.isna() | ~np.isfinite(out.fillna(0.0)))
         if bad.any():
             out = out.where(~bad)
-        return out, bad
+        return out, bad, None
     if kind == "bool":
         if pd.api.types.is_bool_dtype(raw.dtype):
-            return raw.astype("boolean"), no_bad
+            return raw.astype("boolean"), no_bad, None
         if arr is None:
             arr = pa.chunked_array([pa.array(raw.astype(str).to_numpy(dtype=object), type=pa.string())])
         txt = pc.utf8_lower(pc.utf8_trim_whitespace(arr))
@@ -426,7 +490,7 @@ def coerce_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
         )
         out[is_true & ok] = True
         out[is_false & ok] = False
-        return out, present & out.isna()
+        return out, present & out.isna(), None
     raise ValueError(kind)
 
 
@@ -458,7 +522,9 @@ def _validate_columns(
         if col.name not in df.columns:
             columns[col.name] = pd.Series(_MISSING[col.kind], index=df.index, dtype=_dtype(col))
             continue
-        values, bad = coerce_column(df[col.name], col.kind)
+        values, bad, arr = _coerce(df[col.name], col.kind)
+        if arr is not None:
+            _remember(values, arr, keep=col.name in _LOOKUP_COLUMNS)
         if bad.any():
             what = {"date": "not a date", "float": "not a number", "bool": "not true/false"}[col.kind]
             reasons.append((bad & ~bad_any, col.name, what, df[col.name]))
@@ -469,7 +535,7 @@ def _validate_columns(
         out = rej.add(out, mask.loc[out.index], colname, what, raw)
     # required values present
     for name in table.required:
-        m = out[name].isna()
+        m = _isna(out[name])
         out = rej.add(out, m, name, "missing required value")
     for col in table.columns:
         if col.nonnegative:
@@ -623,11 +689,11 @@ def _check_references(
         m = ~df["field"].isin(TABLES["opportunities"].column_names)
         df = rej.add(df, m, "field", "unknown field")
     if name == "activities" and opps is not None:
-        m = df["opportunity_id"].notna() & ~_isin(df["opportunity_id"], opps["opportunity_id"])
+        m = ~_isna(df["opportunity_id"]) & ~_isin(df["opportunity_id"], opps["opportunity_id"]).to_numpy(dtype=bool)
         df = rej.add(df, m, "opportunity_id", "unknown opportunity")
     accounts = tables.get("accounts")
     if accounts is not None and name in ("contacts", "orders", "subscriptions"):
-        m = df["account_id"].notna() & ~_isin(df["account_id"], accounts["account_id"])
+        m = ~_isna(df["account_id"]) & ~_isin(df["account_id"], accounts["account_id"]).to_numpy(dtype=bool)
         df = rej.add(df, m, "account_id", "unknown account")
     return df
 
@@ -648,9 +714,12 @@ def _sort_by_deal(df: pd.DataFrame) -> pd.DataFrame:
     """Rows ordered by ``opportunity_id`` then ``changed_at``, ties kept in file order (a stable sort)."""
     if len(df) < 2:
         return df
+    ids = _text_arrow(df["opportunity_id"])
+    if ids is None:
+        ids = pa.array(df["opportunity_id"].to_numpy(dtype=object), type=pa.string(), from_pandas=True)
     keys = pa.table(
         {
-            "id": pa.array(df["opportunity_id"].to_numpy(dtype=object), type=pa.string(), from_pandas=True),
+            "id": ids,
             "at": pa.array(df["changed_at"].to_numpy(dtype="datetime64[ns]")),
         }
     )
@@ -733,6 +802,25 @@ def validate_tables(
     as_of : Timestamp, optional
         Snapshot date; default the latest event date in the data.
     """
+    global _ARROW_OF
+    outer, _ARROW_OF = _ARROW_OF, {}
+    try:
+        return _validate_tables(
+            raw, playbook=playbook, files=files, row_offsets=row_offsets, fx_rates=fx_rates, as_of=as_of
+        )
+    finally:
+        _ARROW_OF = outer
+
+
+def _validate_tables(
+    raw: Mapping[str, pd.DataFrame],
+    *,
+    playbook: Playbook,
+    files: Mapping[str, str] | None,
+    row_offsets: Mapping[str, int] | None,
+    fx_rates: Mapping[str, float] | None,
+    as_of: pd.Timestamp | None,
+) -> tuple[dict[str, pd.DataFrame], LoadReport, pd.Timestamp]:
     unknown = sorted(set(raw) - set(TABLES))
     if unknown:
         raise SchemaError(f"unknown table(s) {', '.join(map(repr, unknown))}; canonical tables: {', '.join(TABLES)}")
