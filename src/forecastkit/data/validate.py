@@ -212,10 +212,13 @@ def _from_arrow(arr: pa.ChunkedArray, index: pd.Index) -> pd.Series:
         if arr.null_count:
             vals[np.asarray(arr.is_null(), dtype=bool)] = pd.NA
         return pd.Series(_string_array(vals), index=index, copy=False)
-    enc = arr.dictionary_encode().combine_chunks()
-    uniques = np.append(enc.dictionary.to_numpy(zero_copy_only=False).astype(object), [pd.NA])
-    codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)  # -1 picks the trailing NA
-    return pd.Series(_string_array(uniques[codes]), index=index, copy=False)
+    # pyarrow's own conversion shares equal strings (deduplicate_objects) and beats a dictionary
+    # encoding plus a take on such columns; missing cells come out as None, made pd.NA here
+    vals = np.asarray(arr.to_pandas(deduplicate_objects=True), dtype=object)
+    if arr.null_count:
+        vals = vals if vals.flags.writeable else vals.copy()
+        vals[np.asarray(arr.is_null(), dtype=bool)] = pd.NA
+    return pd.Series(_string_array(vals), index=index, copy=False)
 
 
 _STRING_TEMPLATE = pd.arrays.StringArray(np.array([], dtype=object))
@@ -249,8 +252,12 @@ def _to_text(raw: pd.Series) -> pd.Series:
 #: rejected give new arrays, which are not there). None outside validate_tables.
 _ARROW_OF: dict[int, tuple[weakref.ref, pa.Array | pa.ChunkedArray | None, int]] | None = None
 
-#: Columns whose pyarrow array is kept for look-ups (the others: only their null count).
-_LOOKUP_COLUMNS = frozenset({"opportunity_id", "account_id"} | {t.key[0] for t in TABLES.values() if len(t.key) == 1})
+#: Columns whose pyarrow array is kept for look-ups and codes (the others: only their null count).
+_LOOKUP_COLUMNS = frozenset(
+    {"opportunity_id", "account_id", "stage"}
+    | {t.key[0] for t in TABLES.values() if len(t.key) == 1}
+    | {c.name for t in TABLES.values() for c in t.columns if c.allowed is not None}
+)
 
 
 def _backing(values: object) -> np.ndarray | None:
@@ -339,11 +346,21 @@ def _isin(s: pd.Series, values: pd.Series) -> pd.Series:
     return pd.Series(pc.is_in(a, value_set=v).to_numpy(zero_copy_only=False), index=s.index)
 
 
+def _increasing(a: pa.Array, strict: bool = False) -> bool:
+    """True when ``a`` has no missing value and each value is above (``strict``) or at least the one before."""
+    if len(a) < 2 or a.null_count:
+        return len(a) < 2 and not a.null_count
+    after = (pc.greater if strict else pc.greater_equal)(a.slice(1), a.slice(0, len(a) - 1))
+    return bool(pc.all(after).as_py())
+
+
 def _duplicated(df: pd.DataFrame, key: Sequence[str]) -> pd.Series:
     """``df.duplicated(key, keep="first")``; one text key is hashed by pyarrow."""
     a = _text_arrow(df[key[0]]) if len(key) == 1 else None
     if a is None:
         return df.duplicated(list(key), keep="first")
+    if _increasing(a, strict=True):  # ids in ascending order (most exports): all distinct, no hashing
+        return pd.Series(np.zeros(len(a), dtype=bool), index=df.index)
     codes = a.dictionary_encode(null_encoding="encode").indices.to_numpy(zero_copy_only=False).astype(np.int64)
     # codes are numbered in order of first appearance: a row repeats a value when its code is not a new maximum
     seen = np.maximum.accumulate(codes)
@@ -353,10 +370,19 @@ def _duplicated(df: pd.DataFrame, key: Sequence[str]) -> pd.Series:
     return pd.Series(dup, index=df.index)
 
 
+def _blank(arr: pa.ChunkedArray) -> pa.ChunkedArray:
+    """True where a text cell is empty or only spaces (missing stays missing).
+
+    The same cells as ``utf8_trim_whitespace(arr) == ""`` (checked on every Unicode
+    code point), without building the trimmed strings.
+    """
+    return pc.or_(pc.equal(pc.binary_length(arr), 0), pc.utf8_is_space(arr))
+
+
 def _present(raw: pd.Series, arr: pa.ChunkedArray | None) -> pd.Series:
     """True where a cell holds a value (text cells: something other than spaces)."""
     if arr is not None:
-        filled = pc.not_equal(pc.utf8_trim_whitespace(arr), "").fill_null(False)
+        filled = pc.invert(_blank(arr)).fill_null(False)
         return pd.Series(filled.to_numpy(zero_copy_only=False), index=raw.index)
     present = raw.notna()
     if raw.dtype == object or isinstance(raw.dtype, pd.StringDtype):
@@ -374,7 +400,13 @@ def normalise_codes(s: pd.Series) -> pd.Series:
 
 def _normalised(s: pd.Series, allowed: Sequence[str] | None = None) -> tuple[pd.Series, np.ndarray]:
     """``normalise_codes(s)`` and, per row, whether the normalised value is missing or in ``allowed``."""
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    known = _recalled(s)
+    if known is not None and known[0] is not None:  # a validated text column: pyarrow hashes it
+        enc = _text_arrow(s).dictionary_encode()
+        codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        uniques = enc.dictionary.to_pylist()
+    else:
+        codes, uniques = pd.factorize(s, use_na_sentinel=True)
     norm = [str(u).strip().lower().replace(" ", "_") for u in uniques]
     vals = np.array([*norm, pd.NA], dtype=object)[codes]
     ok = np.ones(len(s), dtype=bool)
@@ -430,7 +462,7 @@ def _coerce(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, pa.Chunked
             out = _to_text(raw)
             blank = (out.str.strip() == "").fillna(False).to_numpy(dtype=bool)
             return (out.mask(blank) if blank.any() else out), no_bad, None
-        blank = pc.equal(pc.utf8_trim_whitespace(arr), "")
+        blank = _blank(arr)
         if pc.any(blank).as_py():
             arr = pc.if_else(blank, pa.scalar(None, arr.type), arr)
         return _from_arrow(arr, raw.index), no_bad, arr
@@ -710,6 +742,16 @@ def _lookup(ids: pd.Series, keys: pd.Series, values: pd.Series) -> pd.Series:
     return pd.Series(out, index=ids.index)
 
 
+def _sorted_by_deal(ids: pa.Array, at: pa.Array) -> bool:
+    """True when rows are ordered by ``ids`` then ``at`` (none missing): checked on neighbours, no sort."""
+    if not _increasing(ids) or at.null_count:
+        return False
+    n = len(ids)
+    same = pc.equal(ids.slice(1), ids.slice(0, n - 1))
+    later = pc.greater_equal(at.slice(1), at.slice(0, n - 1))
+    return bool(pc.all(pc.or_(pc.invert(same), later)).as_py())
+
+
 def _sort_by_deal(df: pd.DataFrame) -> pd.DataFrame:
     """Rows ordered by ``opportunity_id`` then ``changed_at``, ties kept in file order (a stable sort)."""
     if len(df) < 2:
@@ -723,6 +765,8 @@ def _sort_by_deal(df: pd.DataFrame) -> pd.DataFrame:
             "at": pa.array(df["changed_at"].to_numpy(dtype="datetime64[ns]")),
         }
     )
+    if _sorted_by_deal(keys["id"].combine_chunks(), keys["at"].combine_chunks()):
+        return df  # the stable sort below would keep every row in place
     order = pc.sort_indices(keys, sort_keys=[("id", "ascending"), ("at", "ascending")])
     order = order.to_numpy().astype(np.int64)  # uint64 from arrow: differences must be signed
     if (np.diff(order) > 0).all():
