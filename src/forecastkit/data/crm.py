@@ -28,6 +28,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from forecastkit.data.schema import REPORT_BOXES, TABLES
 from forecastkit.data.validate import TEXT_DTYPE, LoadReport, coerce_column, empty_table, validate_tables
@@ -193,7 +194,9 @@ class CRM:
         out: dict[str, pd.DataFrame] = {}
         out["history"] = _before(t["history"], "changed_at", cutoff)
         out["field_history"] = _before(t["field_history"], "changed_at", cutoff)
-        out["opportunities"] = _rewind_opportunities(t["opportunities"], out["history"], t["field_history"], cutoff)
+        out["opportunities"] = _rewind_opportunities(
+            t["opportunities"], out["history"], t["field_history"], cutoff, self._cached(("field_values",), dict)
+        )
         out["activities"] = _rewind_activities(t["activities"], cutoff)
         out["orders"] = _rewind_orders(t["orders"], cutoff)
         out["forecast_calls"] = _before(t["forecast_calls"], "submitted_at", cutoff)
@@ -515,8 +518,42 @@ def _key_positions(ids: pd.Series, keys: np.ndarray) -> np.ndarray:
     return pd.Index(keys.astype(object)).get_indexer(ids.to_numpy(dtype=object))
 
 
+def _field_values(fh: pd.DataFrame, field: str, kind: str, cache: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(rows, values)``: the rows of ``fh`` (positions) changing ``field`` and their old values converted.
+
+    Converted once per snapshot (``cache``) instead of at every ``as_of``; None when a part
+    of the column could convert differently from the whole (dates or numbers that pyarrow
+    cannot parse all at once go through pandas' parsers, which the rewind then uses per call).
+    """
+    key = (field, kind)
+    if key not in cache:
+        rows = np.flatnonzero((fh["field"] == field).to_numpy(dtype=bool, na_value=False))
+        raw = fh["old_value"].iloc[rows].reset_index(drop=True)
+        whole = kind in ("str", "bool") or _parsed_whole(raw, kind)
+        cache[key] = (rows, coerce_column(raw, kind)[0].to_numpy()) if whole else None
+    return cache[key]
+
+
+def _parsed_whole(raw: pd.Series, kind: str) -> bool:
+    """True when ``coerce_column(raw, kind)`` (dates, numbers) takes its pyarrow path: every part of ``raw`` would too."""
+    from forecastkit.data.validate import _arrow_dates, _arrow_text, _present
+
+    if not (raw.dtype == object or isinstance(raw.dtype, pd.StringDtype)):
+        return False
+    arr = _arrow_text(raw)
+    if arr is None or not bool(_present(raw, arr).eq(raw.notna()).all()):
+        return False
+    if kind == "date":
+        return _arrow_dates(arr) is not None
+    try:
+        arr.cast(pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    return kind == "float"
+
+
 def _rewind_opportunities(
-    opps: pd.DataFrame, hist: pd.DataFrame, fh: pd.DataFrame, cutoff: pd.Timestamp
+    opps: pd.DataFrame, hist: pd.DataFrame, fh: pd.DataFrame, cutoff: pd.Timestamp, cache: dict | None = None
 ) -> pd.DataFrame:
     from forecastkit.data.validate import _isin
 
@@ -567,14 +604,20 @@ def _rewind_opportunities(
         if len(later):
             first = later.groupby(["opportunity_id", "field"], sort=False).head(1)
             pos = pd.Series(np.arange(len(o)), index=o["opportunity_id"].to_numpy())
+            # fh rows by position (a snapshot's tables have the default index): old values converted once
+            by_row = cache is not None and fh.index.equals(pd.RangeIndex(len(fh)))
             for field, grp in first.groupby("field", sort=False):
                 if field not in o.columns or field in ("opportunity_id",):
                     continue
                 kind = TABLES["opportunities"].column(str(field)).kind
-                vals, _ = coerce_column(grp["old_value"].reset_index(drop=True), kind)
+                whole = _field_values(fh, str(field), kind, cache) if by_row else None
+                if whole is not None:
+                    vals = whole[1][np.searchsorted(whole[0], grp.index.to_numpy())]
+                else:
+                    vals = coerce_column(grp["old_value"].reset_index(drop=True), kind)[0].to_numpy()
                 rows = pos.reindex(grp["opportunity_id"].to_numpy()).to_numpy()
                 col = o[field].copy()
-                col.iloc[rows] = vals.to_numpy()
+                col.iloc[rows] = vals
                 o[field] = col
     return o
 
