@@ -28,7 +28,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from forecastkit.data.schema import REPORT_BOXES, TABLES
 from forecastkit.data.validate import TEXT_DTYPE, LoadReport, coerce_column, empty_table, validate_tables
@@ -525,31 +524,18 @@ def _field_values(fh: pd.DataFrame, field: str, kind: str, cache: dict) -> tuple
     of the column could convert differently from the whole (dates or numbers that pyarrow
     cannot parse all at once go through pandas' parsers, which the rewind then uses per call).
     """
+    from forecastkit.data.validate import _coerce
+
     key = (field, kind)
     if key not in cache:
-        rows = np.flatnonzero((fh["field"] == field).to_numpy(dtype=bool, na_value=False))
-        raw = fh["old_value"].iloc[rows].reset_index(drop=True)
-        whole = kind in ("str", "bool") or _parsed_whole(raw, kind)
-        cache[key] = (rows, coerce_column(raw, kind)[0].to_numpy()) if whole else None
+        if "fields" not in cache:  # each row's field as a number (one pass instead of one per field)
+            cache["fields"] = pd.factorize(fh["field"])
+        codes, names = cache["fields"]
+        rows = np.flatnonzero(codes == names.get_loc(field)) if field in names else np.zeros(0, dtype=np.int64)
+        vals, _, parsed = _coerce(fh["old_value"].iloc[rows].reset_index(drop=True), kind)
+        whole = kind in ("str", "bool") or parsed is not None
+        cache[key] = (rows, vals.to_numpy()) if whole else None
     return cache[key]
-
-
-def _parsed_whole(raw: pd.Series, kind: str) -> bool:
-    """True when ``coerce_column(raw, kind)`` (dates, numbers) takes its pyarrow path: every part of ``raw`` would too."""
-    from forecastkit.data.validate import _arrow_dates, _arrow_text, _present
-
-    if not (raw.dtype == object or isinstance(raw.dtype, pd.StringDtype)):
-        return False
-    arr = _arrow_text(raw)
-    if arr is None or not bool(_present(raw, arr).eq(raw.notna()).all()):
-        return False
-    if kind == "date":
-        return _arrow_dates(arr) is not None
-    try:
-        arr.cast(pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return False
-    return kind == "float"
 
 
 def _rewind_opportunities(
@@ -604,8 +590,13 @@ def _rewind_opportunities(
         if len(later):
             first = later.groupby(["opportunity_id", "field"], sort=False).head(1)
             pos = pd.Series(np.arange(len(o)), index=o["opportunity_id"].to_numpy())
-            # fh rows by position (a snapshot's tables have the default index): old values converted once
-            by_row = cache is not None and fh.index.equals(pd.RangeIndex(len(fh)))
+            # from a snapshot's second rewind on (win-model training rewinds one at many dates), old values
+            # are converted once for all rows instead of at each date; fh rows by position (default index)
+            by_row = (
+                cache is not None and cache.setdefault("rewinds", 0) > 0 and fh.index.equals(pd.RangeIndex(len(fh)))
+            )
+            if cache is not None:
+                cache["rewinds"] += 1
             for field, grp in first.groupby("field", sort=False):
                 if field not in o.columns or field in ("opportunity_id",):
                     continue

@@ -453,7 +453,12 @@ def coerce_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
 
 
 def _coerce(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, pa.ChunkedArray | None]:
-    """:func:`coerce_column`, and for text the pyarrow array the values were built from (else None)."""
+    """:func:`coerce_column`, and the pyarrow array the values were built from (else None).
+
+    For dates and numbers the array is returned only when pyarrow parsed the whole column:
+    then each cell's value does not depend on the other cells (pandas' parsers, the
+    fallback, choose a format for the whole column).
+    """
     no_bad = pd.Series(False, index=raw.index)
     text_like = raw.dtype == object or isinstance(raw.dtype, pd.StringDtype)
     arr = _arrow_text(raw) if text_like else None
@@ -468,6 +473,7 @@ def _coerce(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, pa.Chunked
         return _from_arrow(arr, raw.index), no_bad, arr
     present = _present(raw, arr)
     if kind == "date":
+        fast = None
         if pd.api.types.is_datetime64_any_dtype(raw.dtype):
             out = raw
             if getattr(raw.dt, "tz", None) is not None:
@@ -487,8 +493,9 @@ def _coerce(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, pa.Chunked
                 except (ValueError, TypeError, OverflowError):
                     out = pd.to_datetime(txt, errors="coerce", utc=True, format="mixed")
                 out = out.dt.tz_localize(None).astype("datetime64[ns]")
-        return out, present & out.isna(), None
+        return out, present & out.isna(), (arr if fast is not None else None)
     if kind == "float":
+        via = None
         if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
             out = raw.astype("float64")
         else:
@@ -496,6 +503,7 @@ def _coerce(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, pa.Chunked
             if arr is not None and bool(present.eq(raw.notna()).all()):
                 try:
                     out = pd.Series(arr.cast(pa.float64()).to_numpy(), index=raw.index, dtype="float64")
+                    via = arr
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                     out = None
             if out is None:
@@ -505,7 +513,7 @@ def _coerce(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, pa.Chunked
         bad = present & (out.isna() | ~np.isfinite(out.fillna(0.0)))
         if bad.any():
             out = out.where(~bad)
-        return out, bad, None
+        return out, bad, via
     if kind == "bool":
         if pd.api.types.is_bool_dtype(raw.dtype):
             return raw.astype("boolean"), no_bad, None
@@ -555,7 +563,7 @@ def _validate_columns(
             columns[col.name] = pd.Series(_MISSING[col.kind], index=df.index, dtype=_dtype(col))
             continue
         values, bad, arr = _coerce(df[col.name], col.kind)
-        if arr is not None:
+        if arr is not None and col.kind == "str":
             _remember(values, arr, keep=col.name in _LOOKUP_COLUMNS)
         if bad.any():
             what = {"date": "not a date", "float": "not a number", "bool": "not true/false"}[col.kind]
