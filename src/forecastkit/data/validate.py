@@ -782,6 +782,62 @@ def _sort_by_deal(df: pd.DataFrame) -> pd.DataFrame:
     return df.take(order)
 
 
+def _reconcile_positions(opps: pd.DataFrame, hist: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(deals, last)``: the deals (rows of ``opps``) with history and the row of each one's last history row.
+
+    For validated tables only (distinct deal ids, history sorted by deal): pyarrow finds
+    each deal among the ends of the history runs. None when the ids are not text.
+    """
+    hid = _text_arrow(hist["opportunity_id"])
+    if hid is None or hid.null_count or len(hid) < 2:
+        return None
+    n = len(hid)
+    change = pc.not_equal(hid.slice(1), hid.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    ends = np.append(np.flatnonzero(change), n - 1)  # the last row of each deal's run
+    pos = text_positions(opps["opportunity_id"], hid.take(pa.array(ends)))
+    if pos is None:
+        return None
+    deals = np.flatnonzero(pos >= 0)
+    return deals, ends[pos[deals]]
+
+
+def _reconcile_fast(
+    opps: pd.DataFrame, hist: pd.DataFrame, as_of: pd.Timestamp, notes: list[str], deals: np.ndarray, last: np.ndarray
+) -> tuple[pd.DataFrame, int]:
+    """:func:`_reconcile_history` from row positions (``_reconcile_positions``) instead of id look-ups."""
+    cols = ["stage", "amount", "close_date"]
+    differs = np.zeros(len(deals), dtype=bool)
+    for c in cols:
+        x = opps[c].iloc[deals].reset_index(drop=True)
+        y = hist[c].iloc[last].reset_index(drop=True)
+        differs |= ~((x == y).fillna(False) | (x.isna() & y.isna())).to_numpy(dtype=bool)
+    n_without = len(opps) - len(deals)
+    if n_without:
+        notes.append(
+            f"history: {n_without} deal(s) have no history row; their past stages are unknown "
+            "(as_of shows them in their current state while open)"
+        )
+    if not differs.any():
+        return hist, 0
+    rows, last = deals[differs], last[differs]
+    add = opps[["opportunity_id", "stage", "amount", "close_date", "forecast_category"]].iloc[rows]
+    add = add.reset_index(drop=True)
+    # a closed deal changed state when it closed: date its row at closed_at (when that is after its last
+    # history row), so that as_of() does not show a deal won in March as open until the snapshot date
+    closed_at = opps["closed_at"].iloc[rows].to_numpy()
+    at_close = (opps["status"].iloc[rows] != "open").to_numpy() & (
+        closed_at >= hist["changed_at"].iloc[last].dt.normalize().to_numpy()
+    )
+    add["changed_at"] = np.where(at_close, closed_at, np.datetime64(as_of, "ns")).astype("datetime64[ns]")
+    add[_ROW] = -1
+    notes.append(
+        f"history: {len(rows)} deal(s) show a current state that their last history row does not; "
+        "a history row was added for each, dated at the close date for closed deals and at the snapshot date otherwise"
+    )
+    hist = pd.concat([hist, add[hist.columns]], ignore_index=True)
+    return _sort_by_deal(hist), len(rows)
+
+
 def _reconcile_history(
     opps: pd.DataFrame, hist: pd.DataFrame, as_of: pd.Timestamp, notes: list[str]
 ) -> tuple[pd.DataFrame, int]:
@@ -793,6 +849,9 @@ def _reconcile_history(
             )
         return hist, 0
     hist = _sort_by_deal(hist)
+    fast = _reconcile_positions(opps, hist)
+    if fast is not None:
+        return _reconcile_fast(opps, hist, as_of, notes, *fast)
     last = hist.groupby("opportunity_id", sort=False).tail(1).set_index("opportunity_id")
     cur = opps.set_index("opportunity_id")
     common = cur.index.intersection(last.index)
