@@ -286,6 +286,26 @@ def _recalled(values: object) -> tuple[pa.Array | pa.ChunkedArray | None, int] |
     return entry[1], entry[2]
 
 
+#: Per table, the columns whose pyarrow arrays later steps of validate_tables still read
+#: (references to deals and accounts, history's order and reconciliation).
+_STILL_LOOKED_UP = {
+    "opportunities": ("opportunity_id",),
+    "accounts": ("account_id",),
+    "history": ("opportunity_id",),
+    "field_history": ("opportunity_id",),
+}
+
+
+def _forget(df: pd.DataFrame, keep: Sequence[str] = ()) -> None:
+    """Drop what :func:`_remember` recorded for the columns of ``df`` but ``keep`` (memory is freed as tables are done)."""
+    if _ARROW_OF is None:
+        return
+    for name in df.columns:
+        data = _backing(df[name]) if name not in keep else None
+        if data is not None:
+            _ARROW_OF.pop(id(data), None)
+
+
 def _isna(s: pd.Series) -> np.ndarray:
     """``s.isna()`` as a boolean array (a validated text column without missing values: no scan)."""
     known = _recalled(s)
@@ -954,6 +974,7 @@ def _validate_tables(
         df[_ROW] = np.arange(1, len(df) + 1) + (row_offsets or {}).get(name, 0)
         row_currency = df.pop("currency") if name == "history" and "currency" in df else None
         clean = _validate_columns(df, TABLES[name], file, rej, playbook, notes)
+        _forget(clean, keep=("opportunity_id", "account_id"))  # (keys and codes were for the columns' checks)
         if name == "opportunities":
             found = {str(c).strip().upper() for c in pd.unique(clean["currency"].dropna())}
             if found - {playbook.currency.lower(), playbook.currency.upper()}:
@@ -967,6 +988,7 @@ def _validate_tables(
         out[name] = clean
         rejects.append(rej.frame())
         counts[name] = (len(df), len(clean))
+        _forget(clean, keep=_STILL_LOOKED_UP.get(name, ()))
     if "accounts" in out:
         o = out["opportunities"]
         n = int((o["account_id"].notna() & ~o["account_id"].isin(out["accounts"]["account_id"])).sum())
