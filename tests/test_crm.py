@@ -382,3 +382,23 @@ def test_split_by_rejects_other_columns() -> None:
 
     with pytest.raises(ParameterError, match="split_by\\(\\) takes 'owner', 'team' or 'business_unit', got 'segment'"):
         _split_company().split_by("segment")  # type: ignore[arg-type]
+
+
+def test_rewinding_twice_converts_field_history_once_with_the_same_values(raw_tables: dict[str, pd.DataFrame]) -> None:
+    from forecastkit.data.crm import _last_rows
+
+    crm = CRM.from_tables(raw_tables, as_of="2026-06-30")
+    fh = crm.field_history
+    assert len(fh)
+    dates = sorted(set(fh["changed_at"].dt.normalize() - pd.Timedelta(days=1)))
+    first = [crm.as_of(d).opportunities for d in dates]  # the first rewind converts per call, later ones once
+    fresh = CRM(crm.tables, as_of_date=crm.as_of_date, playbook=crm.playbook)
+    for d, expected in zip(dates, first, strict=True):
+        pd.testing.assert_frame_equal(fresh.as_of(d).opportunities, expected)
+        pd.testing.assert_frame_equal(CRM(crm.tables, as_of_date=crm.as_of_date).as_of(d).opportunities, expected)
+    ids = crm.history["opportunity_id"]
+    expected_rows = ids.to_frame().assign(r=range(len(ids))).groupby("opportunity_id", sort=False).tail(1)["r"]
+    assert _last_rows(ids).tolist() == expected_rows.tolist()
+    shuffled = ids.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    expected_rows = shuffled.to_frame().assign(r=range(len(ids))).groupby("opportunity_id", sort=False).tail(1)["r"]
+    assert _last_rows(shuffled).tolist() == expected_rows.tolist()

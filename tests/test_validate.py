@@ -582,3 +582,35 @@ def test_pyarrow_duplicate_and_reference_checks_match_pandas():
     created = pd.Series(pd.date_range("2026-01-01", periods=len(keys), freq="D"))
     expected = df["k"].map(pd.Series(created.to_numpy(), index=keys.to_numpy()))
     pd.testing.assert_series_equal(_lookup(df["k"], keys, created), expected, check_names=False)
+
+
+def test_blank_cells_are_those_trimming_empties():
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from forecastkit.data.validate import _blank
+
+    cells = ["", " ", "\t\n", "\u3000\u2003", "\u00a0", "\u200b", " a ", "a", "\u2028", None, "x\u3000"]
+    arr = pa.chunked_array([pa.array(cells[:5]), pa.array(cells[5:])])
+    assert _blank(arr).to_pylist() == pc.equal(pc.utf8_trim_whitespace(arr), "").to_pylist()
+
+
+def test_ascending_ids_and_sorted_history_checks_match_a_sort():
+    from forecastkit.data.validate import _duplicated, _sort_by_deal
+
+    ids = pd.array([f"OPP-{i:03d}" for i in range(300)], dtype="string")
+    df = pd.DataFrame({"opportunity_id": ids})
+    assert not _duplicated(df, ["opportunity_id"]).any()  # ascending: no hashing needed
+    df.loc[150, "opportunity_id"] = "OPP-149"  # a repeat in place keeps the order non-decreasing only
+    pd.testing.assert_series_equal(_duplicated(df, ["opportunity_id"]), df.duplicated(["opportunity_id"]))
+    rng = np.random.default_rng(1)
+    h = pd.DataFrame(
+        {
+            "opportunity_id": pd.array(np.sort(rng.choice([f"O{i}" for i in range(40)], 200)), dtype="string"),
+            "changed_at": pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 90, 200), unit="D"),
+        }
+    )
+    expected = h.sort_values(["opportunity_id", "changed_at"], kind="stable")
+    pd.testing.assert_frame_equal(_sort_by_deal(h), expected)
+    pd.testing.assert_frame_equal(_sort_by_deal(expected), expected)  # already sorted: the same frame
+    assert _sort_by_deal(expected) is expected

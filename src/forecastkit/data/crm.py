@@ -193,21 +193,22 @@ class CRM:
         out: dict[str, pd.DataFrame] = {}
         out["history"] = _before(t["history"], "changed_at", cutoff)
         out["field_history"] = _before(t["field_history"], "changed_at", cutoff)
-        out["opportunities"] = _rewind_opportunities(t["opportunities"], out["history"], t["field_history"], cutoff)
+        out["opportunities"] = _rewind_opportunities(
+            t["opportunities"], out["history"], t["field_history"], cutoff, self._cached(("field_values",), dict)
+        )
         out["activities"] = _rewind_activities(t["activities"], cutoff)
         out["orders"] = _rewind_orders(t["orders"], cutoff)
         out["forecast_calls"] = _before(t["forecast_calls"], "submitted_at", cutoff)
         for name in ("accounts", "contacts"):
             df = t[name]
-            out[name] = df[~(df["created_at"] >= cutoff)].reset_index(drop=True)
-        reps = t["reps"]
-        reps = reps[~(reps["start_date"] >= cutoff)].copy()
+            out[name] = _rows(df, ~(df["created_at"] >= cutoff))
+        reps = _rows(t["reps"], ~(t["reps"]["start_date"] >= cutoff))
         reps.loc[reps["end_date"] >= cutoff, "end_date"] = pd.NaT
-        out["reps"] = reps.reset_index(drop=True)
+        out["reps"] = reps
         out["subscriptions"] = _before(t["subscriptions"], "month", cutoff)
         costs = t["costs"]
         month_start = pd.to_datetime(costs["period"].astype(object) + "-01", errors="coerce")
-        out["costs"] = costs[~(month_start >= cutoff)].reset_index(drop=True)
+        out["costs"] = _rows(costs, ~(month_start >= cutoff))
         out["targets"] = t["targets"]
         tables = {n: out[n] for n in self._present | {"opportunities"}}
         return CRM(tables, as_of_date=d, playbook=self.playbook, load_report=self.load_report)
@@ -259,22 +260,22 @@ class CRM:
                 f"{col}={who!r} is not in this CRM; known: {', '.join(known[:10])}{' ...' if len(known) > 10 else ''}"
             )
         out = dict(t)
-        out["opportunities"] = o[keep].reset_index(drop=True)
+        out["opportunities"] = _rows(o, keep)
         for name in ("history", "field_history"):
-            out[name] = t[name][self._rows_of_deals(name, keep)].reset_index(drop=True)
+            out[name] = _rows(t[name], self._rows_of_deals(name, keep))
         a = t["activities"]
         mine = self._rows_of_deals("activities", keep) | (
             a["opportunity_id"].isna().to_numpy(dtype=bool) & self._rows_of_owners("activities", owners)
         )
-        out["activities"] = a[mine].reset_index(drop=True)
+        out["activities"] = _rows(a, mine)
         for name in ("orders", "forecast_calls", "accounts", "reps"):
             df = t[name]
-            out[name] = df[self._rows_of_owners(name, owners)].reset_index(drop=True)
+            out[name] = _rows(df, self._rows_of_owners(name, owners))
         tg = t["targets"]
         mine = pd.Series(self._rows_of_owners("targets", owners), index=tg.index)
         if col == "team":
             mine |= tg["owner"].isna() & (tg["team"] == who).fillna(False)
-        out["targets"] = tg[mine].reset_index(drop=True)
+        out["targets"] = _rows(tg, mine)
         present = {n: out[n] for n in self._present | {"opportunities"}}
         return CRM(present, as_of_date=self.as_of_date, playbook=self.playbook, load_report=self.load_report)
 
@@ -438,7 +439,8 @@ class _Split(Mapping):
             df = crm._tables[name]
             if name in self._rows:
                 b, rows = self._bounds[name], self._rows[name]
-                df = df.take(rows[b[g] : b[g + 1]]).reset_index(drop=True)
+                df = df.take(rows[b[g] : b[g + 1]])
+                df.index = pd.RangeIndex(len(df))  # (a fresh frame: no second copy as reset_index makes)
             out[name] = df
         return CRM(out, as_of_date=crm.as_of_date, playbook=crm.playbook, load_report=crm.load_report)
 
@@ -471,33 +473,96 @@ def _positions(ids: pd.Series, keys: pd.Series) -> np.ndarray:
     return np.where(ids.isna().to_numpy(dtype=bool), -1, out).astype(np.int64)
 
 
+def _rows(df: pd.DataFrame, keep: pd.Series | np.ndarray) -> pd.DataFrame:
+    """``df[keep].reset_index(drop=True)`` as a new frame the caller may modify: one copy of the data, not three.
+
+    (``df[keep]`` copies, ``.copy()`` before modifying it and ``reset_index`` copy again.)
+    """
+    out = df.take(np.flatnonzero(np.asarray(keep, dtype=bool)))
+    out.index = pd.RangeIndex(len(out))
+    return out
+
+
 def _before(df: pd.DataFrame, col: str, cutoff: pd.Timestamp) -> pd.DataFrame:
-    return df[df[col] < cutoff].reset_index(drop=True)
+    return _rows(df, df[col] < cutoff)
+
+
+def _last_rows(ids: pd.Series) -> np.ndarray:
+    """Positions of ``df.groupby(ids, sort=False).tail(1)``: each deal's last row, ascending (missing ids left out).
+
+    History is sorted by deal: each deal's rows are one run and its last row ends the run
+    (checked; otherwise the groupby).
+    """
+    v = ids.to_numpy() if ids.dtype == np.int64 else np.asarray(ids.array, dtype=object)
+    if len(v) >= 2 and (ids.dtype == np.int64 or isinstance(ids.dtype, pd.StringDtype)):
+        try:  # (a missing text id is pd.NA, whose comparison raises TypeError)
+            ends = np.append(np.flatnonzero(v[1:] != v[:-1]), len(v) - 1)
+            if bool((v[1:] >= v[:-1]).all()) or pd.Index(v[ends]).is_unique:
+                return ends
+        except TypeError:
+            pass
+    frame = pd.DataFrame({"id": ids.to_numpy(), "row": np.arange(len(ids))})
+    return frame.groupby("id", sort=False).tail(1)["row"].to_numpy()
+
+
+def _key_positions(ids: pd.Series, keys: np.ndarray) -> np.ndarray:
+    """``pd.Index(keys).get_indexer(ids)`` for distinct ``keys`` (integer ids, or text hashed by pyarrow)."""
+    from forecastkit.data.validate import text_positions
+
+    if ids.dtype == np.int64 and keys.dtype == np.int64:
+        return pd.Index(keys).get_indexer(ids.to_numpy())
+    pos = text_positions(ids, keys)
+    if pos is not None:
+        return pos
+    return pd.Index(keys.astype(object)).get_indexer(ids.to_numpy(dtype=object))
+
+
+def _field_values(fh: pd.DataFrame, field: str, kind: str, cache: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(rows, values)``: the rows of ``fh`` (positions) changing ``field`` and their old values converted.
+
+    Converted once per snapshot (``cache``) instead of at every ``as_of``; None when a part
+    of the column could convert differently from the whole (dates or numbers that pyarrow
+    cannot parse all at once go through pandas' parsers, which the rewind then uses per call).
+    """
+    from forecastkit.data.validate import _coerce
+
+    key = (field, kind)
+    if key not in cache:
+        if "fields" not in cache:  # each row's field as a number (one pass instead of one per field)
+            cache["fields"] = pd.factorize(fh["field"])
+        codes, names = cache["fields"]
+        rows = np.flatnonzero(codes == names.get_loc(field)) if field in names else np.zeros(0, dtype=np.int64)
+        vals, _, parsed = _coerce(fh["old_value"].iloc[rows].reset_index(drop=True), kind)
+        whole = kind in ("str", "bool") or parsed is not None
+        cache[key] = (rows, vals.to_numpy()) if whole else None
+    return cache[key]
 
 
 def _rewind_opportunities(
-    opps: pd.DataFrame, hist: pd.DataFrame, fh: pd.DataFrame, cutoff: pd.Timestamp
+    opps: pd.DataFrame, hist: pd.DataFrame, fh: pd.DataFrame, cutoff: pd.Timestamp, cache: dict | None = None
 ) -> pd.DataFrame:
-    o = opps[opps["created_at"] < cutoff].copy()
+    from forecastkit.data.validate import _isin
+
+    o = _rows(opps, opps["created_at"] < cutoff)
     if o.empty:
-        return o.reset_index(drop=True)
+        return o
     cur_stage = o["stage"].copy()
     ids = o["opportunity_id"]
     if len(hist):
-        last = hist.groupby("opportunity_id", sort=False).tail(1)
         # one lookup of each deal's last history row (instead of one per column)
-        row = pd.Index(last["opportunity_id"].to_numpy(dtype=object)).get_indexer(ids.to_numpy(dtype=object))
+        last = _last_rows(hist["opportunity_id"])
+        row = _key_positions(ids, hist["opportunity_id"].iloc[last].to_numpy())
         has = pd.Series(row >= 0, index=o.index)
-        row = row[row >= 0]
+        row = last[row[row >= 0]]  # the deals' last history rows, as positions in hist
         for col in ("stage", "amount", "close_date", "forecast_category"):
-            vals = last[col].to_numpy()[row]
+            vals = hist[col].iloc[row].to_numpy()
             if col == "forecast_category":
                 # history without a category: the current one only while the deal is still in the same stage
-                unchanged = o.loc[has, "stage"].to_numpy(dtype=object) == last["stage"].to_numpy(dtype=object)[row]
+                unchanged = o.loc[has, "stage"].to_numpy(dtype=object) == hist["stage"].iloc[row].to_numpy(dtype=object)
                 keep = pd.isna(vals) & unchanged & ~o.loc[has, "stage"].isin(CLOSED_STAGES).to_numpy()
                 vals = np.where(keep, o.loc[has, col].to_numpy(dtype=object), vals)
             o.loc[has, col] = vals
-        closed_when = last["changed_at"].to_numpy()[row]
+        closed_when = hist["changed_at"].iloc[row].to_numpy()
     else:
         has = pd.Series(False, index=o.index)
         closed_when = np.array([], dtype="datetime64[ns]")
@@ -520,38 +585,50 @@ def _rewind_opportunities(
     o.loc[status == "lost", "forecast_category"] = "omitted"
     o.loc[(o["stage"] != cur_stage).fillna(True).astype(bool), "probability"] = np.nan
     if len(fh):
-        later = fh[(fh["changed_at"] >= cutoff) & fh["opportunity_id"].isin(ids)]
+        later = fh[(fh["changed_at"] >= cutoff).to_numpy()]  # (then the deals: fewer ids to look up)
+        later = later[_isin(later["opportunity_id"], ids).to_numpy()]
         if len(later):
             first = later.groupby(["opportunity_id", "field"], sort=False).head(1)
             pos = pd.Series(np.arange(len(o)), index=o["opportunity_id"].to_numpy())
+            # from a snapshot's second rewind on (win-model training rewinds one at many dates), old values
+            # are converted once for all rows instead of at each date; fh rows by position (default index)
+            by_row = (
+                cache is not None and cache.setdefault("rewinds", 0) > 0 and fh.index.equals(pd.RangeIndex(len(fh)))
+            )
+            if cache is not None:
+                cache["rewinds"] += 1
             for field, grp in first.groupby("field", sort=False):
                 if field not in o.columns or field in ("opportunity_id",):
                     continue
                 kind = TABLES["opportunities"].column(str(field)).kind
-                vals, _ = coerce_column(grp["old_value"].reset_index(drop=True), kind)
+                whole = _field_values(fh, str(field), kind, cache) if by_row else None
+                if whole is not None:
+                    vals = whole[1][np.searchsorted(whole[0], grp.index.to_numpy())]
+                else:
+                    vals = coerce_column(grp["old_value"].reset_index(drop=True), kind)[0].to_numpy()
                 rows = pos.reindex(grp["opportunity_id"].to_numpy()).to_numpy()
                 col = o[field].copy()
-                col.iloc[rows] = vals.to_numpy()
+                col.iloc[rows] = vals
                 o[field] = col
-    return o.reset_index(drop=True)
+    return o
 
 
 def _rewind_activities(act: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
     known = act["created_at"].fillna(act["due_at"])
-    a = act[known < cutoff].copy()
+    a = _rows(act, known < cutoff)
     later = a["done_at"] >= cutoff
     if later.any():
         a.loc[later, "done_at"] = pd.NaT
         for b in ("report", *REPORT_BOXES):
             if b in a:  # a slimmed table (e.g. the win model's training source) may lack them
                 a.loc[later, b] = pd.NA
-    return a.reset_index(drop=True)
+    return a
 
 
 def _rewind_orders(orders: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
-    o = orders[orders["ordered_at"] < cutoff].copy()
+    o = _rows(orders, orders["ordered_at"] < cutoff)
     inv = o["invoiced_at"] >= cutoff
     o.loc[inv, "invoiced_at"] = pd.NaT
     o.loc[inv, "invoiced_amount"] = np.nan
     o.loc[o["delivered_at"] >= cutoff, "delivered_at"] = pd.NaT
-    return o.reset_index(drop=True)
+    return o

@@ -7,6 +7,7 @@ first line under the header of a CSV file.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -211,10 +212,13 @@ def _from_arrow(arr: pa.ChunkedArray, index: pd.Index) -> pd.Series:
         if arr.null_count:
             vals[np.asarray(arr.is_null(), dtype=bool)] = pd.NA
         return pd.Series(_string_array(vals), index=index, copy=False)
-    enc = arr.dictionary_encode().combine_chunks()
-    uniques = np.append(enc.dictionary.to_numpy(zero_copy_only=False).astype(object), [pd.NA])
-    codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)  # -1 picks the trailing NA
-    return pd.Series(_string_array(uniques[codes]), index=index, copy=False)
+    # pyarrow's own conversion shares equal strings (deduplicate_objects) and beats a dictionary
+    # encoding plus a take on such columns; missing cells come out as None, made pd.NA here
+    vals = np.asarray(arr.to_pandas(deduplicate_objects=True), dtype=object)
+    if arr.null_count:
+        vals = vals if vals.flags.writeable else vals.copy()
+        vals[np.asarray(arr.is_null(), dtype=bool)] = pd.NA
+    return pd.Series(_string_array(vals), index=index, copy=False)
 
 
 _STRING_TEMPLATE = pd.arrays.StringArray(np.array([], dtype=object))
@@ -240,6 +244,80 @@ def _to_text(raw: pd.Series) -> pd.Series:
     return raw.astype(str).astype(TEXT_DTYPE).where(raw.notna())
 
 
+#: While :func:`validate_tables` runs: the pyarrow array each validated text column was built from,
+#: by the id of the column's object array (``id -> (weak reference to the array, pyarrow array or
+#: None, null count)``). The look-ups (references, duplicates, sorting) and missing-value checks
+#: then read the pyarrow array instead of converting millions of Python strings back. Only the
+#: columns validate_tables itself built are there, and it does not modify them in place (rows
+#: rejected give new arrays, which are not there). None outside validate_tables.
+_ARROW_OF: dict[int, tuple[weakref.ref, pa.Array | pa.ChunkedArray | None, int]] | None = None
+
+#: Columns whose pyarrow array is kept for look-ups and codes (the others: only their null count).
+_LOOKUP_COLUMNS = frozenset(
+    {"opportunity_id", "account_id", "stage"}
+    | {t.key[0] for t in TABLES.values() if len(t.key) == 1}
+    | {c.name for t in TABLES.values() for c in t.columns if c.allowed is not None}
+)
+
+
+def _backing(values: object) -> np.ndarray | None:
+    """The object array behind a text Series (``TEXT_DTYPE``), else None."""
+    if isinstance(values, pd.Series) and values.dtype == TEXT_DTYPE:
+        data = getattr(values.array, "_ndarray", None)
+        return data if isinstance(data, np.ndarray) else None
+    return None
+
+
+def _remember(values: pd.Series, arr: pa.Array | pa.ChunkedArray, keep: bool) -> None:
+    """Record the pyarrow array ``values`` was built from (``keep``: the array too, else its null count)."""
+    data = _backing(values)
+    if _ARROW_OF is not None and data is not None and len(data) == len(arr):
+        _ARROW_OF[id(data)] = (weakref.ref(data), arr if keep else None, arr.null_count)
+
+
+def _recalled(values: object) -> tuple[pa.Array | pa.ChunkedArray | None, int] | None:
+    """``(pyarrow array or None, null count)`` recorded for ``values`` by :func:`_remember`, else None."""
+    if _ARROW_OF is None:
+        return None
+    data = _backing(values)
+    entry = _ARROW_OF.get(id(data)) if data is not None else None
+    if entry is None or entry[0]() is not data:
+        return None
+    return entry[1], entry[2]
+
+
+#: Per table, the columns whose pyarrow arrays later steps of validate_tables still read
+#: (references to deals and accounts, history's order and reconciliation).
+_STILL_LOOKED_UP = {
+    "opportunities": ("opportunity_id",),
+    "accounts": ("account_id",),
+    "history": ("opportunity_id",),
+    "field_history": ("opportunity_id",),
+}
+
+
+def _forget(df: pd.DataFrame, keep: Sequence[str] = ()) -> None:
+    """Drop what :func:`_remember` recorded for the columns of ``df`` but ``keep`` (memory is freed as tables are done)."""
+    if _ARROW_OF is None:
+        return
+    for name in df.columns:
+        data = _backing(df[name]) if name not in keep else None
+        if data is not None:
+            _ARROW_OF.pop(id(data), None)
+
+
+def _isna(s: pd.Series) -> np.ndarray:
+    """``s.isna()`` as a boolean array (a validated text column without missing values: no scan)."""
+    known = _recalled(s)
+    if known is not None:
+        arr, nulls = known
+        if nulls == 0:
+            return np.zeros(len(s), dtype=bool)
+        if arr is not None:
+            return np.asarray(arr.is_null(), dtype=bool)
+    return s.isna().to_numpy(dtype=bool)
+
+
 def _text_arrow(values: pd.Series | pd.Index | np.ndarray | pa.Array) -> pa.Array | None:
     """Text values as a pyarrow string array (missing values null); None when they are not all text.
 
@@ -247,6 +325,13 @@ def _text_arrow(values: pd.Series | pd.Index | np.ndarray | pa.Array) -> pa.Arra
     """
     if isinstance(values, pa.Array):
         return values
+    known = _recalled(values)
+    if known is not None and known[0] is not None:
+        arr = known[0]
+        if isinstance(arr, pa.ChunkedArray):  # combined once (pyarrow's kernels here want one array)
+            arr = arr.combine_chunks()
+            _remember(values, arr, keep=True)
+        return arr
     if isinstance(values, pd.Series | pd.Index):
         if not (isinstance(values.dtype, pd.StringDtype) or values.dtype == object):
             return None
@@ -281,11 +366,21 @@ def _isin(s: pd.Series, values: pd.Series) -> pd.Series:
     return pd.Series(pc.is_in(a, value_set=v).to_numpy(zero_copy_only=False), index=s.index)
 
 
+def _increasing(a: pa.Array, strict: bool = False) -> bool:
+    """True when ``a`` has no missing value and each value is above (``strict``) or at least the one before."""
+    if len(a) < 2 or a.null_count:
+        return len(a) < 2 and not a.null_count
+    after = (pc.greater if strict else pc.greater_equal)(a.slice(1), a.slice(0, len(a) - 1))
+    return bool(pc.all(after).as_py())
+
+
 def _duplicated(df: pd.DataFrame, key: Sequence[str]) -> pd.Series:
     """``df.duplicated(key, keep="first")``; one text key is hashed by pyarrow."""
     a = _text_arrow(df[key[0]]) if len(key) == 1 else None
     if a is None:
         return df.duplicated(list(key), keep="first")
+    if _increasing(a, strict=True):  # ids in ascending order (most exports): all distinct, no hashing
+        return pd.Series(np.zeros(len(a), dtype=bool), index=df.index)
     codes = a.dictionary_encode(null_encoding="encode").indices.to_numpy(zero_copy_only=False).astype(np.int64)
     # codes are numbered in order of first appearance: a row repeats a value when its code is not a new maximum
     seen = np.maximum.accumulate(codes)
@@ -295,10 +390,19 @@ def _duplicated(df: pd.DataFrame, key: Sequence[str]) -> pd.Series:
     return pd.Series(dup, index=df.index)
 
 
+def _blank(arr: pa.ChunkedArray) -> pa.ChunkedArray:
+    """True where a text cell is empty or only spaces (missing stays missing).
+
+    The same cells as ``utf8_trim_whitespace(arr) == ""`` (checked on every Unicode
+    code point), without building the trimmed strings.
+    """
+    return pc.or_(pc.equal(pc.binary_length(arr), 0), pc.utf8_is_space(arr))
+
+
 def _present(raw: pd.Series, arr: pa.ChunkedArray | None) -> pd.Series:
     """True where a cell holds a value (text cells: something other than spaces)."""
     if arr is not None:
-        filled = pc.not_equal(pc.utf8_trim_whitespace(arr), "").fill_null(False)
+        filled = pc.invert(_blank(arr)).fill_null(False)
         return pd.Series(filled.to_numpy(zero_copy_only=False), index=raw.index)
     present = raw.notna()
     if raw.dtype == object or isinstance(raw.dtype, pd.StringDtype):
@@ -316,7 +420,13 @@ def normalise_codes(s: pd.Series) -> pd.Series:
 
 def _normalised(s: pd.Series, allowed: Sequence[str] | None = None) -> tuple[pd.Series, np.ndarray]:
     """``normalise_codes(s)`` and, per row, whether the normalised value is missing or in ``allowed``."""
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    known = _recalled(s)
+    if known is not None and known[0] is not None:  # a validated text column: pyarrow hashes it
+        enc = _text_arrow(s).dictionary_encode()
+        codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        uniques = enc.dictionary.to_pylist()
+    else:
+        codes, uniques = pd.factorize(s, use_na_sentinel=True)
     norm = [str(u).strip().lower().replace(" ", "_") for u in uniques]
     vals = np.array([*norm, pd.NA], dtype=object)[codes]
     ok = np.ones(len(s), dtype=bool)
@@ -358,6 +468,17 @@ def coerce_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
     machine formats (ISO dates, plain numbers) are parsed in one vectorised
     pass; anything else falls back to pandas' parsers, cell by cell.
     """
+    values, bad, _ = _coerce(raw, kind)
+    return values, bad
+
+
+def _coerce(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, pa.ChunkedArray | None]:
+    """:func:`coerce_column`, and the pyarrow array the values were built from (else None).
+
+    For dates and numbers the array is returned only when pyarrow parsed the whole column:
+    then each cell's value does not depend on the other cells (pandas' parsers, the
+    fallback, choose a format for the whole column).
+    """
     no_bad = pd.Series(False, index=raw.index)
     text_like = raw.dtype == object or isinstance(raw.dtype, pd.StringDtype)
     arr = _arrow_text(raw) if text_like else None
@@ -365,13 +486,14 @@ def coerce_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
         if arr is None:
             out = _to_text(raw)
             blank = (out.str.strip() == "").fillna(False).to_numpy(dtype=bool)
-            return (out.mask(blank) if blank.any() else out), no_bad
-        blank = pc.equal(pc.utf8_trim_whitespace(arr), "")
+            return (out.mask(blank) if blank.any() else out), no_bad, None
+        blank = _blank(arr)
         if pc.any(blank).as_py():
             arr = pc.if_else(blank, pa.scalar(None, arr.type), arr)
-        return _from_arrow(arr, raw.index), no_bad
+        return _from_arrow(arr, raw.index), no_bad, arr
     present = _present(raw, arr)
     if kind == "date":
+        fast = None
         if pd.api.types.is_datetime64_any_dtype(raw.dtype):
             out = raw
             if getattr(raw.dt, "tz", None) is not None:
@@ -391,8 +513,9 @@ def coerce_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
                 except (ValueError, TypeError, OverflowError):
                     out = pd.to_datetime(txt, errors="coerce", utc=True, format="mixed")
                 out = out.dt.tz_localize(None).astype("datetime64[ns]")
-        return out, present & out.isna()
+        return out, present & out.isna(), (arr if fast is not None else None)
     if kind == "float":
+        via = None
         if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
             out = raw.astype("float64")
         else:
@@ -400,6 +523,7 @@ def coerce_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
             if arr is not None and bool(present.eq(raw.notna()).all()):
                 try:
                     out = pd.Series(arr.cast(pa.float64()).to_numpy(), index=raw.index, dtype="float64")
+                    via = arr
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                     out = None
             if out is None:
@@ -409,10 +533,10 @@ def coerce_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
         bad = present & (out.isna() | ~np.isfinite(out.fillna(0.0)))
         if bad.any():
             out = out.where(~bad)
-        return out, bad
+        return out, bad, via
     if kind == "bool":
         if pd.api.types.is_bool_dtype(raw.dtype):
-            return raw.astype("boolean"), no_bad
+            return raw.astype("boolean"), no_bad, None
         if arr is None:
             arr = pa.chunked_array([pa.array(raw.astype(str).to_numpy(dtype=object), type=pa.string())])
         txt = pc.utf8_lower(pc.utf8_trim_whitespace(arr))
@@ -426,7 +550,7 @@ def coerce_column(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series]:
         )
         out[is_true & ok] = True
         out[is_false & ok] = False
-        return out, present & out.isna()
+        return out, present & out.isna(), None
     raise ValueError(kind)
 
 
@@ -458,7 +582,9 @@ def _validate_columns(
         if col.name not in df.columns:
             columns[col.name] = pd.Series(_MISSING[col.kind], index=df.index, dtype=_dtype(col))
             continue
-        values, bad = coerce_column(df[col.name], col.kind)
+        values, bad, arr = _coerce(df[col.name], col.kind)
+        if arr is not None and col.kind == "str":
+            _remember(values, arr, keep=col.name in _LOOKUP_COLUMNS)
         if bad.any():
             what = {"date": "not a date", "float": "not a number", "bool": "not true/false"}[col.kind]
             reasons.append((bad & ~bad_any, col.name, what, df[col.name]))
@@ -469,7 +595,7 @@ def _validate_columns(
         out = rej.add(out, mask.loc[out.index], colname, what, raw)
     # required values present
     for name in table.required:
-        m = out[name].isna()
+        m = _isna(out[name])
         out = rej.add(out, m, name, "missing required value")
     for col in table.columns:
         if col.nonnegative:
@@ -623,11 +749,11 @@ def _check_references(
         m = ~df["field"].isin(TABLES["opportunities"].column_names)
         df = rej.add(df, m, "field", "unknown field")
     if name == "activities" and opps is not None:
-        m = df["opportunity_id"].notna() & ~_isin(df["opportunity_id"], opps["opportunity_id"])
+        m = ~_isna(df["opportunity_id"]) & ~_isin(df["opportunity_id"], opps["opportunity_id"]).to_numpy(dtype=bool)
         df = rej.add(df, m, "opportunity_id", "unknown opportunity")
     accounts = tables.get("accounts")
     if accounts is not None and name in ("contacts", "orders", "subscriptions"):
-        m = df["account_id"].notna() & ~_isin(df["account_id"], accounts["account_id"])
+        m = ~_isna(df["account_id"]) & ~_isin(df["account_id"], accounts["account_id"]).to_numpy(dtype=bool)
         df = rej.add(df, m, "account_id", "unknown account")
     return df
 
@@ -644,21 +770,92 @@ def _lookup(ids: pd.Series, keys: pd.Series, values: pd.Series) -> pd.Series:
     return pd.Series(out, index=ids.index)
 
 
+def _sorted_by_deal(ids: pa.Array, at: pa.Array) -> bool:
+    """True when rows are ordered by ``ids`` then ``at`` (none missing): checked on neighbours, no sort."""
+    if not _increasing(ids) or at.null_count:
+        return False
+    n = len(ids)
+    same = pc.equal(ids.slice(1), ids.slice(0, n - 1))
+    later = pc.greater_equal(at.slice(1), at.slice(0, n - 1))
+    return bool(pc.all(pc.or_(pc.invert(same), later)).as_py())
+
+
 def _sort_by_deal(df: pd.DataFrame) -> pd.DataFrame:
     """Rows ordered by ``opportunity_id`` then ``changed_at``, ties kept in file order (a stable sort)."""
     if len(df) < 2:
         return df
+    ids = _text_arrow(df["opportunity_id"])
+    if ids is None:
+        ids = pa.array(df["opportunity_id"].to_numpy(dtype=object), type=pa.string(), from_pandas=True)
     keys = pa.table(
         {
-            "id": pa.array(df["opportunity_id"].to_numpy(dtype=object), type=pa.string(), from_pandas=True),
+            "id": ids,
             "at": pa.array(df["changed_at"].to_numpy(dtype="datetime64[ns]")),
         }
     )
+    if _sorted_by_deal(keys["id"].combine_chunks(), keys["at"].combine_chunks()):
+        return df  # the stable sort below would keep every row in place
     order = pc.sort_indices(keys, sort_keys=[("id", "ascending"), ("at", "ascending")])
     order = order.to_numpy().astype(np.int64)  # uint64 from arrow: differences must be signed
     if (np.diff(order) > 0).all():
         return df
     return df.take(order)
+
+
+def _reconcile_positions(opps: pd.DataFrame, hist: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(deals, last)``: the deals (rows of ``opps``) with history and the row of each one's last history row.
+
+    For validated tables only (distinct deal ids, history sorted by deal): pyarrow finds
+    each deal among the ends of the history runs. None when the ids are not text.
+    """
+    hid = _text_arrow(hist["opportunity_id"])
+    if hid is None or hid.null_count or len(hid) < 2:
+        return None
+    n = len(hid)
+    change = pc.not_equal(hid.slice(1), hid.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    ends = np.append(np.flatnonzero(change), n - 1)  # the last row of each deal's run
+    pos = text_positions(opps["opportunity_id"], hid.take(pa.array(ends)))
+    if pos is None:
+        return None
+    deals = np.flatnonzero(pos >= 0)
+    return deals, ends[pos[deals]]
+
+
+def _reconcile_fast(
+    opps: pd.DataFrame, hist: pd.DataFrame, as_of: pd.Timestamp, notes: list[str], deals: np.ndarray, last: np.ndarray
+) -> tuple[pd.DataFrame, int]:
+    """:func:`_reconcile_history` from row positions (``_reconcile_positions``) instead of id look-ups."""
+    cols = ["stage", "amount", "close_date"]
+    differs = np.zeros(len(deals), dtype=bool)
+    for c in cols:
+        x = opps[c].iloc[deals].reset_index(drop=True)
+        y = hist[c].iloc[last].reset_index(drop=True)
+        differs |= ~((x == y).fillna(False) | (x.isna() & y.isna())).to_numpy(dtype=bool)
+    n_without = len(opps) - len(deals)
+    if n_without:
+        notes.append(
+            f"history: {n_without} deal(s) have no history row; their past stages are unknown "
+            "(as_of shows them in their current state while open)"
+        )
+    if not differs.any():
+        return hist, 0
+    rows, last = deals[differs], last[differs]
+    add = opps[["opportunity_id", "stage", "amount", "close_date", "forecast_category"]].iloc[rows]
+    add = add.reset_index(drop=True)
+    # a closed deal changed state when it closed: date its row at closed_at (when that is after its last
+    # history row), so that as_of() does not show a deal won in March as open until the snapshot date
+    closed_at = opps["closed_at"].iloc[rows].to_numpy()
+    at_close = (opps["status"].iloc[rows] != "open").to_numpy() & (
+        closed_at >= hist["changed_at"].iloc[last].dt.normalize().to_numpy()
+    )
+    add["changed_at"] = np.where(at_close, closed_at, np.datetime64(as_of, "ns")).astype("datetime64[ns]")
+    add[_ROW] = -1
+    notes.append(
+        f"history: {len(rows)} deal(s) show a current state that their last history row does not; "
+        "a history row was added for each, dated at the close date for closed deals and at the snapshot date otherwise"
+    )
+    hist = pd.concat([hist, add[hist.columns]], ignore_index=True)
+    return _sort_by_deal(hist), len(rows)
 
 
 def _reconcile_history(
@@ -672,6 +869,9 @@ def _reconcile_history(
             )
         return hist, 0
     hist = _sort_by_deal(hist)
+    fast = _reconcile_positions(opps, hist)
+    if fast is not None:
+        return _reconcile_fast(opps, hist, as_of, notes, *fast)
     last = hist.groupby("opportunity_id", sort=False).tail(1).set_index("opportunity_id")
     cur = opps.set_index("opportunity_id")
     common = cur.index.intersection(last.index)
@@ -733,6 +933,25 @@ def validate_tables(
     as_of : Timestamp, optional
         Snapshot date; default the latest event date in the data.
     """
+    global _ARROW_OF
+    outer, _ARROW_OF = _ARROW_OF, {}
+    try:
+        return _validate_tables(
+            raw, playbook=playbook, files=files, row_offsets=row_offsets, fx_rates=fx_rates, as_of=as_of
+        )
+    finally:
+        _ARROW_OF = outer
+
+
+def _validate_tables(
+    raw: Mapping[str, pd.DataFrame],
+    *,
+    playbook: Playbook,
+    files: Mapping[str, str] | None,
+    row_offsets: Mapping[str, int] | None,
+    fx_rates: Mapping[str, float] | None,
+    as_of: pd.Timestamp | None,
+) -> tuple[dict[str, pd.DataFrame], LoadReport, pd.Timestamp]:
     unknown = sorted(set(raw) - set(TABLES))
     if unknown:
         raise SchemaError(f"unknown table(s) {', '.join(map(repr, unknown))}; canonical tables: {', '.join(TABLES)}")
@@ -755,6 +974,7 @@ def validate_tables(
         df[_ROW] = np.arange(1, len(df) + 1) + (row_offsets or {}).get(name, 0)
         row_currency = df.pop("currency") if name == "history" and "currency" in df else None
         clean = _validate_columns(df, TABLES[name], file, rej, playbook, notes)
+        _forget(clean, keep=("opportunity_id", "account_id"))  # (keys and codes were for the columns' checks)
         if name == "opportunities":
             found = {str(c).strip().upper() for c in pd.unique(clean["currency"].dropna())}
             if found - {playbook.currency.lower(), playbook.currency.upper()}:
@@ -768,6 +988,7 @@ def validate_tables(
         out[name] = clean
         rejects.append(rej.frame())
         counts[name] = (len(df), len(clean))
+        _forget(clean, keep=_STILL_LOOKED_UP.get(name, ()))
     if "accounts" in out:
         o = out["opportunities"]
         n = int((o["account_id"].notna() & ~o["account_id"].isin(out["accounts"]["account_id"])).sum())
