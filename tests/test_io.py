@@ -296,3 +296,16 @@ def test_bad_currency_in_crm_yaml(tmp_path: Path, raw_tables: dict[str, pd.DataF
         PlaybookError, match=r"crm.yaml: 'currency' must be a 3-letter ISO code such as EUR, got 'EURO'"
     ):
         load(tmp_path)
+
+
+def test_loads_in_parallel_threads_give_the_same_tables() -> None:
+    """The validator's per-load store of pyarrow arrays is per thread: parallel loads stay exact."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = Path(__file__).resolve().parents[1] / "data" / "sample"
+    alone = load(folder)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        crms = list(pool.map(lambda _: load(folder), range(3)))
+    for crm in crms:
+        for name, df in alone.tables.items():
+            pd.testing.assert_frame_equal(crm.tables[name], df, check_exact=True)

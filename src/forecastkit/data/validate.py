@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -249,8 +250,11 @@ def _to_text(raw: pd.Series) -> pd.Series:
 #: None, null count)``). The look-ups (references, duplicates, sorting) and missing-value checks
 #: then read the pyarrow array instead of converting millions of Python strings back. Only the
 #: columns validate_tables itself built are there, and it does not modify them in place (rows
-#: rejected give new arrays, which are not there). None outside validate_tables.
-_ARROW_OF: dict[int, tuple[weakref.ref, pa.Array | pa.ChunkedArray | None, int]] | None = None
+#: rejected give new arrays, which are not there). None outside validate_tables. A context
+#: variable, so that loads running in parallel threads each keep their own.
+_ARROW_OF: ContextVar[dict[int, tuple[weakref.ref, pa.Array | pa.ChunkedArray | None, int]] | None] = ContextVar(
+    "forecastkit_arrow_of", default=None
+)
 
 #: Columns whose pyarrow array is kept for look-ups and codes (the others: only their null count).
 _LOOKUP_COLUMNS = frozenset(
@@ -270,17 +274,18 @@ def _backing(values: object) -> np.ndarray | None:
 
 def _remember(values: pd.Series, arr: pa.Array | pa.ChunkedArray, keep: bool) -> None:
     """Record the pyarrow array ``values`` was built from (``keep``: the array too, else its null count)."""
-    data = _backing(values)
-    if _ARROW_OF is not None and data is not None and len(data) == len(arr):
-        _ARROW_OF[id(data)] = (weakref.ref(data), arr if keep else None, arr.null_count)
+    store, data = _ARROW_OF.get(), _backing(values)
+    if store is not None and data is not None and len(data) == len(arr):
+        store[id(data)] = (weakref.ref(data), arr if keep else None, arr.null_count)
 
 
 def _recalled(values: object) -> tuple[pa.Array | pa.ChunkedArray | None, int] | None:
     """``(pyarrow array or None, null count)`` recorded for ``values`` by :func:`_remember`, else None."""
-    if _ARROW_OF is None:
+    store = _ARROW_OF.get()
+    if store is None:
         return None
     data = _backing(values)
-    entry = _ARROW_OF.get(id(data)) if data is not None else None
+    entry = store.get(id(data)) if data is not None else None
     if entry is None or entry[0]() is not data:
         return None
     return entry[1], entry[2]
@@ -298,12 +303,13 @@ _STILL_LOOKED_UP = {
 
 def _forget(df: pd.DataFrame, keep: Sequence[str] = ()) -> None:
     """Drop what :func:`_remember` recorded for the columns of ``df`` but ``keep`` (memory is freed as tables are done)."""
-    if _ARROW_OF is None:
+    store = _ARROW_OF.get()
+    if store is None:
         return
     for name in df.columns:
         data = _backing(df[name]) if name not in keep else None
         if data is not None:
-            _ARROW_OF.pop(id(data), None)
+            store.pop(id(data), None)
 
 
 def _isna(s: pd.Series) -> np.ndarray:
@@ -933,14 +939,13 @@ def validate_tables(
     as_of : Timestamp, optional
         Snapshot date; default the latest event date in the data.
     """
-    global _ARROW_OF
-    outer, _ARROW_OF = _ARROW_OF, {}
+    token = _ARROW_OF.set({})
     try:
         return _validate_tables(
             raw, playbook=playbook, files=files, row_offsets=row_offsets, fx_rates=fx_rates, as_of=as_of
         )
     finally:
-        _ARROW_OF = outer
+        _ARROW_OF.reset(token)
 
 
 def _validate_tables(
