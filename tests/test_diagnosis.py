@@ -216,6 +216,21 @@ def test_scopes_cut_from_the_company_split_equal_judging_each_subset_alone(col: 
                 pd.testing.assert_frame_equal(got.drilldown[k], f.drilldown[k], check_exact=True)
 
 
+@pytest.mark.parametrize("col", ["team", "owner"])
+def test_stage_tables_counted_once_for_every_scope_equal_each_scope_alone(col: str) -> None:
+    """The scopes' stage probabilities (now and a year ago) come from one pass over the company;
+    each is the table of the scope's own snapshot (each shrunk toward its own prior)."""
+    from forecastkit.diagnosis.cases import _Company, _Scopes, _stage_table
+
+    crm = _crm("baseline", 11)
+    part = _Scopes(_Company(crm, method="stage"), col)
+    for key in part.split:
+        pd.testing.assert_frame_equal(part.stage_table(key), _stage_table(part.snapshot(key)), check_exact=True)
+        ya = part.year_ago(key)
+        assert len(ya.opportunities)
+        pd.testing.assert_frame_equal(part.stage_table(key, year_ago=True), _stage_table(ya), check_exact=True)
+
+
 def test_period_and_scope_errors() -> None:
     crm = _crm("baseline", 11)
     with pytest.raises(ParameterError, match="by='region' is not a scope; use 'team', 'owner' or 'business_unit'"):

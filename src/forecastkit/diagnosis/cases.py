@@ -48,9 +48,9 @@ New deals per rep, win rate, the current quarter's pipeline and the time-to-win 
 and a year ago) run once for every scope, grouped by a column holding each deal's scope (the
 same counts and sums, and the same Aalen-Johansen curve per scope as on the scope alone: the
 curves of every scope come from one pass of :func:`~forecastkit.kpi.cycle._aalen_johansen`,
-equal to lifelines' fit per scope). Per scope remain its stage probabilities (each shrunk
-toward its own prior) and its quota (its own targets, cut to the current quarter's bookings
-rows once). The findings are identical to judging ``crm.subset(team=...)`` on its own.
+equal to lifelines' fit per scope), and so do the stage probabilities (now and a year ago:
+one count of the stages reached, each scope shrunk toward its own prior). Per scope remains
+its quota (its own targets, cut to the current quarter's bookings rows once). The findings are identical to judging ``crm.subset(team=...)`` on its own.
 
 Severity: how far the weakest core symptom is past its threshold - ``high``
 at 1.5x or more (or 1/1.5 for "below" symptoms), ``medium`` at 1.2x, ``low``
@@ -363,6 +363,7 @@ class _Scopes:
         self._year_ago_tables: tuple[pd.DataFrame, pd.DataFrame] | None = None
         self._scoped: dict[str, CRM] = {}
         self._reps_team: set | None = None
+        self._stages: dict[str, list[pd.DataFrame]] = {}
 
     def snapshot(self, key: str) -> CRM:
         """Scope ``key``'s snapshot (= ``crm.subset``) with the tables the per-scope measures read."""
@@ -437,6 +438,27 @@ class _Scopes:
             of_owners = of_owners[~team.isin(own).to_numpy(dtype=bool)]
         total = pd.Series(np.concatenate([of_owners, target[team_row]]), dtype=float).sum()
         return float(_safe_div(pipeline, float(total)))
+
+    def stage_table(self, key: str, year_ago: bool = False) -> pd.DataFrame:
+        """Scope ``key``'s recalibrated stage probabilities (now, or a year earlier): ``_stage_table`` of its snapshot.
+
+        Counted once for every scope on the company's deals (or its year-ago deals), each
+        deal in its scope, each scope shrunk toward its own prior
+        (:func:`~forecastkit.probability.stages._stage_probabilities_by_scope`): the same
+        table as ``stage_probabilities(lookback="365D")`` of the scope's snapshot.
+        """
+        from forecastkit.probability.stages import _stage_probabilities_by_scope
+
+        name = "stages_year_ago" if year_ago else "stages"
+        if name not in self._stages:
+            if year_ago:
+                crm = self.company.year_ago()
+                pos = _positions(crm.opportunities["opportunity_id"], self.company.crm.opportunities["opportunity_id"])
+                scope = np.where(pos >= 0, self._deal_scope[np.maximum(pos, 0)], -1)
+            else:
+                crm, scope = self.company.crm, self._deal_scope
+            self._stages[name] = _stage_probabilities_by_scope(crm, scope, len(self._scope_no), lookback="365D")
+        return self._stages[name][self._scope_no[key]]
 
     def _scope_company(self, year_ago: bool = False) -> CRM:
         """The company's deals (or its year-ago deals) that belong to a scope, their scope column holding the scope's key."""
@@ -607,9 +629,11 @@ def diagnose_scope(
         year_ago = part[0].year_ago(part[1]) if part is not None else _year_ago(company, crm)
 
     # shared measures
-    stages = _stage_table(crm)
+    stages = _stage_table(crm) if part is None else part[0].stage_table(part[1])
     conv, crm_p, n_closed = _qualified_conversion(crm, stages)
-    conv_prev = _qualified_conversion(year_ago)[0] if year_ago is not None and len(year_ago.opportunities) else np.nan
+    conv_prev = np.nan
+    if year_ago is not None and len(year_ago.opportunities):
+        conv_prev = _qualified_conversion(year_ago, None if part is None else part[0].stage_table(part[1], True))[0]
     conv_threshold = float(th["conversion_low_ratio"]) * crm_p
     conv_ref = f"{th['conversion_low_ratio']:.0%} of the CRM's {_qualified_stage(pb)} probability ({crm_p:.0%})"
     conv_low_hist = bool(long_history and np.isfinite(conv_prev) and conv < (1 - drop) * conv_prev)
