@@ -231,6 +231,34 @@ def test_stage_tables_counted_once_for_every_scope_equal_each_scope_alone(col: s
         pd.testing.assert_frame_equal(part.stage_table(key, year_ago=True), _stage_table(ya), check_exact=True)
 
 
+@pytest.mark.parametrize("col", ["team", "owner"])
+def test_calls_measures_computed_once_for_every_scope_equal_each_scope_alone(col: str) -> None:
+    """The reps' calls: bias by quarter and instability of every scope from one grouped pass,
+    the same numbers and tables as from the scope's own calls."""
+    from forecastkit.diagnosis.cases import _commit_bias, _Company, _forecast_instability, _Scopes
+
+    crm = _crm("optimistic", 11)
+    company = _Company(crm, method="stage")
+    part = _Scopes(company, col)
+    calls = company.calls(4)
+    finite = []
+    for key in part.split:
+        sub = part.snapshot(key)
+        owners = set(sub.opportunities["owner"].dropna()) | set(sub.forecast_calls["owner"].dropna())
+        assert part.owners(key) == owners
+        mine = _rows_of_owners(calls, owners)
+        instability, (bias, n_up, n, table) = part.calls_measures(key, 4)
+        want = _commit_bias(mine)
+        np.testing.assert_equal((instability, bias, n_up, n), (_forecast_instability(mine), *want[:3]))
+        pd.testing.assert_frame_equal(table, want[3], check_exact=True)
+        finite.append(np.isfinite(instability) and np.isfinite(bias))
+    assert sum(finite) >= len(finite) / 2  # real numbers compared, not only NaN
+
+
+def _rows_of_owners(table: pd.DataFrame, owners: set) -> pd.DataFrame:
+    return table[table["owner"].isin(owners)].reset_index(drop=True)
+
+
 def test_period_and_scope_errors() -> None:
     crm = _crm("baseline", 11)
     with pytest.raises(ParameterError, match="by='region' is not a scope; use 'team', 'owner' or 'business_unit'"):
