@@ -255,6 +255,27 @@ def test_calls_measures_computed_once_for_every_scope_equal_each_scope_alone(col
     assert sum(finite) >= len(finite) / 2  # real numbers compared, not only NaN
 
 
+@pytest.mark.parametrize("col", ["team", "owner"])
+def test_close_date_slips_taken_by_position_equal_the_merge_per_scope(col: str) -> None:
+    from forecastkit.diagnosis.cases import _Company, _Scopes, _slips
+
+    crm = _crm("slow_cycle", 11)
+    company = _Company(crm, method="stage")
+    part = _Scopes(company, col)
+    pushed = 0
+    for key in part.split:
+        sub = part.snapshot(key)
+        want = _slips(sub, part.deal_rows("pushes", company.pushes(), key))
+        got = part.slips(key)
+        if not len(sub.open_deals):
+            assert got is None
+            continue
+        np.testing.assert_equal(got[:2], want[:2])
+        pd.testing.assert_frame_equal(got[2], want[2], check_exact=True)
+        pushed += len(got[2])
+    assert pushed > 0
+
+
 def _rows_of_owners(table: pd.DataFrame, owners: set) -> pd.DataFrame:
     return table[table["owner"].isin(owners)].reset_index(drop=True)
 

@@ -51,7 +51,8 @@ curves of every scope come from one pass of :func:`~forecastkit.kpi.cycle._aalen
 equal to lifelines' fit per scope), and so do the stage probabilities (now and a year ago:
 one count of the stages reached, each scope shrunk toward its own prior), and the reps' calls'
 bias by quarter and instability (one ``forecast_accuracy`` grouped by scope and quarter, a rep
-in two teams counted in both). Per scope remains
+in two teams counted in both); a scope's close-date pushes are taken by position from the
+company's table (one row per deal, in the deals' order) instead of a merge. Per scope remains
 its quota (its own targets, cut to the current quarter's bookings rows once). The findings are identical to judging ``crm.subset(team=...)`` on its own.
 
 Severity: how far the weakest core symptom is past its threshold - ``high``
@@ -367,6 +368,7 @@ class _Scopes:
         self._reps_team: set | None = None
         self._stages: dict[str, list[pd.DataFrame]] = {}
         self._calls: dict[str, tuple] = {}
+        self._slips: tuple[bool, np.ndarray, pd.Series] | None = None
 
     def snapshot(self, key: str) -> CRM:
         """Scope ``key``'s snapshot (= ``crm.subset``) with the tables the per-scope measures read."""
@@ -538,6 +540,43 @@ class _Scopes:
             for g, pos in acc.groupby("_scope", sort=False).indices.items():
                 accuracy[int(g)] = acc.take(pos).drop(columns="_scope").reset_index(drop=True)
         return cut, instability, accuracy
+
+    def slips(self, key: str) -> tuple[float, float, pd.DataFrame] | None:
+        """Scope ``key``'s ``_slips`` (close-date pushes of its open deals) without a merge per scope.
+
+        ``close_date_pushes`` has one row per deal of the company, in the deals' order, so the
+        scope's open deals take their pushes by position: the same rows, values and order as
+        merging the scope's open deals with its rows of the table. None when that does not
+        hold or the scope has no open deal (then ``_slips`` itself is used).
+        """
+        if self._slips is None:
+            o, pushes = self.company.crm.opportunities, self.company.pushes()
+            aligned = len(pushes) == len(o) and bool(
+                (pushes["opportunity_id"].to_numpy(dtype=object) == o["opportunity_id"].to_numpy(dtype=object)).all()
+            )
+            # the column types a merge gives (e.g. a text id merged with the table's object id is object)
+            one = o.head(1).merge(pushes.head(1), on="opportunity_id", how="left").dtypes
+            self._slips = (aligned and len(o) > 0, (o["status"] == "open").to_numpy(dtype=bool), one)
+        aligned, is_open, dtypes = self._slips
+        if not aligned:
+            return None
+        pos = self.split.positions(key)
+        pos = pos[is_open[pos]]
+        if not len(pos):
+            return None
+        pushes = self.company.pushes()
+        n = pushes["pushes"].take(pos).reset_index(drop=True)
+        share = float((n > 0).mean())
+        per = float(n.mean())
+        many = pos[(n >= 2).to_numpy(dtype=bool)]
+        cols = ["opportunity_id", "owner", "name", "stage", "amount", "close_date"]
+        o = self.company.crm.opportunities
+        twice = o[cols].take(many).reset_index(drop=True)
+        twice["pushes"] = pushes["pushes"].take(many).to_numpy()
+        twice["days_pushed"] = pushes["days_pushed"].take(many).to_numpy()
+        twice = twice.astype({c: dtypes[c] for c in twice.columns if twice[c].dtype != dtypes[c]})
+        twice = twice.sort_values(["pushes", "amount"], ascending=False)
+        return share, per, twice.reset_index(drop=True)
 
     def _scope_company(self, year_ago: bool = False) -> CRM:
         """The company's deals (or its year-ago deals) that belong to a scope, their scope column holding the scope's key."""
@@ -828,8 +867,11 @@ def diagnose_scope(
         n=n_closed,
         holds_override=not conversion.holds and np.isfinite(conv),
     )
-    pushes = company.pushes() if company.crm is crm else by_deal("pushes", company.pushes())
-    share, per, twice = _slips(crm, pushes)
+    slipped = None if part is None else part[0].slips(part[1])
+    if slipped is None:
+        pushes = company.pushes() if company.crm is crm else by_deal("pushes", company.pushes())
+        slipped = _slips(crm, pushes)
+    share, per, twice = slipped
     m2 = [
         healthy,
         cycle,
