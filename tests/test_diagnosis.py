@@ -216,6 +216,70 @@ def test_scopes_cut_from_the_company_split_equal_judging_each_subset_alone(col: 
                 pd.testing.assert_frame_equal(got.drilldown[k], f.drilldown[k], check_exact=True)
 
 
+@pytest.mark.parametrize("col", ["team", "owner"])
+def test_stage_tables_counted_once_for_every_scope_equal_each_scope_alone(col: str) -> None:
+    """The scopes' stage probabilities (now and a year ago) come from one pass over the company;
+    each is the table of the scope's own snapshot (each shrunk toward its own prior)."""
+    from forecastkit.diagnosis.cases import _Company, _Scopes, _stage_table
+
+    crm = _crm("baseline", 11)
+    part = _Scopes(_Company(crm, method="stage"), col)
+    for key in part.split:
+        pd.testing.assert_frame_equal(part.stage_table(key), _stage_table(part.snapshot(key)), check_exact=True)
+        ya = part.year_ago(key)
+        assert len(ya.opportunities)
+        pd.testing.assert_frame_equal(part.stage_table(key, year_ago=True), _stage_table(ya), check_exact=True)
+
+
+@pytest.mark.parametrize("col", ["team", "owner"])
+def test_calls_measures_computed_once_for_every_scope_equal_each_scope_alone(col: str) -> None:
+    """The reps' calls: bias by quarter and instability of every scope from one grouped pass,
+    the same numbers and tables as from the scope's own calls."""
+    from forecastkit.diagnosis.cases import _commit_bias, _Company, _forecast_instability, _Scopes
+
+    crm = _crm("optimistic", 11)
+    company = _Company(crm, method="stage")
+    part = _Scopes(company, col)
+    calls = company.calls(4)
+    finite = []
+    for key in part.split:
+        sub = part.snapshot(key)
+        owners = set(sub.opportunities["owner"].dropna()) | set(sub.forecast_calls["owner"].dropna())
+        assert part.owners(key) == owners
+        mine = _rows_of_owners(calls, owners)
+        instability, (bias, n_up, n, table) = part.calls_measures(key, 4)
+        want = _commit_bias(mine)
+        np.testing.assert_equal((instability, bias, n_up, n), (_forecast_instability(mine), *want[:3]))
+        pd.testing.assert_frame_equal(table, want[3], check_exact=True)
+        finite.append(np.isfinite(instability) and np.isfinite(bias))
+    assert sum(finite) >= len(finite) / 2  # real numbers compared, not only NaN
+
+
+@pytest.mark.parametrize("col", ["team", "owner"])
+def test_close_date_slips_taken_by_position_equal_the_merge_per_scope(col: str) -> None:
+    from forecastkit.diagnosis.cases import _Company, _Scopes, _slips
+
+    crm = _crm("slow_cycle", 11)
+    company = _Company(crm, method="stage")
+    part = _Scopes(company, col)
+    pushed = 0
+    for key in part.split:
+        sub = part.snapshot(key)
+        want = _slips(sub, part.deal_rows("pushes", company.pushes(), key))
+        got = part.slips(key)
+        if not len(sub.open_deals):
+            assert got is None
+            continue
+        np.testing.assert_equal(got[:2], want[:2])
+        pd.testing.assert_frame_equal(got[2], want[2], check_exact=True)
+        pushed += len(got[2])
+    assert pushed > 0
+
+
+def _rows_of_owners(table: pd.DataFrame, owners: set) -> pd.DataFrame:
+    return table[table["owner"].isin(owners)].reset_index(drop=True)
+
+
 def test_period_and_scope_errors() -> None:
     crm = _crm("baseline", 11)
     with pytest.raises(ParameterError, match="by='region' is not a scope; use 'team', 'owner' or 'business_unit'"):

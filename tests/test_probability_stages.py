@@ -285,3 +285,35 @@ def test_interval_coverage_of_true_stage_segment_probabilities_across_five_seeds
         hits += int(((m["ci_lower"] <= m["p_win_true"]) & (m["p_win_true"] <= m["ci_upper"])).sum())
         cells += len(m)
     assert hits / cells >= 0.85, f"coverage {hits}/{cells}"
+
+
+@pytest.mark.parametrize("col", ["team", "owner"])
+@pytest.mark.parametrize("year_ago", [False, True])
+def test_stage_probabilities_of_many_scopes_at_once_equal_each_scope_alone(col, year_ago):
+    """One pass for every scope (the diagnosis's teams or reps): each scope's table is exactly
+    ``stage_probabilities`` of its own snapshot, shrunk toward its own prior (CRM defaults when
+    it has too few closed deals); deals in no scope are left out."""
+    from _probability_samples import sample
+
+    from forecastkit.probability.stages import _stage_probabilities_by_scope
+
+    crm, _ = sample("baseline", 0)
+    if year_ago:
+        crm = crm.as_of(crm.as_of_date - pd.Timedelta(days=365))
+    split = crm.split_by(col)
+    keys = list(split)
+    scope = np.full(len(crm.opportunities), -1)
+    for g, key in enumerate(keys[:-1]):  # the last scope's deals belong to none
+        scope[split.positions(key)] = g
+    fell_back = []
+    for lookback in ("7D", "365D", None):
+        tables = _stage_probabilities_by_scope(crm, scope, len(keys) - 1, lookback)
+        assert len(tables) == len(keys) - 1
+        for g, key in enumerate(keys[:-1]):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", FallbackWarning)
+                alone = fk.stage_probabilities(split[key], lookback=lookback)
+            pd.testing.assert_frame_equal(tables[g], alone, check_exact=True)
+            assert tables[g].attrs == alone.attrs
+            fell_back.append(any(issubclass(w.category, FallbackWarning) for w in caught))
+    assert any(fell_back) and not all(fell_back)  # both priors: the scope's own history and the CRM defaults

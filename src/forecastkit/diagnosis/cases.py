@@ -48,9 +48,12 @@ New deals per rep, win rate, the current quarter's pipeline and the time-to-win 
 and a year ago) run once for every scope, grouped by a column holding each deal's scope (the
 same counts and sums, and the same Aalen-Johansen curve per scope as on the scope alone: the
 curves of every scope come from one pass of :func:`~forecastkit.kpi.cycle._aalen_johansen`,
-equal to lifelines' fit per scope). Per scope remain its stage probabilities (each shrunk
-toward its own prior) and its quota (its own targets, cut to the current quarter's bookings
-rows once). The findings are identical to judging ``crm.subset(team=...)`` on its own.
+equal to lifelines' fit per scope), and so do the stage probabilities (now and a year ago:
+one count of the stages reached, each scope shrunk toward its own prior), and the reps' calls'
+bias by quarter and instability (one ``forecast_accuracy`` grouped by scope and quarter, a rep
+in two teams counted in both); a scope's close-date pushes are taken by position from the
+company's table (one row per deal, in the deals' order) instead of a merge. Per scope remains
+its quota (its own targets, cut to the current quarter's bookings rows once). The findings are identical to judging ``crm.subset(team=...)`` on its own.
 
 Severity: how far the weakest core symptom is past its threshold - ``high``
 at 1.5x or more (or 1/1.5 for "below" symptoms), ``medium`` at 1.2x, ``low``
@@ -363,6 +366,9 @@ class _Scopes:
         self._year_ago_tables: tuple[pd.DataFrame, pd.DataFrame] | None = None
         self._scoped: dict[str, CRM] = {}
         self._reps_team: set | None = None
+        self._stages: dict[str, list[pd.DataFrame]] = {}
+        self._calls: dict[str, tuple] = {}
+        self._slips: tuple[bool, np.ndarray, pd.Series] | None = None
 
     def snapshot(self, key: str) -> CRM:
         """Scope ``key``'s snapshot (= ``crm.subset``) with the tables the per-scope measures read."""
@@ -437,6 +443,140 @@ class _Scopes:
             of_owners = of_owners[~team.isin(own).to_numpy(dtype=bool)]
         total = pd.Series(np.concatenate([of_owners, target[team_row]]), dtype=float).sum()
         return float(_safe_div(pipeline, float(total)))
+
+    def stage_table(self, key: str, year_ago: bool = False) -> pd.DataFrame:
+        """Scope ``key``'s recalibrated stage probabilities (now, or a year earlier): ``_stage_table`` of its snapshot.
+
+        Counted once for every scope on the company's deals (or its year-ago deals), each
+        deal in its scope, each scope shrunk toward its own prior
+        (:func:`~forecastkit.probability.stages._stage_probabilities_by_scope`): the same
+        table as ``stage_probabilities(lookback="365D")`` of the scope's snapshot.
+        """
+        from forecastkit.probability.stages import _stage_probabilities_by_scope
+
+        name = "stages_year_ago" if year_ago else "stages"
+        if name not in self._stages:
+            if year_ago:
+                crm = self.company.year_ago()
+                pos = _positions(crm.opportunities["opportunity_id"], self.company.crm.opportunities["opportunity_id"])
+                scope = np.where(pos >= 0, self._deal_scope[np.maximum(pos, 0)], -1)
+            else:
+                crm, scope = self.company.crm, self._deal_scope
+            self._stages[name] = _stage_probabilities_by_scope(crm, scope, len(self._scope_no), lookback="365D")
+        return self._stages[name][self._scope_no[key]]
+
+    def owners(self, key: str) -> set:
+        """The reps of scope ``key`` as :func:`diagnose_scope` reads them from its snapshot: its deals' owners
+        and its forecast calls' owners."""
+        crm = self.company.crm
+        out = set(crm.opportunities["owner"].take(self.split.positions(key)).dropna().unique())
+        if crm.has("forecast_calls"):
+            fc = crm.forecast_calls["owner"].take(self.split.positions(key, "forecast_calls"))
+            out |= set(fc.dropna().unique())
+        return out
+
+    def calls_measures(self, key: str, periods: int) -> tuple[float, tuple]:
+        """Scope ``key``'s ``_forecast_instability`` and ``_commit_bias`` of its reps' calls, computed for every scope at once.
+
+        The company's calls (``calls_vs_actual``, once) are cut per scope as :meth:`owner_rows`
+        cuts them (a rep in two teams counts in both); the sums per quarter and checkpoint and
+        :func:`~forecastkit.forecast_accuracy` run once grouped by scope, each group on the same
+        rows in the same order as for the scope alone, so the numbers are identical.
+        """
+        name = f"calls{periods}"
+        if name not in self._calls:
+            self._calls[name] = self._calls_of_every_scope(name, self.company.calls(periods))
+        cut, instability, accuracy = self._calls[name]
+        g = self._scope_no[key]
+        if g not in accuracy:  # no call with a forecast at week 4: the scope's own (empty) answer
+            return instability.get(g, np.nan), _commit_bias(cut(key))
+        acc = accuracy[g].sort_values("period")
+        acc = acc[acc["bias"].notna()]
+        if acc.empty:
+            return instability.get(g, np.nan), (np.nan, 0, 0, acc)
+        bias = (float(acc["bias"].median()), int((acc["bias"] > 0.10).sum()), len(acc), acc.reset_index(drop=True))
+        return instability.get(g, np.nan), bias
+
+    def _calls_of_every_scope(self, name: str, calls: pd.DataFrame):  # type: ignore[no-untyped-def]
+        from forecastkit.forecast.accuracy import forecast_accuracy
+
+        def cut(key: str) -> pd.DataFrame:
+            return self.owner_rows(name, calls, self.owners(key))
+
+        if calls is None or len(calls) == 0 or "owner" not in calls:
+            return cut, {}, {}
+        if name not in self._by_owner:
+            self._by_owner[name] = calls.groupby("owner", sort=False, dropna=True, observed=True).indices
+        idx = self._by_owner[name]
+        rows, scope = [], []
+        for g, key in enumerate(self.split):  # = owner_rows(name, calls, owners) of every scope
+            found = [idx[o] for o in self.owners(key) if o in idx]
+            if found:
+                r = np.sort(np.concatenate(found))
+                rows.append(r)
+                scope.append(np.full(len(r), g, dtype=np.int64))
+        if not rows:
+            return cut, {}, {}
+        big = calls.take(np.concatenate(rows)).reset_index(drop=True)
+        big["_scope"] = np.concatenate(scope)
+        # _forecast_instability of each scope (NaN when the scope lacks week 2 or week 13 calls)
+        instability: dict[int, float] = {}
+        tot = big.groupby(["_scope", "period", "checkpoint"])[["forecast", "actual"]].sum().unstack("checkpoint")
+        if {"week2", "week13"} <= set(tot["forecast"].columns):
+            w2, w13 = tot["forecast"]["week2"], tot["forecast"]["week13"]
+            actual = tot["actual"]["week13"]
+            for g, pos in pd.Series(np.arange(len(tot))).groupby(tot.index.get_level_values(0)).indices.items():
+                a2, a13 = w2.iloc[pos], w13.iloc[pos]
+                if a2.isna().all() or a13.isna().all():  # the scope has no call at one of the checkpoints
+                    continue
+                moved = (a13.reset_index(level=0, drop=True) - a2.reset_index(level=0, drop=True)).abs()
+                act = actual.iloc[pos].reset_index(level=0, drop=True).replace(0, np.nan)
+                instability[int(g)] = float((moved / act).mean())
+        # _commit_bias: forecast_accuracy of the week-4 calls by quarter, every scope in one call
+        w4 = big[big["checkpoint"] == "week4"]
+        accuracy: dict[int, pd.DataFrame] = {}
+        if len(w4):
+            acc = forecast_accuracy(w4, by=["_scope", "period"])
+            for g, pos in acc.groupby("_scope", sort=False).indices.items():
+                accuracy[int(g)] = acc.take(pos).drop(columns="_scope").reset_index(drop=True)
+        return cut, instability, accuracy
+
+    def slips(self, key: str) -> tuple[float, float, pd.DataFrame] | None:
+        """Scope ``key``'s ``_slips`` (close-date pushes of its open deals) without a merge per scope.
+
+        ``close_date_pushes`` has one row per deal of the company, in the deals' order, so the
+        scope's open deals take their pushes by position: the same rows, values and order as
+        merging the scope's open deals with its rows of the table. None when that does not
+        hold or the scope has no open deal (then ``_slips`` itself is used).
+        """
+        if self._slips is None:
+            o, pushes = self.company.crm.opportunities, self.company.pushes()
+            aligned = len(pushes) == len(o) and bool(
+                (pushes["opportunity_id"].to_numpy(dtype=object) == o["opportunity_id"].to_numpy(dtype=object)).all()
+            )
+            # the column types a merge gives (e.g. a text id merged with the table's object id is object)
+            one = o.head(1).merge(pushes.head(1), on="opportunity_id", how="left").dtypes
+            self._slips = (aligned and len(o) > 0, (o["status"] == "open").to_numpy(dtype=bool), one)
+        aligned, is_open, dtypes = self._slips
+        if not aligned:
+            return None
+        pos = self.split.positions(key)
+        pos = pos[is_open[pos]]
+        if not len(pos):
+            return None
+        pushes = self.company.pushes()
+        n = pushes["pushes"].take(pos).reset_index(drop=True)
+        share = float((n > 0).mean())
+        per = float(n.mean())
+        many = pos[(n >= 2).to_numpy(dtype=bool)]
+        cols = ["opportunity_id", "owner", "name", "stage", "amount", "close_date"]
+        o = self.company.crm.opportunities
+        twice = o[cols].take(many).reset_index(drop=True)
+        twice["pushes"] = pushes["pushes"].take(many).to_numpy()
+        twice["days_pushed"] = pushes["days_pushed"].take(many).to_numpy()
+        twice = twice.astype({c: dtypes[c] for c in twice.columns if twice[c].dtype != dtypes[c]})
+        twice = twice.sort_values(["pushes", "amount"], ascending=False)
+        return share, per, twice.reset_index(drop=True)
 
     def _scope_company(self, year_ago: bool = False) -> CRM:
         """The company's deals (or its year-ago deals) that belong to a scope, their scope column holding the scope's key."""
@@ -607,9 +747,11 @@ def diagnose_scope(
         year_ago = part[0].year_ago(part[1]) if part is not None else _year_ago(company, crm)
 
     # shared measures
-    stages = _stage_table(crm)
+    stages = _stage_table(crm) if part is None else part[0].stage_table(part[1])
     conv, crm_p, n_closed = _qualified_conversion(crm, stages)
-    conv_prev = _qualified_conversion(year_ago)[0] if year_ago is not None and len(year_ago.opportunities) else np.nan
+    conv_prev = np.nan
+    if year_ago is not None and len(year_ago.opportunities):
+        conv_prev = _qualified_conversion(year_ago, None if part is None else part[0].stage_table(part[1], True))[0]
     conv_threshold = float(th["conversion_low_ratio"]) * crm_p
     conv_ref = f"{th['conversion_low_ratio']:.0%} of the CRM's {_qualified_stage(pb)} probability ({crm_p:.0%})"
     conv_low_hist = bool(long_history and np.isfinite(conv_prev) and conv < (1 - drop) * conv_prev)
@@ -687,9 +829,13 @@ def diagnose_scope(
 
     # case 2
     periods = int(th["bias_periods"])
-    calls = company.calls(periods)
-    if company.crm is not crm:
-        calls = by_owner(f"calls{periods}", calls)
+    if part is None:
+        calls = company.calls(periods)
+        if company.crm is not crm:
+            calls = by_owner(f"calls{periods}", calls)
+        instability, calls_bias = _forecast_instability(calls), _commit_bias(calls)
+    else:
+        instability, calls_bias = part[0].calls_measures(part[1], periods)
     ttw, n_won = _time_to_win(crm, None if part is None else part[0].kpi("cycle_survival", part[1]))
     ttw_prev = np.nan
     if year_ago is not None and len(year_ago.opportunities):
@@ -721,8 +867,11 @@ def diagnose_scope(
         n=n_closed,
         holds_override=not conversion.holds and np.isfinite(conv),
     )
-    pushes = company.pushes() if company.crm is crm else by_deal("pushes", company.pushes())
-    share, per, twice = _slips(crm, pushes)
+    slipped = None if part is None else part[0].slips(part[1])
+    if slipped is None:
+        pushes = company.pushes() if company.crm is crm else by_deal("pushes", company.pushes())
+        slipped = _slips(crm, pushes)
+    share, per, twice = slipped
     m2 = [
         healthy,
         cycle,
@@ -738,7 +887,7 @@ def diagnose_scope(
         _Metric("pushes_per_open_deal", per, np.nan, "above", "(for information)", False, "timeline.close_date_pushes"),
         _Metric(
             "forecast_instability",
-            _forecast_instability(calls),
+            instability,
             0.10,
             "above",
             "commit call moving more than 10% of actual within the quarter",
@@ -753,7 +902,7 @@ def diagnose_scope(
     f2 = _finding(2, scope, [healthy, cycle], m2, enough and n_won > 0, need, basis, drill2, strength_metrics=[cycle])
 
     # case 3: calls over bookings and commit deals unlikely (or systematic calls alone)
-    bias, n_biased, n_periods, bias_table = _commit_bias(calls)
+    bias, n_biased, n_periods, bias_table = calls_bias
     calls_source = "forecast_accuracy(calls_vs_actual(...), by='period'): commit at week 4"
     bias_metric = _Metric(
         "commit_bias_median",

@@ -110,6 +110,69 @@ def stage_probabilities(
     return _shrunk_table(levels, crm, top, level)
 
 
+def _stage_probabilities_by_scope(
+    crm: CRM,
+    scope: np.ndarray,
+    n_scopes: int,
+    lookback: str | pd.Timedelta | None = "730D",
+    *,
+    level: float = 0.90,
+    min_closed: int = MIN_CLOSED,
+) -> list[pd.DataFrame]:
+    """:func:`stage_probabilities` of many scopes in one pass (no ``by``; fallbacks without warning).
+
+    ``scope`` holds each opportunity's scope (``0..n_scopes-1``; -1: in none). Table ``g``
+    equals ``stage_probabilities(s, lookback, level=level, min_closed=min_closed)`` of the
+    snapshot ``s`` of scope ``g``'s deals and their history (each scope shrunk toward its
+    own prior, the CRM defaults when it has fewer than ``min_closed`` closed deals): a deal's
+    counts read only its own history, and every number is the same elementwise operation.
+    """
+    _check_level(level)
+    pb = crm.playbook
+    scope = np.asarray(scope, dtype=np.int64)
+    status = _status_codes(crm.opportunities["status"])
+    keep = _in_scope(crm, lookback, status) & (scope >= 0)
+    n_closed = np.bincount(scope[keep & (status != 0)], minlength=n_scopes)
+    idx, lo, hi = _reached_spans(crm, keep)
+    n_st = len(pb.stages)
+    # counts per (scope, stage, status) as in _level_table, every stage kept (zero where none)
+    width = (n_st + 1) * 4
+    g, st = scope[idx], status[idx]
+    enter = np.bincount(g * width + lo * 4 + st, minlength=n_scopes * width)
+    leave = np.bincount(g * width + (hi + 1) * 4 + st, minlength=n_scopes * width)
+    cnt = (enter - leave).reshape(n_scopes, n_st + 1, 4).cumsum(axis=1)[:, :n_st, :].reshape(-1, 4)
+    won, lost, open_ = cnt[:, 1], cnt[:, 2], cnt[:, 0]
+    # each scope's prior (_top_prior): Jeffreys, or the CRM defaults with too few closed deals
+    crm_p = np.array([pb.crm_probability(s) for s in pb.stage_names])
+    few = np.repeat(n_closed < min_closed, n_st)
+    a0 = np.where(few, np.tile(crm_p * _FALLBACK_STRENGTH, n_scopes), 0.5)
+    b0 = np.where(few, np.tile((1 - crm_p) * _FALLBACK_STRENGTH, n_scopes), 0.5)
+    a, b = a0 + won, b0 + lost
+    tail = (1 - level) / 2
+    crm_col = np.tile(crm_p.astype(float), n_scopes)
+    p_win = a / (a + b)
+    out = pd.DataFrame(
+        {
+            "stage": pd.array(np.tile(np.asarray(pb.stage_names, dtype=object), n_scopes), dtype="string"),
+            "reached": cnt[:, :3].sum(axis=1).astype(np.int64),
+            "won": won.astype(np.int64),
+            "lost": lost.astype(np.int64),
+            "open": open_.astype(np.int64),
+            "p_win": p_win,
+            "ci_lower": stats.beta.ppf(tail, a, b),
+            "ci_upper": stats.beta.ppf(1 - tail, a, b),
+            "crm_probability": crm_col,
+            "gap": crm_col - p_win,
+        }
+    )
+    tables = []
+    for k in range(n_scopes):
+        t = out.iloc[k * n_st : (k + 1) * n_st].reset_index(drop=True)
+        t.attrs = {"prior_strength": {}, "level": level}
+        tables.append(t)
+    return tables
+
+
 def stage_age_probabilities(
     crm: CRM,
     lookback: str | pd.Timedelta | None = "730D",
@@ -276,6 +339,27 @@ def _reached_counts(crm: CRM, keep: np.ndarray, status: np.ndarray, by_cols: lis
     cumulative sum along the stages, so no (deal, stage) table is built.
     """
     pb = crm.playbook
+    o = crm.opportunities
+    n_st = len(pb.stages)
+    idx, lo, hi = _reached_spans(crm, keep)
+    status = status[idx]
+    group = np.zeros(len(idx), dtype=np.int64)
+    levels = [_level_table(group, 1, lo, hi, status, n_st, pb, {})]
+    col_codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for c in by_cols:
+        codes, lab = _group_codes(o[c].iloc[idx])
+        col_codes[c] = (codes, lab)
+        _, first, group = np.unique(group * len(lab) + codes, return_index=True, return_inverse=True)
+        labels = {k: lb[cd[first]] for k, (cd, lb) in col_codes.items()}
+        levels.append(_level_table(group.ravel(), len(first), lo, hi, status, n_st, pb, labels))
+    return levels
+
+
+def _reached_spans(crm: CRM, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The deals counted and the stages they reached: ``idx`` (rows of ``crm.opportunities``
+    among ``keep`` with a stage reached), ``lo``..``hi`` (their entry and furthest open stage,
+    pipeline positions). Each deal's span reads only its own history rows (in table order)."""
+    pb = crm.playbook
     o, h = crm.opportunities, crm.history
     n_st = len(pb.stages)
     pos = timeline._row_positions(h["opportunity_id"], o["opportunity_id"])
@@ -293,18 +377,7 @@ def _reached_counts(crm: CRM, keep: np.ndarray, status: np.ndarray, by_cols: lis
     lo, hi = entry, np.minimum(furthest, n_st - 1)
     ok = keep & ~np.isnan(lo) & ~np.isnan(hi) & (hi >= lo)
     idx = np.flatnonzero(ok)
-    lo, hi = lo[idx].astype(np.int64), hi[idx].astype(np.int64)
-    status = status[idx]
-    group = np.zeros(len(idx), dtype=np.int64)
-    levels = [_level_table(group, 1, lo, hi, status, n_st, pb, {})]
-    col_codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for c in by_cols:
-        codes, lab = _group_codes(o[c].iloc[idx])
-        col_codes[c] = (codes, lab)
-        _, first, group = np.unique(group * len(lab) + codes, return_index=True, return_inverse=True)
-        labels = {k: lb[cd[first]] for k, (cd, lb) in col_codes.items()}
-        levels.append(_level_table(group.ravel(), len(first), lo, hi, status, n_st, pb, labels))
-    return levels
+    return idx, lo[idx].astype(np.int64), hi[idx].astype(np.int64)
 
 
 def _scope(crm: CRM, lookback: str | pd.Timedelta | None, by_cols: Sequence[str] = ()) -> CRM:
