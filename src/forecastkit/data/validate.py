@@ -808,29 +808,39 @@ def _sort_by_deal(df: pd.DataFrame) -> pd.DataFrame:
     return df.take(order)
 
 
-def _reconcile_positions(opps: pd.DataFrame, hist: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+def _last_history_rows(opps: pd.DataFrame, hist: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """``(deals, last)``: the deals (rows of ``opps``) with history and the row of each one's last history row.
 
-    For validated tables only (distinct deal ids, history sorted by deal): pyarrow finds
-    each deal among the ends of the history runs. None when the ids are not text.
+    For validated tables only (distinct deal ids, history sorted by deal): each deal is
+    found among the ends of the history runs, by pyarrow when the ids are text.
     """
-    hid = _text_arrow(hist["opportunity_id"])
-    if hid is None or hid.null_count or len(hid) < 2:
-        return None
-    n = len(hid)
-    change = pc.not_equal(hid.slice(1), hid.slice(0, n - 1)).to_numpy(zero_copy_only=False)
-    ends = np.append(np.flatnonzero(change), n - 1)  # the last row of each deal's run
-    pos = text_positions(opps["opportunity_id"], hid.take(pa.array(ends)))
+    ids = hist["opportunity_id"]
+    hid, pos = _text_arrow(ids), None
+    if hid is not None and not hid.null_count and len(hid) >= 2:
+        n = len(hid)
+        change = pc.not_equal(hid.slice(1), hid.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+        ends = np.append(np.flatnonzero(change), n - 1)  # the last row of each deal's run
+        pos = text_positions(opps["opportunity_id"], hid.take(pa.array(ends)))
+    else:
+        ends = np.flatnonzero(~ids.duplicated(keep="last").to_numpy())
     if pos is None:
-        return None
+        pos = pd.Index(ids.iloc[ends]).get_indexer(opps["opportunity_id"])
     deals = np.flatnonzero(pos >= 0)
     return deals, ends[pos[deals]]
 
 
-def _reconcile_fast(
-    opps: pd.DataFrame, hist: pd.DataFrame, as_of: pd.Timestamp, notes: list[str], deals: np.ndarray, last: np.ndarray
+def _reconcile_history(
+    opps: pd.DataFrame, hist: pd.DataFrame, as_of: pd.Timestamp, notes: list[str]
 ) -> tuple[pd.DataFrame, int]:
-    """:func:`_reconcile_history` from row positions (``_reconcile_positions``) instead of id look-ups."""
+    """Add a history row at the snapshot date for deals whose current state differs from their last history row."""
+    if hist.empty:
+        if len(opps):
+            notes.append(
+                "history: no history rows; stage timing is unknown and as_of() cannot rewind stages, amounts or close dates"
+            )
+        return hist, 0
+    hist = _sort_by_deal(hist)
+    deals, last = _last_history_rows(opps, hist)
     cols = ["stage", "amount", "close_date"]
     differs = np.zeros(len(deals), dtype=bool)
     for c in cols:
@@ -862,55 +872,6 @@ def _reconcile_fast(
     )
     hist = pd.concat([hist, add[hist.columns]], ignore_index=True)
     return _sort_by_deal(hist), len(rows)
-
-
-def _reconcile_history(
-    opps: pd.DataFrame, hist: pd.DataFrame, as_of: pd.Timestamp, notes: list[str]
-) -> tuple[pd.DataFrame, int]:
-    """Add a history row at the snapshot date for deals whose current state differs from their last history row."""
-    if hist.empty:
-        if len(opps):
-            notes.append(
-                "history: no history rows; stage timing is unknown and as_of() cannot rewind stages, amounts or close dates"
-            )
-        return hist, 0
-    hist = _sort_by_deal(hist)
-    fast = _reconcile_positions(opps, hist)
-    if fast is not None:
-        return _reconcile_fast(opps, hist, as_of, notes, *fast)
-    last = hist.groupby("opportunity_id", sort=False).tail(1).set_index("opportunity_id")
-    cur = opps.set_index("opportunity_id")
-    common = cur.index.intersection(last.index)
-    cols = ["stage", "amount", "close_date"]
-    a, b = cur.loc[common, cols], last.loc[common, cols]
-    differs = pd.Series(False, index=common)
-    for c in cols:
-        x, y = a[c], b[c]
-        differs |= ~((x == y).fillna(False) | (x.isna() & y.isna()))
-    no_hist = cur.index.difference(last.index)
-    if len(no_hist):
-        notes.append(
-            f"history: {len(no_hist)} deal(s) have no history row; their past stages are unknown "
-            "(as_of shows them in their current state while open)"
-        )
-    if not differs.any():
-        return hist, 0
-    ids = differs[differs].index
-    add = cur.loc[ids, ["stage", "amount", "close_date", "forecast_category"]].reset_index()
-    # a closed deal changed state when it closed: date its row at closed_at (when that is after its last
-    # history row), so that as_of() does not show a deal won in March as open until the snapshot date
-    closed_at = cur.loc[ids, "closed_at"].to_numpy()
-    at_close = (cur.loc[ids, "status"] != "open").to_numpy() & (
-        closed_at >= last.loc[ids, "changed_at"].dt.normalize().to_numpy()
-    )
-    add["changed_at"] = np.where(at_close, closed_at, np.datetime64(as_of, "ns")).astype("datetime64[ns]")
-    add[_ROW] = -1
-    notes.append(
-        f"history: {len(ids)} deal(s) show a current state that their last history row does not; "
-        "a history row was added for each, dated at the close date for closed deals and at the snapshot date otherwise"
-    )
-    hist = pd.concat([hist, add[hist.columns]], ignore_index=True)
-    return _sort_by_deal(hist), len(ids)
 
 
 def validate_tables(
