@@ -242,11 +242,27 @@ _VOLATILE = re.compile(
 
 
 def numbers_in_outputs(path: Path) -> list[tuple[int, str, list[str]]]:
-    """Every number printed by the notebook's cells: (cell, mimetype, numbers) in order."""
+    """Every number printed by the notebook's cells: (cell, mimetype, numbers) in order.
+
+    Consecutive stream outputs of a cell are joined first: how the kernel chunks one
+    cell's printed text depends on when its output buffer was flushed, not on the numbers.
+    """
     nb = nbformat.read(str(path), as_version=4)
     found = []
     for i, cell in enumerate(nb.cells):
+        outputs: list = []
         for out in cell.get("outputs", []):
+            prev = outputs[-1] if outputs else None
+            if (
+                out.output_type == "stream"
+                and prev is not None
+                and prev.output_type == "stream"
+                and prev.name == out.name
+            ):
+                outputs[-1] = nbformat.NotebookNode({**prev, "text": prev.text + out.text})
+            else:
+                outputs.append(out)
+        for out in outputs:
             if out.output_type == "stream":
                 texts = {"stream": out.text}
             elif out.output_type == "error":
@@ -259,8 +275,6 @@ def numbers_in_outputs(path: Path) -> list[tuple[int, str, list[str]]]:
             for mime, text in sorted(texts.items()):
                 found.append((i, mime, NUMBER.findall(_VOLATILE.sub("", text))))
     return found
-
-
 
 
 @pytest.mark.slow
