@@ -288,6 +288,18 @@ def steps(size: str, meta: dict) -> dict[str, dict]:
             + "OUT = tempfile.mkdtemp()\n",
             "code": _SKIP + CHAIN_CODE,
         },
+        # the same job run again (next week's cron run): the report's backtest of past quarters is
+        # reused from <out>/.cache (forecastkit.forecast.backtest_cache); the setup runs it once to fill it
+        "chain in one process (next run)": {
+            "setup": paths
+            + "import tempfile, time, warnings\nwarnings.simplefilter('ignore')\nimport forecastkit as fk, pandas as pd\n"
+            + _optional(
+                "_chain_parts",
+                "stage_probabilities, fit_win_model, forecast, review, DASHBOARDS, dashboards, diagnose, run_report",
+            )
+            + "OUT = tempfile.mkdtemp()\nif not _skip:\n    run_report('forecast', data=PQ, out=OUT, progress=False)\n",
+            "code": _SKIP + CHAIN_CODE,
+        },
     }
 
 
@@ -524,7 +536,9 @@ def render(results: dict[str, dict]) -> str:
                 notes.append(f"- {s} {name}: skipped ({r['skipped']})")
             elif r and "error" in r:
                 notes.append(f"- {s} {name}: {r['error'].splitlines()[0][:300]}")
-            elif r and name in ("dashboards", "report", "forecast", "chain in one process") and r.get("result"):
+            elif (
+                r and name.startswith(("dashboards", "report", "forecast", "chain in one process")) and r.get("result")
+            ):
                 notes.append(f"- {s} {name}: {r['result']}")
     if notes:
         lines += ["", "## Notes", "", *notes]

@@ -311,3 +311,31 @@ def test_running_a_report_twice_gives_identical_numbers(report: str, tmp_path: P
     # the published pages differ only by volatile ids
     pages = [_VOLATILE.sub("", r.html_path.read_text()) for r in (first, second)]
     assert pages[0] == pages[1]
+
+
+@pytest.mark.slow
+def test_the_next_scheduled_forecast_reuses_its_backtest_with_the_same_numbers(tmp_path: Path) -> None:
+    from forecastkit.data.sample import generate
+
+    data = generate(scenario="baseline", seed=3, n_reps=6, start="2024-10-01").save(tmp_path / "data")
+    out = tmp_path / "reports"
+    params = {"backtest_quarters": 2}
+    reused = "Past quarters reused from the last run"
+
+    def run(folder: Path, **extra: object) -> tuple[str, list]:
+        nb = run_report("forecast", data=data, out=folder, params={**params, **extra}, progress=False).notebook_path
+        printed = "".join(
+            o.get("text", "") for c in nbformat.read(str(nb), as_version=4).cells for o in c.get("outputs", [])
+        )
+        assert "Backtest skipped" not in printed
+        return printed, [n for n in numbers_in_outputs(nb) if n[2]]  # the printed note on reuse has no number
+
+    first = run(out)
+    assert len(list((out / ".cache").glob("backtest-*.parquet"))) == 1
+    second = run(out)
+    assert reused not in first[0] and reused in second[0]
+    assert first[1] == second[1]
+    # opting out computes everything and keeps nothing
+    third = run(tmp_path / "plain", backtest_cache="")
+    assert reused not in third[0] and not (tmp_path / "plain" / ".cache").exists()
+    assert third[1] == first[1]

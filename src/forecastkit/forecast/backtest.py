@@ -57,6 +57,7 @@ The returned frame's ``attrs["fits"]`` counts the fits: ``{"win_model": ..., "sl
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections.abc import Sequence
@@ -193,6 +194,7 @@ def backtest(
     n_sims: int = 4_000,
     refit: Literal["period", "checkpoint"] = "period",
     n_periods: int = 4,
+    cache: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
     """Forecast past periods at each checkpoint with each method, and compare with the actual.
 
@@ -218,6 +220,10 @@ def backtest(
         When the win model and the slip model are refitted.
     n_periods : int
         Completed periods averaged by the run-rate terms.
+    cache : folder, optional
+        Keep the backtest in this folder and reuse it in the next run while nothing known
+        at the latest checkpoint changed (:mod:`~forecastkit.forecast.backtest_cache`); the
+        actuals are always recomputed. ``attrs["cache"]`` says ``"reused"`` or ``"stored"``.
 
     Returns
     -------
@@ -229,6 +235,11 @@ def backtest(
         NA without interval), ``note``. ``attrs["fits"]``: how many times the win model
         and the slip model were fitted (see the module docstring).
     """
+    if cache is not None:
+        from forecastkit.forecast.backtest_cache import cached_backtest
+
+        kw = {"periods": periods, "checkpoints": checkpoints, "methods": methods, "seed": seed, "truth": truth}
+        return cached_backtest(crm, cache, **kw, n_sims=n_sims, refit=refit, n_periods=n_periods)
     methods = list(dict.fromkeys(methods))
     if truth is not None and "oracle" not in methods:
         methods.append("oracle")
@@ -241,8 +252,6 @@ def backtest(
         raise ParameterError(f"refit must be 'period' or 'checkpoint', got {refit!r}")
     pers = _periods(crm, periods)
     plan = [(per, cp, checkpoint_date(per, cp)) for per in pers for cp in checkpoints]
-    o = crm.opportunities
-    won = o[(o["status"] == "won").fillna(False).to_numpy(dtype=bool)]
     # shared, leak-safe caches computed once from the full snapshot and filtered per checkpoint
     first_d = min(d for _, _, d in plan)
     last_d = max(d for _, _, d in plan)
@@ -264,9 +273,8 @@ def backtest(
     rows = []
     for per, cp, d in plan:
         snap, pos = rewind.at(d)
-        actual = float(won.loc[per.contains(won["closed_at"]).fillna(False).to_numpy(dtype=bool), "amount"].sum())
         cw = float(_won_amount(snap, per))
-        common = {"period": per.label, "checkpoint": str(cp), "as_of": d, "actual": actual, "closed_won": cw}
+        common = {"period": per.label, "checkpoint": str(cp), "as_of": d, "closed_won": cw}
         key = per.label if refit == "period" else f"{per.label}@{d.date()}"
         ctx = _Context(snap, per, slip_cache, n_periods, pos, slip_models, key)
         for m in methods:
@@ -287,7 +295,20 @@ def backtest(
             )
             rows.append({**common, "method": m, **res})
         fits["slip_model"] += ctx.slip_fits
-    out = pd.DataFrame(rows)
+    out = _score(pd.DataFrame(rows), crm, pers)
+    out.attrs["fits"] = fits
+    return out
+
+
+def _score(out: pd.DataFrame, crm: CRM, pers: Sequence[Period]) -> pd.DataFrame:
+    """Add each period's actual (read from the full snapshot), the errors and the coverage to forecast rows."""
+    o = crm.opportunities
+    won = o[(o["status"] == "won").fillna(False).to_numpy(dtype=bool)]
+    actuals = {
+        per.label: float(won.loc[per.contains(won["closed_at"]).fillna(False).to_numpy(dtype=bool), "amount"].sum())
+        for per in pers
+    }
+    out = out.assign(actual=out["period"].map(actuals).astype(float))
     out["error"] = out["forecast"] - out["actual"]
     with np.errstate(divide="ignore", invalid="ignore"):
         out["abs_pct_error"] = np.where(out["actual"] > 0, out["error"].abs() / out["actual"], np.nan)
@@ -297,9 +318,7 @@ def backtest(
         (out.loc[has, "p10"] <= out.loc[has, "actual"]) & (out.loc[has, "actual"] <= out.loc[has, "p90"])
     ).to_numpy()
     out["covered"] = covered
-    out = out[list(BACKTEST_COLUMNS)]
-    out.attrs["fits"] = fits
-    return out
+    return out[list(BACKTEST_COLUMNS)]
 
 
 # --------------------------------------------------------------------------- helpers

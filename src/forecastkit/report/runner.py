@@ -69,6 +69,11 @@ REPORTS: dict[str, str] = {
     "probabilities": "probabilities.ipynb",
 }
 
+#: The notebook parameter naming a folder where a report keeps work for its next run (the
+#: forecast report's backtest, :mod:`~forecastkit.forecast.backtest_cache`), and the folder
+#: inside ``out`` it defaults to. Pass ``params={"backtest_cache": ""}`` to compute everything.
+CACHE_PARAMETER = "backtest_cache"
+CACHE_FOLDER = ".cache"
 _TRUE = {"true", "yes", "y", "1", "on"}
 _FALSE = {"false", "no", "n", "0", "off"}
 _INT = re.compile(r"[+-]?\d+")
@@ -471,7 +476,11 @@ def run_report(
     params : mapping, optional
         Other notebook parameters; strings are converted to the default's type.
     out : str or path, default "reports"
-        Output folder (created if missing).
+        Output folder (created if missing). Reports that keep work for their next
+        run (the forecast report's backtest of past quarters) keep it in
+        ``<out>/.cache``: the next run reuses it while nothing known at its latest
+        checkpoint changed (:mod:`~forecastkit.forecast.backtest_cache`). Pass
+        ``params={"backtest_cache": ""}`` to compute everything again.
     html : bool, default True
         Also write the offline HTML page.
     include_code : bool, default False
@@ -543,6 +552,8 @@ def run_report(
         elif key == "as_of":
             value = _normalise_as_of(value, data_path)
         merged[key] = value
+    if CACHE_PARAMETER in declared and CACHE_PARAMETER not in merged:  # scheduled runs reuse past work
+        merged[CACHE_PARAMETER] = str(Path(out).expanduser().resolve() / CACHE_FOLDER)
     parameters = validate_parameters(src, merged)
     _check_kernel(kernel)
     stamp = None
