@@ -746,9 +746,13 @@ def _check_references(
 ) -> pd.DataFrame:
     opps = tables.get("opportunities")
     if name in ("history", "field_history") and opps is not None:
-        m = ~_isin(df["opportunity_id"], opps["opportunity_id"])
+        # one hash look-up for both checks; a missing id is unknown (deal ids are never missing), as with isin
+        pos = text_positions(df["opportunity_id"], opps["opportunity_id"])
+        m = ~_isin(df["opportunity_id"], opps["opportunity_id"]).to_numpy(dtype=bool) if pos is None else pos < 0
         df = rej.add(df, m, "opportunity_id", "unknown opportunity")
-        created = _lookup(df["opportunity_id"], opps["opportunity_id"], opps["created_at"].dt.normalize())
+        if pos is not None and m.any():
+            pos = pos[~m]
+        created = _lookup(df["opportunity_id"], opps["opportunity_id"], opps["created_at"].dt.normalize(), pos)
         m = df["changed_at"].dt.normalize() < created
         df = rej.add(df, m, "changed_at", "changed before created", lambda b: b["changed_at"].astype(str))
     if name == "field_history":
@@ -764,9 +768,12 @@ def _check_references(
     return df
 
 
-def _lookup(ids: pd.Series, keys: pd.Series, values: pd.Series) -> pd.Series:
-    """``ids.map(values indexed by keys)`` (``keys`` unique); missing where an id is not a key."""
-    pos = text_positions(ids, keys)
+def _lookup(ids: pd.Series, keys: pd.Series, values: pd.Series, pos: np.ndarray | None = None) -> pd.Series:
+    """``ids.map(values indexed by keys)`` (``keys`` unique); missing where an id is not a key.
+
+    ``pos``: ``text_positions(ids, keys)`` when already computed.
+    """
+    pos = text_positions(ids, keys) if pos is None else pos
     if pos is None:
         return ids.map(pd.Series(values.to_numpy(), index=keys.to_numpy()))
     if not len(values):
