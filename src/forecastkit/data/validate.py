@@ -191,12 +191,22 @@ def _arrow_text(raw: pd.Series) -> pa.ChunkedArray | None:
         arr = pa.array(raw.array)
     elif isinstance(raw.dtype, pd.StringDtype) or raw.dtype == object:
         try:
-            arr = pa.array(raw.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+            arr = pa.array(_objects(raw), type=pa.string(), from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return None  # numbers, dates... in an object column
     else:
         return None
     return arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
+
+
+def _objects(values: pd.Series | pd.Index) -> np.ndarray:
+    """The values as an object array for ``pa.array(..., from_pandas=True)`` (missing values: any missing marker).
+
+    A ``TEXT_DTYPE`` column gives its own array (Python strings and ``pd.NA``, which pyarrow
+    reads as null): no copy and no scan for missing values, unlike ``to_numpy(dtype=object)``.
+    """
+    data = getattr(values.array, "_ndarray", None) if isinstance(values.array, pd.arrays.StringArray) else None
+    return data if isinstance(data, np.ndarray) and data.dtype == object else values.to_numpy(dtype=object)
 
 
 def _from_arrow(arr: pa.ChunkedArray, index: pd.Index) -> pd.Series:
@@ -341,7 +351,7 @@ def _text_arrow(values: pd.Series | pd.Index | np.ndarray | pa.Array) -> pa.Arra
     if isinstance(values, pd.Series | pd.Index):
         if not (isinstance(values.dtype, pd.StringDtype) or values.dtype == object):
             return None
-        values = values.to_numpy(dtype=object)
+        values = _objects(values)
     try:
         return pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
     except (pa.ArrowException, UnicodeError, TypeError):
