@@ -191,12 +191,22 @@ def _arrow_text(raw: pd.Series) -> pa.ChunkedArray | None:
         arr = pa.array(raw.array)
     elif isinstance(raw.dtype, pd.StringDtype) or raw.dtype == object:
         try:
-            arr = pa.array(raw.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+            arr = pa.array(_objects(raw), type=pa.string(), from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return None  # numbers, dates... in an object column
     else:
         return None
     return arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
+
+
+def _objects(values: pd.Series | pd.Index) -> np.ndarray:
+    """The values as an object array for ``pa.array(..., from_pandas=True)`` (missing values: any missing marker).
+
+    A ``TEXT_DTYPE`` column gives its own array (Python strings and ``pd.NA``, which pyarrow
+    reads as null): no copy and no scan for missing values, unlike ``to_numpy(dtype=object)``.
+    """
+    data = getattr(values.array, "_ndarray", None) if isinstance(values.array, pd.arrays.StringArray) else None
+    return data if isinstance(data, np.ndarray) and data.dtype == object else values.to_numpy(dtype=object)
 
 
 def _from_arrow(arr: pa.ChunkedArray, index: pd.Index) -> pd.Series:
@@ -341,7 +351,7 @@ def _text_arrow(values: pd.Series | pd.Index | np.ndarray | pa.Array) -> pa.Arra
     if isinstance(values, pd.Series | pd.Index):
         if not (isinstance(values.dtype, pd.StringDtype) or values.dtype == object):
             return None
-        values = values.to_numpy(dtype=object)
+        values = _objects(values)
     try:
         return pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
     except (pa.ArrowException, UnicodeError, TypeError):
@@ -746,9 +756,13 @@ def _check_references(
 ) -> pd.DataFrame:
     opps = tables.get("opportunities")
     if name in ("history", "field_history") and opps is not None:
-        m = ~_isin(df["opportunity_id"], opps["opportunity_id"])
+        # one hash look-up for both checks; a missing id is unknown (deal ids are never missing), as with isin
+        pos = text_positions(df["opportunity_id"], opps["opportunity_id"])
+        m = ~_isin(df["opportunity_id"], opps["opportunity_id"]).to_numpy(dtype=bool) if pos is None else pos < 0
         df = rej.add(df, m, "opportunity_id", "unknown opportunity")
-        created = _lookup(df["opportunity_id"], opps["opportunity_id"], opps["created_at"].dt.normalize())
+        if pos is not None and m.any():
+            pos = pos[~m]
+        created = _lookup(df["opportunity_id"], opps["opportunity_id"], opps["created_at"].dt.normalize(), pos)
         m = df["changed_at"].dt.normalize() < created
         df = rej.add(df, m, "changed_at", "changed before created", lambda b: b["changed_at"].astype(str))
     if name == "field_history":
@@ -764,9 +778,12 @@ def _check_references(
     return df
 
 
-def _lookup(ids: pd.Series, keys: pd.Series, values: pd.Series) -> pd.Series:
-    """``ids.map(values indexed by keys)`` (``keys`` unique); missing where an id is not a key."""
-    pos = text_positions(ids, keys)
+def _lookup(ids: pd.Series, keys: pd.Series, values: pd.Series, pos: np.ndarray | None = None) -> pd.Series:
+    """``ids.map(values indexed by keys)`` (``keys`` unique); missing where an id is not a key.
+
+    ``pos``: ``text_positions(ids, keys)`` when already computed.
+    """
+    pos = text_positions(ids, keys) if pos is None else pos
     if pos is None:
         return ids.map(pd.Series(values.to_numpy(), index=keys.to_numpy()))
     if not len(values):

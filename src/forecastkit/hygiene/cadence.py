@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from forecastkit.data.crm import CRM
-from forecastkit.data.timeline import stage_spells
+from forecastkit.data.timeline import _distinct_sorted, stage_spells
 from forecastkit.hygiene._deals import _none, isin, obj, positions, select, team_by_owner
 
 __all__ = ["CadenceReport", "cadence", "CADENCE_STATUSES"]
@@ -314,7 +314,7 @@ def _by_owner(steps: pd.DataFrame) -> pd.DataFrame:
     deal = s["opportunity_id"].astype(object)
     lead_key = deal.where(deal.notna(), "account:" + s["account_id"].astype(object).fillna(""))
     l_code = pd.factorize(lead_key)[0].astype(np.int64)
-    pairs = np.unique(o_code.astype(np.int64) * (int(l_code.max(initial=0)) + 1) + l_code)
+    pairs = _distinct_sorted(o_code.astype(np.int64) * (int(l_code.max(initial=0)) + 1) + l_code)
     leads = pd.Series(np.bincount(pairs // (int(l_code.max(initial=0)) + 1), minlength=n_o), index=counts.index)
     out = counts.astype("int64")
     out.insert(0, "leads", leads.reindex(out.index).fillna(0).astype("int64"))

@@ -21,6 +21,7 @@ Definitions
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -253,14 +254,32 @@ def contact_problems(crm: CRM, contact_fields: Sequence[str] = CONTACT_FIELDS) -
     ``completeness(crm).by_owner`` and ``.by_account``, skipping the account checks and
     the new-prospect counts.
     """
-    c, cells, acc = _contact_cells(crm, contact_fields)
-    return _by_owner(c, *cells), _by_account(c, contact_fields, *cells, acc=acc)
+    by_owner, by_account = _shared_contact_problems(crm, contact_fields)
+    return by_owner.copy(), by_account.copy()
+
+
+#: ``contact_problems`` of a snapshot per tuple of contact fields, computed once: the pipeline review
+#: and the data-health dashboard both need them (snapshot tables are read-only, so they never go stale)
+_PROBLEMS: weakref.WeakKeyDictionary[CRM, dict[tuple[str, ...], tuple[pd.DataFrame, pd.DataFrame]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _shared_contact_problems(
+    crm: CRM, contact_fields: Sequence[str] = CONTACT_FIELDS
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(by_owner, by_account)`` of :func:`contact_problems`, once per snapshot and fields (shared frames: read only)."""
+    memo = _PROBLEMS.setdefault(crm, {})
+    key = tuple(str(f) for f in contact_fields)
+    if key not in memo:
+        c, cells, acc = _contact_cells(crm, contact_fields)
+        memo[key] = (_by_owner(c, *cells), _by_account(c, contact_fields, *cells, acc=acc))
+    return memo[key]
 
 
 def _account_problems(crm: CRM, contact_fields: Sequence[str] = CONTACT_FIELDS) -> pd.DataFrame:
-    """``contact_problems(crm)[1]`` alone (what the pipeline review needs)."""
-    c, cells, acc = _contact_cells(crm, contact_fields)
-    return _by_account(c, contact_fields, *cells, acc=acc)
+    """``contact_problems(crm)[1]`` alone (what the pipeline review needs; a shared frame: read only)."""
+    return _shared_contact_problems(crm, contact_fields)[1]
 
 
 def _contact_cells(crm: CRM, contact_fields: Sequence[str]) -> tuple[pd.DataFrame, tuple, tuple]:

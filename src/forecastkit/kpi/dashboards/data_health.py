@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-import weakref
-
 import pandas as pd
 
 from forecastkit.data.crm import CRM
 from forecastkit.data.timeline import qualification_completeness
-from forecastkit.hygiene.completeness import contact_problems
+from forecastkit.hygiene.completeness import _shared_contact_problems
 from forecastkit.kpi._common import _period_codes
 from forecastkit.kpi.customers import customer_activity, customer_churn
 from forecastkit.kpi.dashboards._base import _ALL, _Ctx, _empty, _TileSpec
 from forecastkit.periods import Period, period_of
 
+
 # --------------------------------------------------------- 3. data health
-# contact problems of a whole snapshot (its tables never change): every dashboard call of that snapshot,
-# for all reps or one (a one-rep dashboard reads the whole company's frame), shares one computation
-_CONTACTS: weakref.WeakKeyDictionary[CRM, tuple[pd.DataFrame, pd.DataFrame]] = weakref.WeakKeyDictionary()
-
-
 def _contact_problems(crm: CRM) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`~forecastkit.hygiene.completeness.contact_problems` once per snapshot (shared frames: read only)."""
-    cached = _CONTACTS.get(crm)
-    if cached is None:
-        cached = _CONTACTS[crm] = contact_problems(crm)
-    return cached
+    """:func:`~forecastkit.hygiene.completeness.contact_problems` once per snapshot, shared with the pipeline review.
+
+    Every dashboard call of that snapshot, for all reps or one (a one-rep dashboard reads the
+    whole company's frame), and ``hygiene.review`` read the same frames (read only).
+    """
+    return _shared_contact_problems(crm)
 
 
 def _contact_completeness(c: _Ctx) -> tuple[pd.Series, pd.Series, pd.DataFrame]:
