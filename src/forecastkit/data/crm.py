@@ -327,6 +327,10 @@ class CRM:
             cache[key] = build()
         return cache[key]
 
+    def _cached_only(self, key: tuple):  # type: ignore[no-untyped-def]
+        """The value :meth:`_cached` holds under ``key``, or None when nothing computed (or set) it yet."""
+        return self.__dict__.get("_index_cache", {}).get(key)
+
     # ------------------------------------------------------------------- save
     def save(self, path: str | Path, format: Literal["csv", "parquet"] = "csv") -> Path:
         """Write every present table as ``<table>.csv`` (or ``.parquet``), plus ``crm.yaml`` and ``playbook.yaml``."""

@@ -453,6 +453,11 @@ class _Rewinder:
         self.changed = h["changed_at"].to_numpy(dtype="datetime64[ns]")
         if slip_cache is not None:  # the deal row of each slip-model row, for the segment as a snapshot knows it
             slip_cache["_row"] = _first_positions(o["opportunity_id"], slip_cache["opportunity_id"])
+        self.act_pos = self.act_known = None
+        if self.lean.has("activities"):  # each activity's deal row, for the activity features
+            a = self.lean.activities
+            self.act_pos = _first_positions(o["opportunity_id"], a["opportunity_id"])
+            self.act_known = a["created_at"].fillna(a["due_at"]).to_numpy(dtype="datetime64[ns]")
 
     def at(self, d: pd.Timestamp) -> tuple[CRM, _Positions | None]:
         snap = self.lean.as_of(d)
@@ -463,6 +468,12 @@ class _Rewinder:
         hist = self.history_codes[self.changed < cutoff]  # history rows dated before it
         if len(opps) != len(snap.opportunities) or len(hist) != len(snap.history):  # pragma: no cover - defensive
             return snap, None
+        if self.act_pos is not None:  # as CRM.as_of: activities known (created, else due) before the cutoff
+            deal = self.act_pos[self.act_known < cutoff]
+            if len(deal) == len(snap.activities):
+                row = np.full(self.n + 1, -1, dtype=np.int64)
+                row[opps] = np.arange(len(opps))  # full-snapshot row -> snapshot row
+                snap._cached(("deal_pos", "activities"), lambda: row[deal])  # (deal = -1 reads the last, -1)
         return snap, _Positions(opps, hist, self.n)
 
 

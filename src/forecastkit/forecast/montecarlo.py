@@ -203,11 +203,17 @@ def simulate_bookings(
         a_s, g_s = a[order], g[order]
         starts = np.flatnonzero(np.r_[True, g_s[1:] != g_s[:-1]])
         present = g_s[starts]
-        step = max(1, _CHUNK // len(a))
+        in_order = bool((order == np.arange(len(order))).all())  # (always without groups)
+        step = min(n_sims, max(1, _CHUNK // len(a)))
+        u, hits, vals = np.empty((step, len(a))), np.empty((step, len(a)), dtype=bool), np.empty((step, len(a)))
         for s0 in range(0, n_sims, step):
             s1 = min(n_sims, s0 + step)
-            hits = rng.random((s1 - s0, len(a))) < q
-            out[s0:s1, present] += np.add.reduceat(np.where(hits[:, order], a_s, 0.0), starts, axis=1)
+            m = s1 - s0  # (a chunk's uniforms are the stream's next m x deals numbers, whatever m)
+            rng.random(out=u[:m])
+            np.less(u[:m], q, out=hits[:m])
+            # amount where hit, else 0 (-0.0 for a negative amount: the sums and totals are the same)
+            np.multiply(hits[:m] if in_order else hits[:m][:, order], a_s, out=vals[:m])
+            out[s0:s1, present] += np.add.reduceat(vals[:m], starts, axis=1)
     if new is not None and new.rate > 0 and len(new.amounts):
         if grouped and new_groups is not None:
             ng = np.asarray(new_groups, dtype=np.int64)

@@ -163,7 +163,7 @@ def point_in_time_features(snapshot: CRM, features: Sequence[str] | None = None)
     """
     names = check_features(features)
     pb = snapshot.playbook
-    o = _open_deal_columns(snapshot)
+    o, open_rows = _open_deal_columns(snapshot, rows=True)
     d = snapshot.as_of_date
     ids = o["opportunity_id"]
     cols: dict[str, object] = {"opportunity_id": ids.to_numpy()}
@@ -219,7 +219,7 @@ def point_in_time_features(snapshot: CRM, features: Sequence[str] | None = None)
     if "discount" in need:
         cols["discount"] = o["discount"].fillna(0.0).to_numpy(float)
     if need & {"activities_30d", "days_since_activity"}:
-        recent, last = _activity_features(snapshot, ids)
+        recent, last = _activity_features(snapshot, ids, open_rows)
         cols["activities_30d"] = recent
         cols["days_since_activity"] = np.where(np.isnan(last), cols["deal_age_days"], last)
     if "owner_win_rate" in need:
@@ -599,22 +599,63 @@ _DEAL_COLUMNS = (
 )
 
 
-def _open_deal_columns(snapshot: CRM) -> pd.DataFrame:
-    """The open deals (``snapshot.open_deals`` order) with only the columns features read."""
+def _open_deal_columns(snapshot: CRM, rows: bool = False):  # type: ignore[no-untyped-def]
+    """The open deals (``snapshot.open_deals`` order) with only the columns features read.
+
+    With ``rows=True``, also their row positions in ``snapshot.opportunities``.
+    """
     opps = snapshot.opportunities
     cols = list(dict.fromkeys([*_DEAL_COLUMNS, *snapshot.playbook.qualification_fields]))
     cols = [c for c in cols if c in opps]
     is_open = (opps["status"] == "open").to_numpy(dtype=bool, na_value=False)
-    return opps.loc[is_open, cols].reset_index(drop=True)
+    out = opps.loc[is_open, cols].reset_index(drop=True)
+    return (out, np.flatnonzero(is_open)) if rows else out
 
 
 def _text(s: pd.Series) -> np.ndarray:
     return s.astype("string").fillna(_MISSING).to_numpy(dtype=object)
 
 
-def _activity_features(snapshot: CRM, ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def _activity_features(
+    snapshot: CRM, ids: pd.Series, open_rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Done activities of each deal of ``ids`` in the last 30 days, and days since its last one (NaN: none).
+
+    Text ids: each activity's deal is found by position (a pyarrow hash look-up) and
+    counted with ``bincount`` / the latest date kept with ``maximum.at``, without copying
+    the activities table; the same numbers as the groupby (kept for other ids). When the
+    snapshot already holds each activity's row in its opportunities (distinct ids; the
+    backtest's rewinds set it, see ``CRM._rows_of_deals``) and ``open_rows`` gives the
+    rows of ``ids`` there, no id is hashed.
+    """
+    from forecastkit.data.validate import text_positions
+
     a = snapshot.activities
     d_end = snapshot.as_of_date + pd.Timedelta(days=1)
+    done_at = a["done_at"]
+    if len(ids) and done_at.dtype == "datetime64[ns]":
+        known = snapshot._cached_only(("deal_pos", "activities")) if open_rows is not None else None
+        if known is not None and len(known) == len(a):
+            first = np.arange(len(ids))
+            row_of = np.full(len(snapshot.opportunities) + 1, -1, dtype=np.int64)
+            row_of[open_rows] = first
+            pos = row_of[known]  # (known = -1 reads the last, -1)
+        else:
+            first = text_positions(ids, ids)  # each id's first row among ids (-1: missing id)
+            pos = text_positions(a["opportunity_id"], ids) if first is not None else None
+        if pos is not None:
+            when = done_at.to_numpy().view(np.int64)
+            nat = np.iinfo(np.int64).min  # NaT
+            keep = (pos >= 0) & (when != nat)
+            p, w = pos[keep], when[keep]
+            recent = np.bincount(p[w >= (d_end - _ACTIVITY_WINDOW).value], minlength=len(ids)).astype(float)
+            latest = np.full(len(ids), nat, dtype=np.int64)
+            np.maximum.at(latest, p, w)
+            found = first >= 0
+            n = np.where(found, recent[np.where(found, first, 0)], 0.0)
+            last = pd.Series(np.where(found, latest[np.where(found, first, 0)], nat).view("datetime64[ns]"))
+            days = ((snapshot.as_of_date - last).dt.total_seconds() / 86400.0).clip(lower=0).to_numpy(float)
+            return n, days
     done = a[a["done_at"].notna() & a["opportunity_id"].notna()]
     recent = done[done["done_at"] >= d_end - _ACTIVITY_WINDOW]
     n = recent.groupby("opportunity_id", sort=False).size().reindex(ids.to_numpy()).fillna(0).to_numpy(float)

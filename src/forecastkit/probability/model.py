@@ -111,6 +111,9 @@ class WinModel(BaseEstimator):
         Share of won rows in training.
     train_dates_ : DatetimeIndex
         As-of dates of the training rows.
+    vocabulary_ : dict of str to Index
+        Each categorical feature's training texts, sorted: the pipeline reads their
+        positions (see ``_frame``).
 
     Examples
     --------
@@ -179,7 +182,7 @@ class WinModel(BaseEstimator):
                 f"rows, got {n_won} won and {n_lost} lost ({len(rows)} rows): fit on a longer history (earlier start), "
                 "or use stage_probabilities, which falls back to the CRM defaults"
             )
-        X = _frame(rows, names)
+        X, vocab = _coded(rows, names)
         base = _make_pipeline(self.estimator, names, self.random_state)
         if self.calibration == "none":
             model = base.fit(X, y)
@@ -189,6 +192,7 @@ class WinModel(BaseEstimator):
             splits = list(GroupKFold(n_splits=n_splits).split(X, y, groups))
             model = CalibratedClassifierCV(base, method=self.calibration, cv=splits, ensemble=False).fit(X, y)
         self.pipeline_ = model
+        self.vocabulary_ = vocab
         self.features_ = names
         self.n_rows_ = len(rows)
         self.n_deals_ = len(deals)
@@ -216,7 +220,8 @@ class WinModel(BaseEstimator):
         _check_rows(rows, self.features_, label=False)
         if len(rows) == 0:
             return np.zeros(0)
-        return self.pipeline_.predict_proba(_frame(rows, self.features_))[:, 1]
+        vocab = getattr(self, "vocabulary_", None)  # (None: a model fitted on texts, before the codes)
+        return self.pipeline_.predict_proba(_frame(rows, self.features_, vocab))[:, 1]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -230,14 +235,37 @@ def _check_rows(rows: pd.DataFrame, names: list[str], *, label: bool) -> None:
         )
 
 
-def _frame(rows: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+def _frame(rows: pd.DataFrame, names: list[str], vocab: dict[str, pd.Index] | None = None) -> pd.DataFrame:
+    """The pipeline's input: numeric features as floats, categorical ones as text or as codes.
+
+    With ``vocab`` (the training rows' distinct texts of each categorical feature, sorted:
+    :func:`_coded`), a categorical feature is the position of its text in the
+    vocabulary (-1 when unseen). The encoders see the same categories in the same order
+    as with the texts (sorted codes = sorted texts; unseen values are unknown to the
+    encoder either way), so the design matrix, the fit and the probabilities are the same;
+    scikit-learn finds the categories of integers with ``numpy.unique`` instead of a
+    Python loop over the texts (about 0.2 s per pipeline fit on 40,000 rows).
+    """
     out = {}
     for n in names:
         if FEATURES[n].kind == "categorical":
-            out[n] = rows[n].astype(object).where(rows[n].notna(), "(missing)").astype(str)
+            text = rows[n].astype(object).where(rows[n].notna(), "(missing)").astype(str)
+            out[n] = text if vocab is None else vocab[n].get_indexer(text.to_numpy(dtype=object))
         else:
             out[n] = pd.to_numeric(rows[n], errors="coerce").astype(float)
     return pd.DataFrame(out, index=rows.index)
+
+
+def _coded(rows: pd.DataFrame, names: list[str]) -> tuple[pd.DataFrame, dict[str, pd.Index]]:
+    """:func:`_frame` of training rows with codes, and the vocabulary: each categorical feature's texts, sorted."""
+    X = _frame(rows, names)
+    vocab = {}
+    for n in names:
+        if FEATURES[n].kind == "categorical":
+            codes, uniques = pd.factorize(X[n], sort=True)  # codes = positions in the sorted texts
+            vocab[n] = pd.Index(uniques, dtype=object)
+            X[n] = codes
+    return X, vocab
 
 
 def _log1p_clip(x: np.ndarray) -> np.ndarray:
