@@ -188,7 +188,7 @@ class WinModel(BaseEstimator):
             model = base.fit(X, y)
         else:
             groups = rows["opportunity_id"].astype(str).to_numpy()
-            n_splits = max(2, min(self.cv, len(np.unique(groups))))
+            n_splits = max(2, min(self.cv, len(pd.unique(groups))))
             splits = list(GroupKFold(n_splits=n_splits).split(X, y, groups))
             model = CalibratedClassifierCV(base, method=self.calibration, cv=splits, ensemble=False).fit(X, y)
         self.pipeline_ = model
