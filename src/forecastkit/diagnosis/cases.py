@@ -424,26 +424,28 @@ class _Scopes:
         """
         from forecastkit.kpi._common import _current_period, _org_map, _safe_div, _target_amounts
 
-        rows = self.kpi("pipeline_coverage", key)
-        pipeline = float(rows["pipeline"].iloc[0]) if len(rows) else 0.0
-        if crm is None:  # the scope's targets, as its snapshot holds them
-            tg = self.split._crm.targets
-            if len(tg):
-                tg = tg.take(self.split.positions(key, "targets"))
-                tg.index = pd.RangeIndex(len(tg))
-        else:
-            tg = crm.targets
+        if "pipeline" not in self._batch:  # each scope's row of pipeline_coverage run for every scope
+            self.kpi("pipeline_coverage", key)
+            t, idx = self._kpis["pipeline_coverage"]
+            values = t["pipeline"].to_numpy()
+            self._batch["pipeline"] = {k: float(values[i[0]]) for k, i in idx.items() if len(i)}
+        pipeline = self._batch["pipeline"].get(key, 0.0)  # type: ignore[attr-defined]
+        if self._reps_team is None:
+            reps = self.company.crm.reps
+            self._reps_team = set(reps.loc[reps["team"].notna(), "owner"].unique()) if len(reps) else set()
+        if crm is None:
+            got = self._quota_by_position(key)
+            if got is not None:
+                return np.nan if np.isnan(got) else float(_safe_div(pipeline, got))
+            crm = self.snapshot(key)
+        tg = crm.targets
         if not len(tg):  # no quota: NaN coverage (or no row at all)
             return np.nan
         has_owner = tg["owner"].notna().to_numpy(dtype=bool)
         owners = tg.loc[has_owner, "owner"]
         # the quota maps each target owner to a team through the scope's org map; for an owner
         # whose rows in ``reps`` name a team, it is the company's (the scope holds all his rows)
-        if self._reps_team is None:
-            reps = self.company.crm.reps
-            self._reps_team = set(reps.loc[reps["team"].notna(), "owner"].unique()) if len(reps) else set()
         if _QUOTA not in tg or not all(o in self._reps_team for o in owners.unique()):
-            crm = self.snapshot(key) if crm is None else crm
             quota = _target_amounts(crm, "bookings", [_current_period(crm)], None)
             return float(_safe_div(pipeline, float(quota["target"].iloc[0]))) if len(quota) else np.nan
         # = _target_amounts(crm, "bookings", [quarter], None): the reps' quotas, except those of
@@ -454,11 +456,47 @@ class _Scopes:
         of_owners = target[has_owner]
         if team_row.any():
             own = set(tg.loc[team_row, "team"].dropna())
-            org = _org_map(self.company.crm)
+            org = self._once("org_map", lambda: _org_map(self.company.crm))
             team = owners.map(org["team"]) if len(org) else pd.Series(pd.NA, index=owners.index)
             of_owners = of_owners[~team.isin(own).to_numpy(dtype=bool)]
         total = pd.Series(np.concatenate([of_owners, target[team_row]]), dtype=float).sum()
         return float(_safe_div(pipeline, float(total)))
+
+    def _quota_by_position(self, key: str) -> float | None:
+        """The scope's quota as :meth:`coverage` computes it from its snapshot's targets, read from arrays of
+        the company's targets (built once) at the scope's rows. NaN: no target row; None: the snapshot is needed."""
+        from forecastkit.kpi._common import _org_map
+
+        def build():  # type: ignore[no-untyped-def]
+            tg = self.split._crm.targets
+            if not len(tg) or _QUOTA not in tg:
+                return None
+            owner = tg["owner"].to_numpy(dtype=object, na_value=None)
+            team = tg["team"].to_numpy(dtype=object, na_value=None)
+            org = _org_map(self.company.crm) if (np.equal(owner, None) & ~np.equal(team, None)).any() else None
+            if org is not None and len(org):  # each owner's team in the org map (None: none)
+                mapped = tg["owner"].map(org["team"]).to_numpy(dtype=object, na_value=None)
+            else:
+                mapped = np.full(len(tg), None, dtype=object)
+            in_reps = np.array([o in self._reps_team for o in owner], dtype=bool)
+            return owner, team, mapped, in_reps, tg[_QUOTA].to_numpy(dtype=float)
+
+        arrays = self._once("quota_arrays", build)
+        if arrays is None:
+            return None if len(self.split._crm.targets) else np.nan
+        owner, team, mapped, in_reps, target = arrays  # type: ignore[misc]
+        p = self.split.positions(key, "targets")
+        if not len(p):
+            return np.nan
+        has_owner = ~np.equal(owner[p], None)
+        if not in_reps[p][has_owner].all():
+            return None
+        team_row = ~has_owner & ~np.equal(team[p], None)
+        of_owners = target[p][has_owner]
+        if team_row.any():
+            own = set(team[p][team_row])
+            of_owners = of_owners[~np.array([t is not None and t in own for t in mapped[p][has_owner]], dtype=bool)]
+        return float(pd.Series(np.concatenate([of_owners, target[p][team_row]]), dtype=float).sum())
 
     def stage_table(self, key: str, year_ago: bool = False) -> pd.DataFrame:
         """Scope ``key``'s recalibrated stage probabilities (now, or a year earlier): ``_stage_table`` of its snapshot.
@@ -483,12 +521,19 @@ class _Scopes:
 
     def owners(self, key: str) -> set:
         """The reps of scope ``key`` as :func:`diagnose_scope` reads them from its snapshot: its deals' owners
-        and its forecast calls' owners."""
+        and its forecast calls' owners (found for every scope in one pass)."""
+        return self._once("owners", self._owners_of_every_scope)[self._scope_no[key]]  # type: ignore[no-any-return]
+
+    def _owners_of_every_scope(self) -> list[set]:
         crm = self.company.crm
-        out = set(crm.opportunities["owner"].take(self.split.positions(key)).dropna().unique())
-        if crm.has("forecast_calls"):
-            fc = crm.forecast_calls["owner"].take(self.split.positions(key, "forecast_calls"))
-            out |= set(fc.dropna().unique())
+        out: list[set] = [set() for _ in self._scope_no]
+        names = ["opportunities"] + (["forecast_calls"] if crm.has("forecast_calls") else [])
+        for name in names:
+            codes, uniques = pd.factorize(crm._tables[name]["owner"])  # a missing owner: -1 (dropped)
+            uniques = np.asarray(uniques, dtype=object)
+            for key, g in self._scope_no.items():
+                c = codes[self.split.positions(key, name)]
+                out[g].update(uniques[np.unique(c[c >= 0])])
         return out
 
     def calls_measures(self, key: str, periods: int) -> tuple[float, tuple]:
@@ -710,8 +755,28 @@ class _Scopes:
 
     def wip(self, key: str) -> tuple[float, pd.DataFrame, pd.DataFrame]:
         """Scope ``key``'s ``_wip_load`` (its reps' rows of the company's WIP tables)."""
-        owners = self.owners(key)
-        return _wip_load(self.company.wip(), lambda name, table: self.owner_rows(name, table, owners))
+        return _wip_load(self.company.wip(), lambda name, table: self.owner_cut(name, table)(key))
+
+    def owner_cut(self, name: str, table: pd.DataFrame):  # type: ignore[no-untyped-def]
+        """``owner_rows(name, table, owners(key))`` of every scope, built in one pass: a function of the key."""
+        if table is None or len(table) == 0 or "owner" not in table:
+            return lambda key: _rows_of(table, "owner", set())
+        if f"owner_cut.{name}" not in self._batch:
+            if name not in self._by_owner:
+                self._by_owner[name] = table.groupby("owner", sort=False, dropna=True, observed=True).indices
+            idx = self._by_owner[name]
+            rows, scope = [], []
+            for key, g in self._scope_no.items():
+                found = [idx[o] for o in self.owners(key) if o in idx]
+                if found:
+                    r = np.sort(np.concatenate(found))
+                    rows.append(r)
+                    scope.append(np.full(len(r), g, dtype=np.int64))
+            all_rows = np.concatenate(rows) if rows else np.array([], dtype=np.int64)
+            all_scope = np.concatenate(scope) if scope else np.array([], dtype=np.int64)
+            cut = _Cut(table.take(all_rows).reset_index(drop=True), all_scope, len(self._scope_no))
+            self._batch[f"owner_cut.{name}"] = lambda key: cut(self._scope_no[key])
+        return self._batch[f"owner_cut.{name}"]
 
     def deal_cut(self, name: str, table: pd.DataFrame) -> _Cut | None:
         """The company-wide per-deal ``table`` ordered by scope once (None for an empty table)."""
