@@ -63,7 +63,7 @@ otherwise (case 3: the weakest of the symptoms that hold).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -344,6 +344,8 @@ class _Company:
 
 #: Tables a scope's snapshot needs for the per-scope measures (the others are left out of it).
 _SCOPE_TABLES = ("opportunities", "history", "forecast_calls", "targets", "reps")
+#: Tables :class:`_Scopes` splits by scope (a scope's rows of the others are never cut).
+_SPLIT_TABLES = ("opportunities", "forecast_calls", "targets", "reps")
 #: Deal columns read by the per-scope measures of the year before and by the KPI tables cut per scope.
 _DEAL_COLUMNS = ("opportunity_id", "owner", "created_at", "stage", "status", "closed_at", "close_date", "amount")
 
@@ -362,7 +364,13 @@ class _Scopes:
     def __init__(self, company: _Company, col: str) -> None:
         self.company = company
         self.col = col
-        self.split = _quarter_targets_only(company.crm).split_by(col)
+        # the split reads only the tables that place a row in a scope and that the measures cut
+        # per scope (the same keys and rows as splitting the whole company, without cutting its
+        # history and activities); a scope's full snapshot comes from a second split, if asked for
+        self._quarter = quarter = _quarter_targets_only(company.crm)
+        tables = {n: quarter._tables[n] for n in _SPLIT_TABLES if n in quarter._present or n == "opportunities"}
+        self.split = CRM(tables, as_of_date=quarter.as_of_date, playbook=quarter.playbook).split_by(col)
+        self._full_split: Mapping[str, CRM] | None = None
         self._deal_scope = np.full(len(company.crm.opportunities), -1, dtype=np.int64)
         self._scope_no: dict[str, int] = {}
         for g, key in enumerate(self.split):
@@ -381,7 +389,9 @@ class _Scopes:
 
     def snapshot(self, key: str) -> CRM:
         """Scope ``key``'s snapshot (= ``crm.subset``) with the tables the per-scope measures read."""
-        return self.split.scope(key, tables=_SCOPE_TABLES)
+        if self._full_split is None:
+            self._full_split = self._quarter.split_by(self.col)
+        return self._full_split.scope(key, tables=_SCOPE_TABLES)  # type: ignore[attr-defined, no-any-return]
 
     def kpi(self, name: str, key: str) -> pd.DataFrame:
         """Scope ``key``'s rows of a KPI table computed once for every scope.
