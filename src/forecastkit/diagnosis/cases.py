@@ -521,9 +521,7 @@ class _Scopes:
         name = "stages_year_ago" if year_ago else "stages"
         if name not in self._stages:
             if year_ago:
-                crm = self.company.year_ago()
-                pos = _positions(crm.opportunities["opportunity_id"], self.company.crm.opportunities["opportunity_id"])
-                scope = np.where(pos >= 0, self._deal_scope[np.maximum(pos, 0)], -1)
+                crm, scope = self.company.year_ago(), self._year_ago_scope()
             else:
                 crm, scope = self.company.crm, self._deal_scope
             self._stages[name] = _stage_probabilities_by_scope(crm, scope, len(self._scope_no), lookback="365D")
@@ -690,16 +688,21 @@ class _Scopes:
 
     def _count_by_scope(self, year_ago: bool, won: bool) -> np.ndarray:
         o = self.company.year_ago().opportunities if year_ago else self.company.crm.opportunities
-        scope = self._scope_of(o) if year_ago else self._deal_scope
+        scope = self._year_ago_scope() if year_ago else self._deal_scope
         keep = scope >= 0
         if won:
             keep &= (o["status"] == "won").to_numpy(dtype=bool, na_value=False)
         return np.bincount(scope[keep], minlength=len(self._scope_no))
 
-    def _scope_of(self, table: pd.DataFrame) -> np.ndarray:
-        """Each row's scope through its deal (-1: no deal of a scope)."""
-        pos = _positions(table["opportunity_id"], self.company.crm.opportunities["opportunity_id"])
-        return np.where(pos >= 0, self._deal_scope[np.maximum(pos, 0)], -1)
+    def _year_ago_scope(self) -> np.ndarray:
+        """The scope of each deal of the company's year-ago snapshot, through its deal now (-1: none)."""
+
+        def build() -> np.ndarray:
+            ids = self.company.year_ago().opportunities["opportunity_id"]
+            pos = _positions(ids, self.company.crm.opportunities["opportunity_id"])
+            return np.where(pos >= 0, self._deal_scope[np.maximum(pos, 0)], -1)
+
+        return self._once("year_ago_scope", build)  # type: ignore[no-any-return]
 
     def time_to_win(self, key: str, year_ago: bool = False) -> tuple[float, int]:
         """Scope ``key``'s ``_time_to_win`` (now or a year earlier) from the curves of every scope."""
@@ -846,11 +849,7 @@ class _Scopes:
         if name not in self._scoped:
             crm = self.company.year_ago() if year_ago else self.company.crm
             o = crm.opportunities
-            if year_ago:
-                pos = _positions(o["opportunity_id"], self.company.crm.opportunities["opportunity_id"])
-                scope = np.where(pos >= 0, self._deal_scope[np.maximum(pos, 0)], -1)
-            else:
-                scope = self._deal_scope
+            scope = self._year_ago_scope() if year_ago else self._deal_scope
             rows = np.flatnonzero(scope >= 0)
             cols = [c for c in (*_DEAL_COLUMNS, "team", "business_unit") if c in o and c != self.col]
             opps = o[cols].take(rows).reset_index(drop=True)
