@@ -1630,8 +1630,11 @@ def diagnose(
     company = _Company(crm, method=method, model=model)
     findings = list(diagnose_scope(crm, "company", with_drilldown=drilldown, company=company))
     for col in scopes:
+        keys = sorted(crm.opportunities[col].dropna().astype(str).unique())
+        if not keys:  # no deal names a scope: nothing to split
+            continue
         part = _Scopes(company, col)  # the company split by the column once; each scope cut from it
-        for who in sorted(crm.opportunities[col].dropna().astype(str).unique()):
+        for who in keys:
             # the measures of crm.subset(**{col: who}), cut from tables computed once for every scope
             findings.extend(_judge(part.measures(who), f"{col}={who}", drilldown, company.method))
     return Diagnosis(tuple(findings), crm.as_of_date)
