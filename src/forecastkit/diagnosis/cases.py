@@ -41,19 +41,21 @@ with what is missing - never a verdict.
 Speed: :func:`diagnose` computes the company-wide tables once (close-date pushes,
 aging, WIP, the reps' calls against bookings, the company's year-ago snapshot and one forecast
 of the current quarter, which fits the win model at most once, or uses ``model=``).
-The company is split by team (or rep, unit) once (:meth:`~forecastkit.CRM.split_by`) and
-every company-wide table is ordered by scope once, so a scope's snapshot, its year-ago
-snapshot and its rows of those tables are cut out at a cost proportional to the scope.
-New deals per rep, win rate, the current quarter's pipeline and the time-to-win curves (now
-and a year ago) run once for every scope, grouped by a column holding each deal's scope (the
-same counts and sums, and the same Aalen-Johansen curve per scope as on the scope alone: the
-curves of every scope come from one pass of :func:`~forecastkit.kpi.cycle._aalen_johansen`,
-equal to lifelines' fit per scope), and so do the stage probabilities (now and a year ago:
-one count of the stages reached, each scope shrunk toward its own prior), and the reps' calls'
-bias by quarter and instability (one ``forecast_accuracy`` grouped by scope and quarter, a rep
-in two teams counted in both); a scope's close-date pushes are taken by position from the
-company's table (one row per deal, in the deals' order) instead of a merge. Per scope remains
-its quota (its own targets, cut to the current quarter's bookings rows once). The findings are identical to judging ``crm.subset(team=...)`` on its own.
+The company is split by team (or rep, unit) once (:meth:`~forecastkit.CRM.split_by`, on the
+tables that place a row in a scope: deals, calls, targets, reps). Each scope is then judged
+(:func:`_judge`) from measures computed once for every scope (:class:`_ScopeMeasures`), never
+from a snapshot cut per scope: new deals per rep, win rate, the current quarter's pipeline and
+the time-to-win curves (now and a year ago) run once, grouped by a column holding each deal's
+scope (the same counts and sums, and the same Aalen-Johansen curve per scope as on the scope
+alone: one pass of :func:`~forecastkit.kpi.cycle._aalen_johansen`, equal to lifelines' fit per
+scope), and so do the stage probabilities (now and a year ago: one count of the stages reached,
+each scope shrunk toward its own prior), the reps' calls' bias by quarter and instability (one
+``forecast_accuracy`` grouped by scope and quarter, a rep in two teams counted in both), each
+scope's first deal, won deals and quota (read at the scope's rows of arrays built once). The
+drill-down lists (close-date pushes, deals to kill, stuck deals, reps over WIP, commit deals)
+are built once for every scope, ordered by scope, and cut by position. The findings are
+identical to judging ``crm.subset(team=...)`` on its own (:class:`_Measures`, what
+:func:`diagnose_scope` computes on a snapshot): the same values, types and tables.
 
 Severity: how far the weakest core symptom is past its threshold - ``high``
 at 1.5x or more (or 1/1.5 for "below" symptoms), ``medium`` at 1.2x, ``low``
