@@ -594,22 +594,27 @@ class _Scopes:
         instability: dict[int, float] = {}
         tot = big.groupby(["_scope", "period", "checkpoint"])[["forecast", "actual"]].sum().unstack("checkpoint")
         if {"week2", "week13"} <= set(tot["forecast"].columns):
-            w2, w13 = tot["forecast"]["week2"], tot["forecast"]["week13"]
-            actual = tot["actual"]["week13"]
-            for g, pos in pd.Series(np.arange(len(tot))).groupby(tot.index.get_level_values(0)).indices.items():
-                a2, a13 = w2.iloc[pos], w13.iloc[pos]
-                if a2.isna().all() or a13.isna().all():  # the scope has no call at one of the checkpoints
+            w2 = tot["forecast"]["week2"].to_numpy(dtype=float)
+            w13 = tot["forecast"]["week13"].to_numpy(dtype=float)
+            actual = tot["actual"]["week13"].to_numpy(dtype=float)
+            # each row's move over actual, as the scope alone computes it (its rows: its quarters, sorted)
+            ratio = np.abs(w13 - w2) / np.where(actual == 0, np.nan, actual)
+            row_scope = tot.index.get_level_values(0).to_numpy()
+            bounds = np.searchsorted(row_scope, np.arange(len(self._scope_no) + 1))
+            for g in np.unique(row_scope):
+                a, b = bounds[g], bounds[g + 1]
+                if np.isnan(w2[a:b]).all() or np.isnan(w13[a:b]).all():  # no call at one of the checkpoints
                     continue
-                moved = (a13.reset_index(level=0, drop=True) - a2.reset_index(level=0, drop=True)).abs()
-                act = actual.iloc[pos].reset_index(level=0, drop=True).replace(0, np.nan)
-                instability[int(g)] = float((moved / act).mean())
+                instability[int(g)] = float(pd.Series(ratio[a:b]).mean())
         # _commit_bias: forecast_accuracy of the week-4 calls by quarter, every scope in one call
         w4 = big[big["checkpoint"] == "week4"]
-        accuracy: dict[int, pd.DataFrame] = {}
+        accuracy: _CutByScope = _CutByScope(None)
         if len(w4):
             acc = forecast_accuracy(w4, by=["_scope", "period"])
-            for g, pos in acc.groupby("_scope", sort=False).indices.items():
-                accuracy[int(g)] = acc.take(pos).drop(columns="_scope").reset_index(drop=True)
+            scope = acc["_scope"].to_numpy(dtype=np.int64)
+            rows, scope = _by_scope(np.arange(len(acc)), scope)
+            acc = acc.take(rows).drop(columns="_scope").reset_index(drop=True)
+            accuracy = _CutByScope(_Cut(acc, scope, len(self._scope_no)))
         return cut, instability, accuracy
 
     def slips(self, key: str) -> tuple[float, float, pd.DataFrame] | None:
@@ -917,6 +922,21 @@ def _by_scope(rows: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows[order], g[order]
 
 
+class _CutByScope:
+    """Scope number -> its rows of a :class:`_Cut`, for the scopes that have rows (a read-only mapping)."""
+
+    def __init__(self, cut: _Cut | None) -> None:
+        self._cut = cut
+
+    def __contains__(self, g: object) -> bool:
+        return self._cut is not None and isinstance(g, int | np.integer) and self._cut.size(int(g)) > 0
+
+    def __getitem__(self, g: int) -> pd.DataFrame:
+        if g not in self:
+            raise KeyError(g)
+        return self._cut(g)  # type: ignore[misc]
+
+
 class _Cut:
     """A table whose rows are ordered by scope (``scope``: each row's, ascending), cut per scope by position.
 
@@ -1096,9 +1116,14 @@ class _Measures:
         )
         self._year_ago: CRM | None = None
         self._stages: pd.DataFrame | None = None
+        self._by_deal: dict[int, tuple[pd.DataFrame, pd.DataFrame]] = {}
 
     def by_deal(self, table: pd.DataFrame) -> pd.DataFrame:
-        return _rows_of(table, "opportunity_id", self._ids)
+        """The snapshot's rows of a company-wide per-deal table (filtered once per table)."""
+        hit = self._by_deal.get(id(table))
+        if hit is None or hit[0] is not table:
+            hit = self._by_deal[id(table)] = (table, _rows_of(table, "opportunity_id", self._ids))
+        return hit[1].copy()
 
     def by_owner(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
         return _rows_of(table, "owner", self._owners)
