@@ -276,6 +276,72 @@ def test_close_date_slips_taken_by_position_equal_the_merge_per_scope(col: str) 
     assert pushed > 0
 
 
+_MEASURES = (
+    "first_created",
+    "has_year_ago",
+    "conversion",
+    "conversion_year_ago",
+    "leads",
+    "wip",
+    "coverage",
+    "win_rate",
+    "time_to_win",
+    "time_to_win_year_ago",
+    "slips",
+    "unqualified_deals",
+    "stuck_deals",
+    "commit_probability",
+    "commit_to_challenge",
+)
+
+
+def _assert_same(got: object, want: object, what: str) -> None:
+    if isinstance(want, pd.DataFrame):
+        pd.testing.assert_frame_equal(got, want, check_exact=True, obj=what)  # type: ignore[arg-type]
+    elif isinstance(want, tuple):
+        assert isinstance(got, tuple) and len(got) == len(want), what
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            _assert_same(g, w, f"{what}[{i}]")
+    else:
+        np.testing.assert_equal(got, want, err_msg=what)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "col"), [("slow_cycle", "team"), ("optimistic", "owner"), ("wide_pipeline", "team")]
+)
+def test_measures_of_every_scope_at_once_equal_each_scope_alone(scenario: str, col: str) -> None:
+    """diagnose() judges each scope from measures computed once for every scope (_ScopeMeasures);
+    each must equal the measure computed on the scope's own snapshot (_Measures), value and type."""
+    from forecastkit.diagnosis.cases import _Company, _judge, _Measures, _Scopes
+
+    crm = _crm(scenario, 11)
+    company = _Company(crm, method="stage")
+    part = _Scopes(company, col)
+    keys = sorted(crm.opportunities[col].dropna().astype(str).unique())
+    checked = {"deals": 0, "finite": 0}
+    for key in keys[:: max(1, len(keys) // 4)]:
+        batched, alone = part.measures(key), _Measures(part.snapshot(key), company)
+        for name in _MEASURES:
+            got = getattr(batched, name)()
+            want = getattr(alone, name)()
+            assert type(got) is type(want), (key, name, type(got), type(want))
+            _assert_same(got, want, f"{key}: {name}")
+        checked["deals"] += len(alone.stuck_deals()) + len(alone.slips()[2])
+        checked["finite"] += np.isfinite(alone.time_to_win()[0]) + np.isfinite(alone.coverage())
+        # and the findings judged from either
+        for f, g in zip(_judge(alone, key, True, "stage"), _judge(batched, key, True, "stage"), strict=True):
+            assert (f.status, f.severity, f.basis, f.minimum_needed) == (
+                g.status,
+                g.severity,
+                g.basis,
+                g.minimum_needed,
+            )
+            pd.testing.assert_frame_equal(g.evidence, f.evidence, check_exact=True)
+            for k in f.drilldown:
+                pd.testing.assert_frame_equal(g.drilldown[k], f.drilldown[k], check_exact=True)
+    assert checked["deals"] > 0 and checked["finite"] > 0  # real rows and numbers compared, not only empties
+
+
 def _rows_of_owners(table: pd.DataFrame, owners: set) -> pd.DataFrame:
     return table[table["owner"].isin(owners)].reset_index(drop=True)
 

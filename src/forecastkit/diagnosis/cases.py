@@ -41,19 +41,21 @@ with what is missing - never a verdict.
 Speed: :func:`diagnose` computes the company-wide tables once (close-date pushes,
 aging, WIP, the reps' calls against bookings, the company's year-ago snapshot and one forecast
 of the current quarter, which fits the win model at most once, or uses ``model=``).
-The company is split by team (or rep, unit) once (:meth:`~forecastkit.CRM.split_by`) and
-every company-wide table is ordered by scope once, so a scope's snapshot, its year-ago
-snapshot and its rows of those tables are cut out at a cost proportional to the scope.
-New deals per rep, win rate, the current quarter's pipeline and the time-to-win curves (now
-and a year ago) run once for every scope, grouped by a column holding each deal's scope (the
-same counts and sums, and the same Aalen-Johansen curve per scope as on the scope alone: the
-curves of every scope come from one pass of :func:`~forecastkit.kpi.cycle._aalen_johansen`,
-equal to lifelines' fit per scope), and so do the stage probabilities (now and a year ago:
-one count of the stages reached, each scope shrunk toward its own prior), and the reps' calls'
-bias by quarter and instability (one ``forecast_accuracy`` grouped by scope and quarter, a rep
-in two teams counted in both); a scope's close-date pushes are taken by position from the
-company's table (one row per deal, in the deals' order) instead of a merge. Per scope remains
-its quota (its own targets, cut to the current quarter's bookings rows once). The findings are identical to judging ``crm.subset(team=...)`` on its own.
+The company is split by team (or rep, unit) once (:meth:`~forecastkit.CRM.split_by`, on the
+tables that place a row in a scope: deals, calls, targets, reps). Each scope is then judged
+(:func:`_judge`) from measures computed once for every scope (:class:`_ScopeMeasures`), never
+from a snapshot cut per scope: new deals per rep, win rate, the current quarter's pipeline and
+the time-to-win curves (now and a year ago) run once, grouped by a column holding each deal's
+scope (the same counts and sums, and the same Aalen-Johansen curve per scope as on the scope
+alone: one pass of :func:`~forecastkit.kpi.cycle._aalen_johansen`, equal to lifelines' fit per
+scope), and so do the stage probabilities (now and a year ago: one count of the stages reached,
+each scope shrunk toward its own prior), the reps' calls' bias by quarter and instability (one
+``forecast_accuracy`` grouped by scope and quarter, a rep in two teams counted in both), each
+scope's first deal, won deals and quota (read at the scope's rows of arrays built once). The
+drill-down lists (close-date pushes, deals to kill, stuck deals, reps over WIP, commit deals)
+are built once for every scope, ordered by scope, and cut by position. The findings are
+identical to judging ``crm.subset(team=...)`` on its own (:class:`_Measures`, what
+:func:`diagnose_scope` computes on a snapshot): the same values, types and tables.
 
 Severity: how far the weakest core symptom is past its threshold - ``high``
 at 1.5x or more (or 1/1.5 for "below" symptoms), ``medium`` at 1.2x, ``low``
@@ -63,7 +65,7 @@ otherwise (case 3: the weakest of the symptoms that hold).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -151,14 +153,18 @@ def _stage_table(crm: CRM) -> pd.DataFrame:
 
 def _qualified_conversion(crm: CRM, table: pd.DataFrame | None = None) -> tuple[float, float, int]:
     """Recalibrated p_win of the qualification stage over the last year: (p_win, crm_probability, closed deals)."""
-    stage = _qualified_stage(crm.playbook)
-    t = _stage_table(crm) if table is None else table
-    row = t[t["stage"] == stage]
-    if row.empty:
-        return np.nan, crm.playbook.crm_probability(stage), 0
-    r = row.iloc[0]
-    n = int(r["won"] + r["lost"])
-    return (float(r["p_win"]) if n else np.nan), float(r["crm_probability"]), n
+    return _conversion_of(crm.playbook, _stage_table(crm) if table is None else table)
+
+
+def _conversion_of(pb: Playbook, t: pd.DataFrame) -> tuple[float, float, int]:
+    """The qualification stage's row of a stage table: (p_win, crm_probability, closed deals)."""
+    stage = _qualified_stage(pb)
+    hit = np.flatnonzero(t["stage"].to_numpy(dtype=object, na_value=None) == stage)
+    if not len(hit):
+        return np.nan, pb.crm_probability(stage), 0
+    i = int(hit[0])
+    n = int(t["won"].iat[i] + t["lost"].iat[i])
+    return (float(t["p_win"].iat[i]) if n else np.nan), float(t["crm_probability"].iat[i]), n
 
 
 def _qualified_stage(pb: Playbook) -> str:
@@ -224,8 +230,12 @@ def _time_to_win(crm: CRM, curves: pd.DataFrame | None = None) -> tuple[float, i
 
     if curves is None:
         curves = _quiet(cycle_survival, crm, curves=("won",), intervals=False)
+    return _median_days_to_win(curves, int((crm.opportunities["status"] == "won").sum()))
+
+
+def _median_days_to_win(curves: pd.DataFrame, n: int) -> tuple[float, int]:
+    """Where the won curve of ``curves`` reaches half its final level; ``n``: the scope's won deals."""
     won = curves[curves["curve"] == "won"].sort_values("days")
-    n = int((crm.opportunities["status"] == "won").sum())
     if won.empty or n == 0 or won["estimate"].max() <= 0:
         return np.nan, n
     half = 0.5 * won["estimate"].max()
@@ -336,6 +346,8 @@ class _Company:
 
 #: Tables a scope's snapshot needs for the per-scope measures (the others are left out of it).
 _SCOPE_TABLES = ("opportunities", "history", "forecast_calls", "targets", "reps")
+#: Tables :class:`_Scopes` splits by scope (a scope's rows of the others are never cut).
+_SPLIT_TABLES = ("opportunities", "forecast_calls", "targets", "reps")
 #: Deal columns read by the per-scope measures of the year before and by the KPI tables cut per scope.
 _DEAL_COLUMNS = ("opportunity_id", "owner", "created_at", "stage", "status", "closed_at", "close_date", "amount")
 
@@ -354,7 +366,13 @@ class _Scopes:
     def __init__(self, company: _Company, col: str) -> None:
         self.company = company
         self.col = col
-        self.split = _quarter_targets_only(company.crm).split_by(col)
+        # the split reads only the tables that place a row in a scope and that the measures cut
+        # per scope (the same keys and rows as splitting the whole company, without cutting its
+        # history and activities); a scope's full snapshot comes from a second split, if asked for
+        self._quarter = quarter = _quarter_targets_only(company.crm)
+        tables = {n: quarter._tables[n] for n in _SPLIT_TABLES if n in quarter._present or n == "opportunities"}
+        self.split = CRM(tables, as_of_date=quarter.as_of_date, playbook=quarter.playbook).split_by(col)
+        self._full_split: Mapping[str, CRM] | None = None
         self._deal_scope = np.full(len(company.crm.opportunities), -1, dtype=np.int64)
         self._scope_no: dict[str, int] = {}
         for g, key in enumerate(self.split):
@@ -368,11 +386,14 @@ class _Scopes:
         self._reps_team: set | None = None
         self._stages: dict[str, list[pd.DataFrame]] = {}
         self._calls: dict[str, tuple] = {}
-        self._slips: tuple[bool, np.ndarray, pd.Series] | None = None
+        self._slips: tuple | bool | None = None
+        self._batch: dict[str, object] = {}
 
     def snapshot(self, key: str) -> CRM:
         """Scope ``key``'s snapshot (= ``crm.subset``) with the tables the per-scope measures read."""
-        return self.split.scope(key, tables=_SCOPE_TABLES)
+        if self._full_split is None:
+            self._full_split = self._quarter.split_by(self.col)
+        return self._full_split.scope(key, tables=_SCOPE_TABLES)  # type: ignore[attr-defined, no-any-return]
 
     def kpi(self, name: str, key: str) -> pd.DataFrame:
         """Scope ``key``'s rows of a KPI table computed once for every scope.
@@ -406,7 +427,7 @@ class _Scopes:
         t, idx = self._kpis[name]
         return t.take(idx.get(key, np.array([], dtype=np.int64))).reset_index(drop=True)
 
-    def coverage(self, key: str, crm: CRM) -> float:
+    def coverage(self, key: str, crm: CRM | None = None) -> float:
         """Scope ``key``'s pipeline coverage of the current quarter: ``pipeline_coverage(crm)["coverage"]``.
 
         The pipeline comes from ``pipeline_coverage`` run once for every scope (the same sum
@@ -415,8 +436,20 @@ class _Scopes:
         """
         from forecastkit.kpi._common import _current_period, _org_map, _safe_div, _target_amounts
 
-        rows = self.kpi("pipeline_coverage", key)
-        pipeline = float(rows["pipeline"].iloc[0]) if len(rows) else 0.0
+        if "pipeline" not in self._batch:  # each scope's row of pipeline_coverage run for every scope
+            self.kpi("pipeline_coverage", key)
+            t, idx = self._kpis["pipeline_coverage"]
+            values = t["pipeline"].to_numpy()
+            self._batch["pipeline"] = {k: float(values[i[0]]) for k, i in idx.items() if len(i)}
+        pipeline = self._batch["pipeline"].get(key, 0.0)  # type: ignore[attr-defined]
+        if self._reps_team is None:
+            reps = self.company.crm.reps
+            self._reps_team = set(reps.loc[reps["team"].notna(), "owner"].unique()) if len(reps) else set()
+        if crm is None:
+            got = self._quota_by_position(key)
+            if got is not None:
+                return np.nan if np.isnan(got) else float(_safe_div(pipeline, got))
+            crm = self.snapshot(key)
         tg = crm.targets
         if not len(tg):  # no quota: NaN coverage (or no row at all)
             return np.nan
@@ -424,9 +457,6 @@ class _Scopes:
         owners = tg.loc[has_owner, "owner"]
         # the quota maps each target owner to a team through the scope's org map; for an owner
         # whose rows in ``reps`` name a team, it is the company's (the scope holds all his rows)
-        if self._reps_team is None:
-            reps = self.company.crm.reps
-            self._reps_team = set(reps.loc[reps["team"].notna(), "owner"].unique()) if len(reps) else set()
         if _QUOTA not in tg or not all(o in self._reps_team for o in owners.unique()):
             quota = _target_amounts(crm, "bookings", [_current_period(crm)], None)
             return float(_safe_div(pipeline, float(quota["target"].iloc[0]))) if len(quota) else np.nan
@@ -438,11 +468,47 @@ class _Scopes:
         of_owners = target[has_owner]
         if team_row.any():
             own = set(tg.loc[team_row, "team"].dropna())
-            org = _org_map(self.company.crm)
+            org = self._once("org_map", lambda: _org_map(self.company.crm))
             team = owners.map(org["team"]) if len(org) else pd.Series(pd.NA, index=owners.index)
             of_owners = of_owners[~team.isin(own).to_numpy(dtype=bool)]
         total = pd.Series(np.concatenate([of_owners, target[team_row]]), dtype=float).sum()
         return float(_safe_div(pipeline, float(total)))
+
+    def _quota_by_position(self, key: str) -> float | None:
+        """The scope's quota as :meth:`coverage` computes it from its snapshot's targets, read from arrays of
+        the company's targets (built once) at the scope's rows. NaN: no target row; None: the snapshot is needed."""
+        from forecastkit.kpi._common import _org_map
+
+        def build():  # type: ignore[no-untyped-def]
+            tg = self.split._crm.targets
+            if not len(tg) or _QUOTA not in tg:
+                return None
+            owner = tg["owner"].to_numpy(dtype=object, na_value=None)
+            team = tg["team"].to_numpy(dtype=object, na_value=None)
+            org = _org_map(self.company.crm) if (np.equal(owner, None) & ~np.equal(team, None)).any() else None
+            if org is not None and len(org):  # each owner's team in the org map (None: none)
+                mapped = tg["owner"].map(org["team"]).to_numpy(dtype=object, na_value=None)
+            else:
+                mapped = np.full(len(tg), None, dtype=object)
+            in_reps = np.array([o in self._reps_team for o in owner], dtype=bool)
+            return owner, team, mapped, in_reps, tg[_QUOTA].to_numpy(dtype=float)
+
+        arrays = self._once("quota_arrays", build)
+        if arrays is None:
+            return None if len(self.split._crm.targets) else np.nan
+        owner, team, mapped, in_reps, target = arrays  # type: ignore[misc]
+        p = self.split.positions(key, "targets")
+        if not len(p):
+            return np.nan
+        has_owner = ~np.equal(owner[p], None)
+        if not in_reps[p][has_owner].all():
+            return None
+        team_row = ~has_owner & ~np.equal(team[p], None)
+        of_owners = target[p][has_owner]
+        if team_row.any():
+            own = set(team[p][team_row])
+            of_owners = of_owners[~np.array([t is not None and t in own for t in mapped[p][has_owner]], dtype=bool)]
+        return float(pd.Series(np.concatenate([of_owners, target[p][team_row]]), dtype=float).sum())
 
     def stage_table(self, key: str, year_ago: bool = False) -> pd.DataFrame:
         """Scope ``key``'s recalibrated stage probabilities (now, or a year earlier): ``_stage_table`` of its snapshot.
@@ -457,9 +523,7 @@ class _Scopes:
         name = "stages_year_ago" if year_ago else "stages"
         if name not in self._stages:
             if year_ago:
-                crm = self.company.year_ago()
-                pos = _positions(crm.opportunities["opportunity_id"], self.company.crm.opportunities["opportunity_id"])
-                scope = np.where(pos >= 0, self._deal_scope[np.maximum(pos, 0)], -1)
+                crm, scope = self.company.year_ago(), self._year_ago_scope()
             else:
                 crm, scope = self.company.crm, self._deal_scope
             self._stages[name] = _stage_probabilities_by_scope(crm, scope, len(self._scope_no), lookback="365D")
@@ -467,12 +531,19 @@ class _Scopes:
 
     def owners(self, key: str) -> set:
         """The reps of scope ``key`` as :func:`diagnose_scope` reads them from its snapshot: its deals' owners
-        and its forecast calls' owners."""
+        and its forecast calls' owners (found for every scope in one pass)."""
+        return self._once("owners", self._owners_of_every_scope)[self._scope_no[key]]  # type: ignore[no-any-return]
+
+    def _owners_of_every_scope(self) -> list[set]:
         crm = self.company.crm
-        out = set(crm.opportunities["owner"].take(self.split.positions(key)).dropna().unique())
-        if crm.has("forecast_calls"):
-            fc = crm.forecast_calls["owner"].take(self.split.positions(key, "forecast_calls"))
-            out |= set(fc.dropna().unique())
+        out: list[set] = [set() for _ in self._scope_no]
+        names = ["opportunities"] + (["forecast_calls"] if crm.has("forecast_calls") else [])
+        for name in names:
+            codes, uniques = pd.factorize(crm._tables[name]["owner"])  # a missing owner: -1 (dropped)
+            uniques = np.asarray(uniques, dtype=object)
+            for key, g in self._scope_no.items():
+                c = codes[self.split.positions(key, name)]
+                out[g].update(uniques[np.unique(c[c >= 0])])
         return out
 
     def calls_measures(self, key: str, periods: int) -> tuple[float, tuple]:
@@ -523,22 +594,27 @@ class _Scopes:
         instability: dict[int, float] = {}
         tot = big.groupby(["_scope", "period", "checkpoint"])[["forecast", "actual"]].sum().unstack("checkpoint")
         if {"week2", "week13"} <= set(tot["forecast"].columns):
-            w2, w13 = tot["forecast"]["week2"], tot["forecast"]["week13"]
-            actual = tot["actual"]["week13"]
-            for g, pos in pd.Series(np.arange(len(tot))).groupby(tot.index.get_level_values(0)).indices.items():
-                a2, a13 = w2.iloc[pos], w13.iloc[pos]
-                if a2.isna().all() or a13.isna().all():  # the scope has no call at one of the checkpoints
+            w2 = tot["forecast"]["week2"].to_numpy(dtype=float)
+            w13 = tot["forecast"]["week13"].to_numpy(dtype=float)
+            actual = tot["actual"]["week13"].to_numpy(dtype=float)
+            # each row's move over actual, as the scope alone computes it (its rows: its quarters, sorted)
+            ratio = np.abs(w13 - w2) / np.where(actual == 0, np.nan, actual)
+            row_scope = tot.index.get_level_values(0).to_numpy()
+            bounds = np.searchsorted(row_scope, np.arange(len(self._scope_no) + 1))
+            for g in np.unique(row_scope):
+                a, b = bounds[g], bounds[g + 1]
+                if np.isnan(w2[a:b]).all() or np.isnan(w13[a:b]).all():  # no call at one of the checkpoints
                     continue
-                moved = (a13.reset_index(level=0, drop=True) - a2.reset_index(level=0, drop=True)).abs()
-                act = actual.iloc[pos].reset_index(level=0, drop=True).replace(0, np.nan)
-                instability[int(g)] = float((moved / act).mean())
+                instability[int(g)] = float(pd.Series(ratio[a:b]).mean())
         # _commit_bias: forecast_accuracy of the week-4 calls by quarter, every scope in one call
         w4 = big[big["checkpoint"] == "week4"]
-        accuracy: dict[int, pd.DataFrame] = {}
+        accuracy: _CutByScope = _CutByScope(None)
         if len(w4):
             acc = forecast_accuracy(w4, by=["_scope", "period"])
-            for g, pos in acc.groupby("_scope", sort=False).indices.items():
-                accuracy[int(g)] = acc.take(pos).drop(columns="_scope").reset_index(drop=True)
+            scope = acc["_scope"].to_numpy(dtype=np.int64)
+            rows, scope = _by_scope(np.arange(len(acc)), scope)
+            acc = acc.take(rows).drop(columns="_scope").reset_index(drop=True)
+            accuracy = _CutByScope(_Cut(acc, scope, len(self._scope_no)))
         return cut, instability, accuracy
 
     def slips(self, key: str) -> tuple[float, float, pd.DataFrame] | None:
@@ -546,37 +622,233 @@ class _Scopes:
 
         ``close_date_pushes`` has one row per deal of the company, in the deals' order, so the
         scope's open deals take their pushes by position: the same rows, values and order as
-        merging the scope's open deals with its rows of the table. None when that does not
-        hold or the scope has no open deal (then ``_slips`` itself is used).
+        merging the scope's open deals with its rows of the table. The deals pushed twice or
+        more of every scope are built (and given the merge's column types) once, sorted by
+        scope, then pushes and amount (descending; a stable sort, so each scope's rows are in
+        the order of sorting them alone), and cut per scope. None when the table is not one
+        row per deal or the scope has no open deal (then ``_slips`` itself is used).
         """
         if self._slips is None:
-            o, pushes = self.company.crm.opportunities, self.company.pushes()
-            aligned = len(pushes) == len(o) and bool(
-                (pushes["opportunity_id"].to_numpy(dtype=object) == o["opportunity_id"].to_numpy(dtype=object)).all()
-            )
-            # the column types a merge gives (e.g. a text id merged with the table's object id is object)
-            one = o.head(1).merge(pushes.head(1), on="opportunity_id", how="left").dtypes
-            self._slips = (aligned and len(o) > 0, (o["status"] == "open").to_numpy(dtype=bool), one)
-        aligned, is_open, dtypes = self._slips
-        if not aligned:
+            self._slips = self._slips_of_every_scope()
+        if self._slips is False:
             return None
-        pos = self.split.positions(key)
-        pos = pos[is_open[pos]]
-        if not len(pos):
+        rows, bounds, n_push, twice = self._slips
+        g = self._scope_no[key]
+        n = n_push[rows[bounds[g] : bounds[g + 1]]]
+        if not len(n):
             return None
-        pushes = self.company.pushes()
-        n = pushes["pushes"].take(pos).reset_index(drop=True)
-        share = float((n > 0).mean())
-        per = float(n.mean())
-        many = pos[(n >= 2).to_numpy(dtype=bool)]
+        return float((n > 0).mean()), float(n.mean()), twice(g)
+
+    def _slips_of_every_scope(self):  # type: ignore[no-untyped-def]
+        o, pushes = self.company.crm.opportunities, self.company.pushes()
+        aligned = len(o) > 0 and len(pushes) == len(o)
+        aligned = aligned and bool(
+            (pushes["opportunity_id"].to_numpy(dtype=object) == o["opportunity_id"].to_numpy(dtype=object)).all()
+        )
+        if not aligned or pushes["pushes"].dtype != np.int64:  # (a mean of integers: the same in any order)
+            return False
+        is_open = (o["status"] == "open").to_numpy(dtype=bool)
+        n_push = pushes["pushes"].to_numpy()
+        deal = np.flatnonzero(is_open & (self._deal_scope >= 0))
+        rows, g = _by_scope(deal, self._deal_scope[deal])
+        bounds = np.searchsorted(g, np.arange(len(self._scope_no) + 1))
+        # the column types a merge gives (e.g. a text id merged with the table's object id is object)
+        dtypes = o.head(1).merge(pushes.head(1), on="opportunity_id", how="left").dtypes
+        many = rows[n_push[rows] >= 2]
         cols = ["opportunity_id", "owner", "name", "stage", "amount", "close_date"]
-        o = self.company.crm.opportunities
         twice = o[cols].take(many).reset_index(drop=True)
         twice["pushes"] = pushes["pushes"].take(many).to_numpy()
         twice["days_pushed"] = pushes["days_pushed"].take(many).to_numpy()
         twice = twice.astype({c: dtypes[c] for c in twice.columns if twice[c].dtype != dtypes[c]})
-        twice = twice.sort_values(["pushes", "amount"], ascending=False)
-        return share, per, twice.reset_index(drop=True)
+        twice[_G] = self._deal_scope[many]
+        twice = twice.sort_values([_G, "pushes", "amount"], ascending=[True, False, False])
+        scope = twice.pop(_G).to_numpy()
+        return rows, bounds, n_push, _Cut(twice.reset_index(drop=True), scope, len(self._scope_no))
+
+    # ----------------------------------------------------- the measures of every scope at once
+    def measures(self, key: str) -> _ScopeMeasures:
+        """Scope ``key``'s measures for :func:`_judge`, cut from tables computed once for every scope."""
+        return _ScopeMeasures(self, key)
+
+    def _once(self, name: str, build):  # type: ignore[no-untyped-def]
+        if name not in self._batch:
+            self._batch[name] = build()
+        return self._batch[name]
+
+    def first_created(self, g: int) -> pd.Timestamp:
+        """The first creation date of scope ``g``'s deals (``created_at.min()`` of its snapshot)."""
+
+        def build() -> pd.Series:
+            o = self.company.crm.opportunities
+            return o["created_at"].groupby(self._deal_scope).min()
+
+        return self._once("first_created", build).get(g, pd.NaT)
+
+    def won_deals(self, g: int, year_ago: bool = False) -> int:
+        """Scope ``g``'s won deals (now or a year earlier), as ``_time_to_win`` counts them."""
+        name = "won_year_ago" if year_ago else "won"
+        return int(self._once(name, lambda: self._count_by_scope(year_ago, won=True))[g])
+
+    def year_ago_deals(self, g: int) -> int:
+        """Scope ``g``'s deals in the company's year-ago snapshot (the rows of :meth:`year_ago`)."""
+        return int(self._once("deals_year_ago", lambda: self._count_by_scope(True, won=False))[g])
+
+    def _count_by_scope(self, year_ago: bool, won: bool) -> np.ndarray:
+        o = self.company.year_ago().opportunities if year_ago else self.company.crm.opportunities
+        scope = self._year_ago_scope() if year_ago else self._deal_scope
+        keep = scope >= 0
+        if won:
+            keep &= (o["status"] == "won").to_numpy(dtype=bool, na_value=False)
+        return np.bincount(scope[keep], minlength=len(self._scope_no))
+
+    def _year_ago_scope(self) -> np.ndarray:
+        """The scope of each deal of the company's year-ago snapshot, through its deal now (-1: none)."""
+
+        def build() -> np.ndarray:
+            ids = self.company.year_ago().opportunities["opportunity_id"]
+            pos = _positions(ids, self.company.crm.opportunities["opportunity_id"])
+            return np.where(pos >= 0, self._deal_scope[np.maximum(pos, 0)], -1)
+
+        return self._once("year_ago_scope", build)  # type: ignore[no-any-return]
+
+    def time_to_win(self, key: str, year_ago: bool = False) -> tuple[float, int]:
+        """Scope ``key``'s ``_time_to_win`` (now or a year earlier) from the curves of every scope."""
+        name = "cycle_survival_year_ago" if year_ago else "cycle_survival"
+        n = self.won_deals(self._scope_no[key], year_ago)
+        if name not in self._kpis:
+            self.kpi(name, key)
+        t, idx = self._kpis[name]
+        rows = idx.get(key)
+        if rows is None or not len(rows):
+            return _median_days_to_win(self.kpi(name, key), n)
+        cols = self._once(
+            f"{name}.arrays",
+            lambda: (
+                t["curve"].to_numpy(dtype=object, na_value=None) == "won",
+                t["days"].to_numpy(dtype=float, na_value=np.nan),
+                t["estimate"].to_numpy(dtype=float, na_value=np.nan),
+            ),
+        )
+        won = rows[cols[0][rows]]
+        days, estimate = cols[1][won], cols[2][won]
+        if not len(won) or np.isnan(days).any() or np.isnan(estimate).any():
+            return _median_days_to_win(self.kpi(name, key), n)
+        if n == 0 or estimate.max() <= 0:
+            return np.nan, n
+        order = days.argsort(kind="quicksort")  # = sort_values("days") (no missing day)
+        half = 0.5 * estimate.max()
+        return float(days[order][estimate[order] >= half][0]), n
+
+    def leads(self, key: str) -> tuple[float, int]:
+        """Scope ``key``'s ``_leads_per_rep_month``: the median rep's new deals per month, new deals."""
+
+        def build():  # type: ignore[no-untyped-def]
+            months = _month_labels(self.company.crm, "last_full")
+            self.kpi("new_pipeline", next(iter(self._scope_no)))
+            t = self._kpis["new_pipeline"][0]
+            t = t[t["period"].isin(months)]
+            col = self.col
+            per_rep = t.groupby([col, "owner"] if col != "owner" else [col], observed=True)["new_deals"].sum()
+            per_rep = per_rep / len(months)
+            median = per_rep.groupby(level=0, observed=True).median()
+            total = t.groupby(col, observed=True)["new_deals"].sum()
+            return median.to_dict(), total.to_dict()
+
+        median, total = self._once("leads", build)
+        if key not in total:
+            return np.nan, 0
+        return float(median.get(key, np.nan)), int(total[key])
+
+    def win_counts(self, key: str) -> tuple[int, int]:
+        """Scope ``key``'s ``_win_counts``: deals won and closed over the last 12 months."""
+
+        def build():  # type: ignore[no-untyped-def]
+            self.kpi("win_rate", next(iter(self._scope_no)))
+            t = self._kpis["win_rate"][0]
+            t = t[t["period"].isin(_month_labels(self.company.crm, "year_to_date"))]
+            sums = t.groupby(self.col, observed=True)[["won", "closed"]].sum()
+            pairs = zip(sums["won"].to_numpy(), sums["closed"].to_numpy(), strict=True)
+            return dict(zip(sums.index, pairs, strict=True))
+
+        zero = np.zeros(1, dtype=np.int64)[0]
+        return self._once("win_counts", build).get(key, (zero, zero))
+
+    def wip(self, key: str) -> tuple[float, pd.DataFrame, pd.DataFrame]:
+        """Scope ``key``'s ``_wip_load`` (its reps' rows of the company's WIP tables)."""
+        return _wip_load(self.company.wip(), lambda name, table: self.owner_cut(name, table)(key))
+
+    def owner_cut(self, name: str, table: pd.DataFrame):  # type: ignore[no-untyped-def]
+        """``owner_rows(name, table, owners(key))`` of every scope, built in one pass: a function of the key."""
+        if table is None or len(table) == 0 or "owner" not in table:
+            return lambda key: _rows_of(table, "owner", set())
+        if f"owner_cut.{name}" not in self._batch:
+            if name not in self._by_owner:
+                self._by_owner[name] = table.groupby("owner", sort=False, dropna=True, observed=True).indices
+            idx = self._by_owner[name]
+            rows, scope = [], []
+            for key, g in self._scope_no.items():
+                found = [idx[o] for o in self.owners(key) if o in idx]
+                if found:
+                    r = np.sort(np.concatenate(found))
+                    rows.append(r)
+                    scope.append(np.full(len(r), g, dtype=np.int64))
+            all_rows = np.concatenate(rows) if rows else np.array([], dtype=np.int64)
+            all_scope = np.concatenate(scope) if scope else np.array([], dtype=np.int64)
+            cut = _Cut(table.take(all_rows).reset_index(drop=True), all_scope, len(self._scope_no))
+            self._batch[f"owner_cut.{name}"] = lambda key: cut(self._scope_no[key])
+        return self._batch[f"owner_cut.{name}"]
+
+    def deal_cut(self, name: str, table: pd.DataFrame) -> _Cut | None:
+        """The company-wide per-deal ``table`` ordered by scope once (None for an empty table)."""
+        if table is None or len(table) == 0 or "opportunity_id" not in table:
+            return None
+        if f"cut.{name}" not in self._batch:
+            self.deal_rows(name, table, next(iter(self._scope_no)))
+            rows, bounds = self._by_deal[name]
+            scope = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+            self._batch[f"cut.{name}"] = _Cut(table.take(rows).reset_index(drop=True), scope, len(self._scope_no))
+        return self._batch[f"cut.{name}"]  # type: ignore[no-any-return]
+
+    def drill(self, name: str, key: str) -> pd.DataFrame:
+        """Scope ``key``'s drill-down list: ``unqualified`` (``_unqualified_deals``), ``stuck``
+        (``_stuck_deals``) or ``challenge`` (its commit deals below the best-case threshold),
+        each built once for every scope and cut per scope."""
+        company, pb = self.company, self.company.crm.playbook
+        commit = name == "challenge"
+        source = company.commit_deals() if commit else company.aging()
+        cut = self.deal_cut("commit" if commit else "aging", source)
+        if cut is None:  # an empty table: the scope's (empty) rows, as deal_rows gives them
+            rows = _rows_of(source, "opportunity_id", set())
+            if name == "unqualified":
+                return _unqualified_deals(company.crm, rows)
+            return _stuck_deals(company.crm, rows) if name == "stuck" else rows
+        g = self._scope_no[key]
+        if name == "challenge":
+            if not cut.size(g):
+                return cut(g)
+            mine = self._once("cut.challenge", lambda: cut.where(cut.table["p_win_in_period"] < pb.best_case_threshold))
+        elif name == "unqualified":
+            mine = self._once("cut.unqualified", lambda: cut.where(cut.table["stage"].isin(set(pb.stage_names[:2]))))
+        elif name == "stuck":
+            mine = self._once("cut.stuck", lambda: cut.with_table(_stuck_deals(company.crm, cut.table)))
+        else:
+            raise KeyError(name)
+        return mine(g)  # type: ignore[no-any-return]
+
+    def commit_probability(self, key: str) -> tuple[float, int]:
+        """Scope ``key``'s ``_commit_probability`` of its commit deals."""
+        cut = self.deal_cut("commit", self.company.commit_deals())
+        if cut is None:
+            return np.nan, 0
+        g = self._scope_no[key]
+        a, b = cut.bounds[g], cut.bounds[g + 1]
+        if b == a:
+            return np.nan, 0
+        amount = cut.table["amount"].iloc[a:b]
+        if amount.sum() <= 0:
+            return np.nan, 0
+        p = cut.table["p_win_in_period"].to_numpy()[a:b]
+        return float(np.average(p, weights=amount.to_numpy())), int(b - a)
 
     def _scope_company(self, year_ago: bool = False) -> CRM:
         """The company's deals (or its year-ago deals) that belong to a scope, their scope column holding the scope's key."""
@@ -584,11 +856,7 @@ class _Scopes:
         if name not in self._scoped:
             crm = self.company.year_ago() if year_ago else self.company.crm
             o = crm.opportunities
-            if year_ago:
-                pos = _positions(o["opportunity_id"], self.company.crm.opportunities["opportunity_id"])
-                scope = np.where(pos >= 0, self._deal_scope[np.maximum(pos, 0)], -1)
-            else:
-                scope = self._deal_scope
+            scope = self._year_ago_scope() if year_ago else self._deal_scope
             rows = np.flatnonzero(scope >= 0)
             cols = [c for c in (*_DEAL_COLUMNS, "team", "business_unit") if c in o and c != self.col]
             opps = o[cols].take(rows).reset_index(drop=True)
@@ -644,6 +912,131 @@ class _Scopes:
         return CRM(tables, as_of_date=ya.as_of_date, playbook=ya.playbook)
 
 
+#: Column holding each row's scope number in the tables sorted by scope.
+_G = "_scope_no_"
+
+
+def _by_scope(rows: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` and their scopes ``g`` ordered by scope (a stable sort: the rows' order kept within a scope)."""
+    order = np.argsort(g, kind="stable")
+    return rows[order], g[order]
+
+
+class _CutByScope:
+    """Scope number -> its rows of a :class:`_Cut`, for the scopes that have rows (a read-only mapping)."""
+
+    def __init__(self, cut: _Cut | None) -> None:
+        self._cut = cut
+
+    def __contains__(self, g: object) -> bool:
+        return self._cut is not None and isinstance(g, int | np.integer) and self._cut.size(int(g)) > 0
+
+    def __getitem__(self, g: int) -> pd.DataFrame:
+        if g not in self:
+            raise KeyError(g)
+        return self._cut(g)  # type: ignore[misc]
+
+
+class _Cut:
+    """A table whose rows are ordered by scope (``scope``: each row's, ascending), cut per scope by position.
+
+    ``cut(g)`` equals taking scope ``g``'s rows of the unordered table and resetting the index.
+    """
+
+    def __init__(self, table: pd.DataFrame, scope: np.ndarray, n: int) -> None:
+        self.table = table
+        self.scope = scope
+        self.n = n
+        self.bounds = np.searchsorted(scope, np.arange(n + 1))
+
+    def size(self, g: int) -> int:
+        return int(self.bounds[g + 1] - self.bounds[g])
+
+    def __call__(self, g: int) -> pd.DataFrame:
+        out = self.table.iloc[self.bounds[g] : self.bounds[g + 1]].copy()
+        out.index = pd.RangeIndex(len(out))
+        return out
+
+    def where(self, mask: pd.Series | np.ndarray) -> _Cut:
+        """The rows where ``mask`` holds (a boolean filter of each scope's rows, then a fresh index)."""
+        keep = np.asarray(mask, dtype=bool)
+        return _Cut(self.table[keep].reset_index(drop=True), self.scope[keep], self.n)
+
+    def with_table(self, table: pd.DataFrame) -> _Cut:
+        """The same rows with the columns of ``table`` (one row per row of :attr:`table`)."""
+        return _Cut(table, self.scope, self.n)
+
+
+class _ScopeMeasures:
+    """The measures :func:`_judge` reads for one scope of :func:`diagnose`'s split (see :class:`_Measures`).
+
+    Each comes from :class:`_Scopes`' tables computed once for every scope: the same values,
+    tables and types as the scope's own snapshot gives, without cutting that snapshot.
+    """
+
+    def __init__(self, part: _Scopes, key: str) -> None:
+        self.part = part
+        self.key = key
+        self.g = part._scope_no[key]
+        self.playbook = part.company.crm.playbook
+        self.as_of_date = part.company.crm.as_of_date
+
+    def first_created(self) -> pd.Timestamp:
+        return self.part.first_created(self.g)
+
+    def has_year_ago(self) -> bool:
+        return self.part.year_ago_deals(self.g) > 0
+
+    def stages(self) -> pd.DataFrame:
+        return self.part.stage_table(self.key)
+
+    def conversion(self) -> tuple[float, float, int]:
+        return _conversion_of(self.playbook, self.stages())
+
+    def conversion_year_ago(self) -> float:
+        return _conversion_of(self.playbook, self.part.stage_table(self.key, year_ago=True))[0]
+
+    def leads(self) -> tuple[float, int]:
+        return self.part.leads(self.key)
+
+    def wip(self) -> tuple[float, pd.DataFrame, pd.DataFrame]:
+        return self.part.wip(self.key)
+
+    def coverage(self) -> float:
+        return self.part.coverage(self.key)
+
+    def win_rate(self) -> tuple[int, int]:
+        return self.part.win_counts(self.key)
+
+    def calls(self, periods: int) -> tuple[float, tuple]:
+        return self.part.calls_measures(self.key, periods)
+
+    def time_to_win(self) -> tuple[float, int]:
+        return self.part.time_to_win(self.key)
+
+    def time_to_win_year_ago(self) -> float:
+        return self.part.time_to_win(self.key, year_ago=True)[0]
+
+    def slips(self) -> tuple[float, float, pd.DataFrame]:
+        got = self.part.slips(self.key)
+        if got is None:
+            pushes = self.part.deal_rows("pushes", self.part.company.pushes(), self.key)
+            got = _slips(self.part.snapshot(self.key), pushes)
+        return got
+
+    def unqualified_deals(self) -> pd.DataFrame:
+        return self.part.drill("unqualified", self.key)
+
+    def stuck_deals(self) -> pd.DataFrame:
+        return self.part.drill("stuck", self.key)
+
+    def commit_probability(self) -> tuple[float, int]:
+        return self.part.commit_probability(self.key)
+
+    def commit_to_challenge(self) -> pd.DataFrame:
+        return self.part.drill("challenge", self.key)
+
+
 #: Column of the scopes' targets holding each row's amount prorated to the current quarter.
 _QUOTA = "_quarter_amount"
 
@@ -695,12 +1088,110 @@ def _rows_of(table: pd.DataFrame, col: str, keep: pd.Series | set) -> pd.DataFra
 
 
 # ---------------------------------------------------------------------- cases
-def _history_basis(crm: CRM, pb: Playbook) -> tuple[bool, int]:
-    first = crm.opportunities["created_at"].min()
+def _history_basis(first: pd.Timestamp, as_of_date: pd.Timestamp, pb: Playbook) -> tuple[bool, int]:
+    """Whether the history is long enough to judge against the previous year; ``first``: the first deal's creation."""
     if pd.isna(first):
         return False, 0
-    quarters = len(pd.period_range(first, crm.as_of_date, freq="Q")) - 1
+    quarters = len(pd.period_range(first, as_of_date, freq="Q")) - 1
     return quarters >= int({**_DEFAULT_DIAGNOSIS, **pb.diagnosis}["history_quarters"]), quarters
+
+
+class _Measures:
+    """The measures :func:`_judge` reads for one scope, computed on the scope's own snapshot.
+
+    ``company`` holds the company-wide tables (pushes, aging, WIP, calls, commit deals),
+    sliced to the snapshot's deals and reps. :class:`_ScopeMeasures` gives the same
+    measures for a scope of :func:`diagnose`'s split, cut from tables computed once for
+    every scope; every method returns the same values, tables and types.
+    """
+
+    def __init__(self, crm: CRM, company: _Company) -> None:
+        self.crm = crm
+        self.company = company
+        self.playbook = crm.playbook
+        self.as_of_date = crm.as_of_date
+        self._ids = crm.opportunities["opportunity_id"]
+        self._owners = set(crm.opportunities["owner"].dropna().unique()) | (
+            set(crm.forecast_calls["owner"].dropna().unique()) if crm.has("forecast_calls") else set()
+        )
+        self._year_ago: CRM | None = None
+        self._stages: pd.DataFrame | None = None
+        self._by_deal: dict[int, tuple[pd.DataFrame, pd.DataFrame]] = {}
+
+    def by_deal(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The snapshot's rows of a company-wide per-deal table (filtered once per table)."""
+        hit = self._by_deal.get(id(table))
+        if hit is None or hit[0] is not table:
+            hit = self._by_deal[id(table)] = (table, _rows_of(table, "opportunity_id", self._ids))
+        return hit[1].copy()
+
+    def by_owner(self, name: str, table: pd.DataFrame) -> pd.DataFrame:
+        return _rows_of(table, "owner", self._owners)
+
+    def first_created(self) -> pd.Timestamp:
+        return self.crm.opportunities["created_at"].min()
+
+    def year_ago(self) -> CRM:
+        if self._year_ago is None:
+            self._year_ago = _year_ago(self.company, self.crm)
+        return self._year_ago
+
+    def has_year_ago(self) -> bool:
+        return bool(len(self.year_ago().opportunities))
+
+    def stages(self) -> pd.DataFrame:
+        if self._stages is None:
+            self._stages = _stage_table(self.crm)
+        return self._stages
+
+    def conversion(self) -> tuple[float, float, int]:
+        return _qualified_conversion(self.crm, self.stages())
+
+    def conversion_year_ago(self) -> float:
+        return _qualified_conversion(self.year_ago())[0]
+
+    def leads(self) -> tuple[float, int]:
+        return _leads_per_rep_month(self.crm)
+
+    def wip(self) -> tuple[float, pd.DataFrame, pd.DataFrame]:
+        return _wip_load(self.company.wip(), self.by_owner)
+
+    def coverage(self) -> float:
+        return _coverage(self.crm)
+
+    def win_rate(self) -> tuple[int, int]:
+        return _win_counts(self.crm)
+
+    def calls(self, periods: int) -> tuple[float, tuple]:
+        calls = self.company.calls(periods)
+        if self.company.crm is not self.crm:
+            calls = self.by_owner(f"calls{periods}", calls)
+        return _forecast_instability(calls), _commit_bias(calls)
+
+    def time_to_win(self) -> tuple[float, int]:
+        return _time_to_win(self.crm)
+
+    def time_to_win_year_ago(self) -> float:
+        return _time_to_win(self.year_ago())[0]
+
+    def slips(self) -> tuple[float, float, pd.DataFrame]:
+        pushes = self.company.pushes()
+        return _slips(self.crm, pushes if self.company.crm is self.crm else self.by_deal(pushes))
+
+    def unqualified_deals(self) -> pd.DataFrame:
+        return _unqualified_deals(self.crm, self.by_deal(self.company.aging()))
+
+    def stuck_deals(self) -> pd.DataFrame:
+        return _stuck_deals(self.crm, self.by_deal(self.company.aging()))
+
+    def commit_probability(self) -> tuple[float, int]:
+        return _commit_probability(self.by_deal(self.company.commit_deals()))
+
+    def commit_to_challenge(self) -> pd.DataFrame:
+        commit = self.by_deal(self.company.commit_deals())
+        if len(commit):
+            commit = commit[commit["p_win_in_period"] < self.playbook.best_case_threshold].reset_index(drop=True)
+        return commit
 
 
 def diagnose_scope(
@@ -716,25 +1207,21 @@ def diagnose_scope(
     ``company`` holds the company-wide tables computed once by :func:`diagnose` (pushes,
     aging, WIP, the reps' calls, the company's year-ago snapshot, the forecast's commit deals); they
     are sliced to the scope's deals and reps. Without ``company``, everything is computed
-    from ``crm``. ``part`` (the company's split and the scope's key) cuts those slices
-    from tables ordered by scope once, instead of filtering the company-wide tables.
+    from ``crm``. ``part`` (the company's split and the scope's key) takes every measure
+    from the tables computed once for every scope of the split (``crm`` is then not read).
     """
     if company is None:
         company = _Company(crm, method="stage", forecast_deals=True)
-    pb = crm.playbook
-    ids = crm.opportunities["opportunity_id"]
-    owners = set(crm.opportunities["owner"].dropna().unique()) | (
-        set(crm.forecast_calls["owner"].dropna().unique()) if crm.has("forecast_calls") else set()
-    )
+    src = _Measures(crm, company) if part is None else part[0].measures(part[1])
+    return _judge(src, scope, with_drilldown, company.method)
 
-    def by_deal(name: str, table: pd.DataFrame) -> pd.DataFrame:
-        return _rows_of(table, "opportunity_id", ids) if part is None else part[0].deal_rows(name, table, part[1])
 
-    def by_owner(name: str, table: pd.DataFrame) -> pd.DataFrame:
-        return _rows_of(table, "owner", owners) if part is None else part[0].owner_rows(name, table, owners)
-
+def _judge(src, scope: str, with_drilldown: bool, method: str) -> tuple[Finding, Finding, Finding]:  # type: ignore[no-untyped-def]
+    """The three findings of one scope from its measures (:class:`_Measures` or :class:`_ScopeMeasures`)."""
+    pb = src.playbook
     th = {**_DEFAULT_DIAGNOSIS, **pb.diagnosis}  # a playbook saved before a threshold existed gets its default
-    long_history, quarters = _history_basis(crm, pb)
+    first = src.first_created()
+    long_history, quarters = _history_basis(first, src.as_of_date, pb)
     basis = "playbook thresholds" + (
         f" and the company's own previous year ({quarters} quarters of history)"
         if long_history
@@ -742,16 +1229,14 @@ def diagnose_scope(
     )
     min_closed = int(th["min_closed_deals"])
     drop = float(th["history_drop"])
-    year_ago = None
-    if long_history:
-        year_ago = part[0].year_ago(part[1]) if part is not None else _year_ago(company, crm)
+    with_year_ago = bool(long_history and src.has_year_ago())
 
     # shared measures
-    stages = _stage_table(crm) if part is None else part[0].stage_table(part[1])
-    conv, crm_p, n_closed = _qualified_conversion(crm, stages)
+    stages = src.stages()
+    conv, crm_p, n_closed = src.conversion()
     conv_prev = np.nan
-    if year_ago is not None and len(year_ago.opportunities):
-        conv_prev = _qualified_conversion(year_ago, None if part is None else part[0].stage_table(part[1], True))[0]
+    if with_year_ago:
+        conv_prev = src.conversion_year_ago()
     conv_threshold = float(th["conversion_low_ratio"]) * crm_p
     conv_ref = f"{th['conversion_low_ratio']:.0%} of the CRM's {_qualified_stage(pb)} probability ({crm_p:.0%})"
     conv_low_hist = bool(long_history and np.isfinite(conv_prev) and conv < (1 - drop) * conv_prev)
@@ -770,8 +1255,7 @@ def diagnose_scope(
         conversion.holds_override = True
         conversion.reference += f"; or {drop:.0%} below last year's {conv_prev:.1%}"
     months = int(th["min_history_months"])
-    first = crm.opportunities["created_at"].min()
-    span_ok = pd.notna(first) and first <= crm.as_of_date - pd.DateOffset(months=months)
+    span_ok = pd.notna(first) and first <= src.as_of_date - pd.DateOffset(months=months)
     enough = n_closed >= min_closed and span_ok
     need = (
         f"at least {months} months of history (data starts {first.date() if pd.notna(first) else 'nowhere'}) and "
@@ -779,8 +1263,8 @@ def diagnose_scope(
     )
 
     # case 1
-    leads, n_leads = _leads_per_rep_month(crm, None if part is None else part[0].kpi("new_pipeline", part[1]))
-    load, over_wip, close_out = _wip_load(company.wip(), by_owner)
+    leads, n_leads = src.leads()
+    load, over_wip, close_out = src.wip()
     lead_metric = _Metric(
         "new_deals_per_rep_month",
         leads,
@@ -804,14 +1288,18 @@ def diagnose_scope(
         "(either of the two above)",
         holds_override=lead_metric.holds or wip_metric.holds,
     )
-    wr = None if part is None else part[0].kpi("win_rate", part[1])
-    cov = None if part is None else part[0].coverage(part[1], crm)
-    m1 = [conversion, lead_metric, wip_metric, _coverage_metric(crm, cov), _win_rate_metric(crm, wr)]
+    m1 = [
+        conversion,
+        lead_metric,
+        wip_metric,
+        _coverage_metric(pb, src.coverage()),
+        _win_rate_metric(pb, *src.win_rate()),
+    ]
     core1 = [conversion, wide]
     drill1 = {}
     if with_drilldown:
         drill1 = {
-            "unqualified_deals_to_kill": _unqualified_deals(crm, by_deal("aging", company.aging())),
+            "unqualified_deals_to_kill": src.unqualified_deals(),
             "reps_over_wip": over_wip,
             "deals_to_close_out": close_out,
         }
@@ -829,17 +1317,11 @@ def diagnose_scope(
 
     # case 2
     periods = int(th["bias_periods"])
-    if part is None:
-        calls = company.calls(periods)
-        if company.crm is not crm:
-            calls = by_owner(f"calls{periods}", calls)
-        instability, calls_bias = _forecast_instability(calls), _commit_bias(calls)
-    else:
-        instability, calls_bias = part[0].calls_measures(part[1], periods)
-    ttw, n_won = _time_to_win(crm, None if part is None else part[0].kpi("cycle_survival", part[1]))
+    instability, calls_bias = src.calls(periods)
+    ttw, n_won = src.time_to_win()
     ttw_prev = np.nan
-    if year_ago is not None and len(year_ago.opportunities):
-        ttw_prev = _time_to_win(year_ago, None if part is None else part[0].kpi("cycle_survival_year_ago", part[1]))[0]
+    if with_year_ago:
+        ttw_prev = src.time_to_win_year_ago()
     cyc_rule = pb.traffic_lights.get("sales_cycle_days", {"orange": 120})
     cycle = _Metric(
         "median_days_to_win",
@@ -867,11 +1349,7 @@ def diagnose_scope(
         n=n_closed,
         holds_override=not conversion.holds and np.isfinite(conv),
     )
-    slipped = None if part is None else part[0].slips(part[1])
-    if slipped is None:
-        pushes = company.pushes() if company.crm is crm else by_deal("pushes", company.pushes())
-        slipped = _slips(crm, pushes)
-    share, per, twice = slipped
+    share, per, twice = src.slips()
     m2 = [
         healthy,
         cycle,
@@ -897,8 +1375,7 @@ def diagnose_scope(
     ]
     drill2 = {}
     if with_drilldown:
-        aged = by_deal("aging", company.aging())
-        drill2 = {"deals_pushed_twice_or_more": twice, "stages_without_exit_criteria_met": _stuck_deals(crm, aged)}
+        drill2 = {"deals_pushed_twice_or_more": twice, "stages_without_exit_criteria_met": src.stuck_deals()}
     f2 = _finding(2, scope, [healthy, cycle], m2, enough and n_won > 0, need, basis, drill2, strength_metrics=[cycle])
 
     # case 3: calls over bookings and commit deals unlikely (or systematic calls alone)
@@ -924,8 +1401,7 @@ def diagnose_scope(
         calls_source,
         n=n_periods,
     )
-    commit = by_deal("commit", company.commit_deals())
-    commit_p, n_commit = _commit_probability(commit)
+    commit_p, n_commit = src.commit_probability()
     commit_metric = _Metric(
         "commit_win_probability",
         commit_p,
@@ -933,7 +1409,7 @@ def diagnose_scope(
         "below",
         "playbook diagnosis.commit_probability_low (amount-weighted, commit deals dated this quarter)",
         True,
-        f"forecast(method={company.method!r}).deals: p_win_in_period of the reps' commit deals",
+        f"forecast(method={method!r}).deals: p_win_in_period of the reps' commit deals",
         n=n_commit,
     )
     gap, stage_table = _probability_gap(stages)
@@ -975,12 +1451,9 @@ def diagnose_scope(
     ]
     drill3 = {}
     if with_drilldown:
-        challenge = commit
-        if len(commit):
-            challenge = commit[commit["p_win_in_period"] < pb.best_case_threshold].reset_index(drop=True)
         drill3 = {
             "recalibrated_probabilities": stage_table,
-            "commit_deals_to_challenge": challenge,
+            "commit_deals_to_challenge": src.commit_to_challenge(),
             "commit_bias_by_quarter": bias_table,
         }
     need3 = f"reps' forecast calls for at least {periods} closed quarters (found {n_periods})"
@@ -1025,14 +1498,17 @@ def _finding(
     )
 
 
-def _coverage_metric(crm: CRM, value: float | None = None) -> _Metric:
-    """Pipeline coverage of the current quarter; ``value``: the scope's, computed by :meth:`_Scopes.coverage`."""
+def _coverage(crm: CRM) -> float:
+    """Pipeline coverage of the current quarter (``pipeline_coverage``)."""
     from forecastkit.kpi.sales import pipeline_coverage
 
-    if value is None:
-        cov = pipeline_coverage(crm)
-        value = float(cov["coverage"].iloc[0]) if len(cov) else np.nan
-    rule = crm.playbook.traffic_lights.get("pipeline_coverage", {"green": 3.0})
+    cov = pipeline_coverage(crm)
+    return float(cov["coverage"].iloc[0]) if len(cov) else np.nan
+
+
+def _coverage_metric(pb: Playbook, value: float) -> _Metric:
+    """Pipeline coverage of the current quarter (``_coverage``, or :meth:`_Scopes.coverage` for a scope)."""
+    rule = pb.traffic_lights.get("pipeline_coverage", {"green": 3.0})
     return _Metric(
         "pipeline_coverage",
         value,
@@ -1044,15 +1520,18 @@ def _coverage_metric(crm: CRM, value: float | None = None) -> _Metric:
     )
 
 
-def _win_rate_metric(crm: CRM, table: pd.DataFrame | None = None) -> _Metric:
-    """Win rate over the last 12 months; ``table``: the scope's rows of ``win_rate`` computed once for every scope."""
+def _win_counts(crm: CRM) -> tuple[int, int]:
+    """Deals won and closed over the last 12 months (``win_rate(period='month')``)."""
     from forecastkit.kpi.sales import win_rate
 
-    wr = win_rate(crm, period="month") if table is None else table
-    months = _month_labels(crm, "year_to_date")
-    wr = wr[wr["period"].isin(months)]
-    won, closed = wr["won"].sum(), wr["closed"].sum()
-    rule = crm.playbook.traffic_lights.get("win_rate", {"orange": 0.2})
+    wr = win_rate(crm, period="month")
+    wr = wr[wr["period"].isin(_month_labels(crm, "year_to_date"))]
+    return wr["won"].sum(), wr["closed"].sum()
+
+
+def _win_rate_metric(pb: Playbook, won: int, closed: int) -> _Metric:
+    """Win rate over the last 12 months from the deals won and closed (``_win_counts``, or per scope)."""
+    rule = pb.traffic_lights.get("win_rate", {"orange": 0.2})
     return _Metric(
         "win_rate",
         won / closed if closed else np.nan,
@@ -1178,10 +1657,11 @@ def diagnose(
     company = _Company(crm, method=method, model=model)
     findings = list(diagnose_scope(crm, "company", with_drilldown=drilldown, company=company))
     for col in scopes:
+        keys = sorted(crm.opportunities[col].dropna().astype(str).unique())
+        if not keys:  # no deal names a scope: nothing to split
+            continue
         part = _Scopes(company, col)  # the company split by the column once; each scope cut from it
-        for who in sorted(crm.opportunities[col].dropna().astype(str).unique()):
-            sub = part.snapshot(who)  # = crm.subset(**{col: who}), the tables the measures read
-            findings.extend(
-                diagnose_scope(sub, f"{col}={who}", with_drilldown=drilldown, company=company, part=(part, who))
-            )
+        for who in keys:
+            # the measures of crm.subset(**{col: who}), cut from tables computed once for every scope
+            findings.extend(_judge(part.measures(who), f"{col}={who}", drilldown, company.method))
     return Diagnosis(tuple(findings), crm.as_of_date)
