@@ -28,6 +28,7 @@ from lifelines import AalenJohansenFitter, KaplanMeierFitter
 from lifelines.utils import median_survival_times
 
 from forecastkit.data.crm import CRM
+from forecastkit.data.timeline import _distinct_sorted
 from forecastkit.errors import ParameterError
 from forecastkit.kpi._common import By, _assign_period, _by_list, _days, _resolve_period, _with_groups
 from forecastkit.periods import Freq, Period
@@ -276,7 +277,7 @@ def _tied_groups(t: np.ndarray, event: np.ndarray, group: np.ndarray) -> np.ndar
     dup_t[:-1] |= same_t
     dup_te[1:] |= same_te
     dup_te[:-1] |= same_te
-    return np.unique(g[dup_t & ~dup_te])
+    return _distinct_sorted(g[dup_t & ~dup_te])
 
 
 def _aalen_johansen(
