@@ -13,18 +13,7 @@ import pandas as pd
 from _probability_samples import sample
 
 from forecastkit.probability import features as F
-from forecastkit.probability.features import _ACTIVITY_WINDOW, _activity_features, _open_deal_columns
-
-
-def _groupby_activity_features(snapshot, ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    a = snapshot.activities
-    d_end = snapshot.as_of_date + pd.Timedelta(days=1)
-    done = a[a["done_at"].notna() & a["opportunity_id"].notna()]
-    recent = done[done["done_at"] >= d_end - _ACTIVITY_WINDOW]
-    n = recent.groupby("opportunity_id", sort=False).size().reindex(ids.to_numpy()).fillna(0).to_numpy(float)
-    last = done.groupby("opportunity_id", sort=False)["done_at"].max().reindex(ids.to_numpy())
-    days = ((snapshot.as_of_date - last).dt.total_seconds() / 86400.0).clip(lower=0).to_numpy(float)
-    return n, days
+from forecastkit.probability.features import _activity_features, _activity_features_by_groupby, _open_deal_columns
 
 
 def test_activity_features_by_position_equal_the_groupbys() -> None:
@@ -32,7 +21,7 @@ def test_activity_features_by_position_equal_the_groupbys() -> None:
     for k in (0, 400):
         snap = crm.as_of(crm.as_of_date - pd.Timedelta(days=k))
         o, rows = _open_deal_columns(snap, rows=True)
-        want = _groupby_activity_features(snap, o["opportunity_id"])
+        want = _activity_features_by_groupby(snap, o["opportunity_id"])
         got = _activity_features(snap, o["opportunity_id"], rows)  # pyarrow look-up
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
@@ -50,7 +39,7 @@ def test_activity_features_with_repeated_and_missing_ids() -> None:
     snap = crm.as_of(crm.as_of_date - pd.Timedelta(days=30))
     ids = snap.open_deals["opportunity_id"].iloc[:50]
     ids = pd.concat([ids, ids.iloc[:5], pd.Series([pd.NA], dtype=ids.dtype)], ignore_index=True)
-    want = _groupby_activity_features(snap, ids)
+    want = _activity_features_by_groupby(snap, ids)
     got = _activity_features(snap, ids)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])

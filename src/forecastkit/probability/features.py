@@ -654,14 +654,24 @@ def _activity_features(
             found = first >= 0
             n = np.where(found, recent[np.where(found, first, 0)], 0.0)
             last = pd.Series(np.where(found, latest[np.where(found, first, 0)], nat).view("datetime64[ns]"))
-            days = ((snapshot.as_of_date - last).dt.total_seconds() / 86400.0).clip(lower=0).to_numpy(float)
-            return n, days
+            return n, _days_since(snapshot, last)
+    return _activity_features_by_groupby(snapshot, ids)
+
+
+def _activity_features_by_groupby(snapshot: CRM, ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_activity_features` with two groupbys over the done activities (any id type)."""
+    a = snapshot.activities
+    d_end = snapshot.as_of_date + pd.Timedelta(days=1)
     done = a[a["done_at"].notna() & a["opportunity_id"].notna()]
     recent = done[done["done_at"] >= d_end - _ACTIVITY_WINDOW]
     n = recent.groupby("opportunity_id", sort=False).size().reindex(ids.to_numpy()).fillna(0).to_numpy(float)
     last = done.groupby("opportunity_id", sort=False)["done_at"].max().reindex(ids.to_numpy())
-    days = ((snapshot.as_of_date - last).dt.total_seconds() / 86400.0).clip(lower=0).to_numpy(float)
-    return n, days
+    return n, _days_since(snapshot, last)
+
+
+def _days_since(snapshot: CRM, last: pd.Series) -> np.ndarray:
+    """Days from each date of ``last`` to the snapshot date (0 at least; NaN where no date)."""
+    return ((snapshot.as_of_date - last).dt.total_seconds() / 86400.0).clip(lower=0).to_numpy(float)
 
 
 def _owner_win_rate(snapshot: CRM, owners: pd.Series) -> np.ndarray:
