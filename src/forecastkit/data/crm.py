@@ -22,7 +22,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -326,6 +326,24 @@ class CRM:
         if key not in cache:
             cache[key] = build()
         return cache[key]
+
+    def _rewind_source(self, columns: Iterable[str], **tables: pd.DataFrame) -> CRM:
+        """A lean copy to rewind: the deals with only ``columns`` (those present), their history, the
+        field history of those columns, and ``tables`` as given.
+
+        ``CRM.as_of`` rewinds each opportunity column on its own, so ``_rewind_source(cols).as_of(d)``
+        has the values of ``self.as_of(d)`` in those columns, without rewinding the other tables.
+        """
+        o = self.opportunities
+        cols = [c for c in dict.fromkeys(columns) if c in o]
+        fh = self.field_history
+        lean = {
+            "opportunities": o[cols],
+            "history": self.history,
+            "field_history": fh[fh["field"].isin(cols).to_numpy(dtype=bool, na_value=False)].reset_index(drop=True),
+            **tables,
+        }
+        return CRM(lean, as_of_date=self.as_of_date, playbook=self.playbook, load_report=self.load_report)
 
     def _cached_only(self, key: tuple):  # type: ignore[no-untyped-def]
         """The value :meth:`_cached` holds under ``key``, or None when nothing computed (or set) it yet."""

@@ -394,14 +394,7 @@ def _lean_source(crm: CRM, methods: Sequence[str], first: pd.Timestamp | None = 
     from forecastkit.probability.features import _DEAL_COLUMNS, _REWIND_COLUMNS
 
     o = crm.opportunities
-    cols = [*_DEAL_COLUMNS, *crm.playbook.qualification_fields, *_REWIND_COLUMNS]
-    cols = [c for c in dict.fromkeys(cols) if c in o]
-    fh = crm.field_history
-    tables = {
-        "opportunities": o[cols],
-        "history": crm.history,
-        "field_history": fh[fh["field"].isin(cols).to_numpy(dtype=bool, na_value=False)].reset_index(drop=True),
-    }
+    tables = {}
     wanted = {t for m in methods for t in _TABLES_READ.get(m, ())}
     if "activities" in wanted and crm.has("activities"):
         a = crm.activities
@@ -413,7 +406,7 @@ def _lean_source(crm: CRM, methods: Sequence[str], first: pd.Timestamp | None = 
         tables["activities"] = a.loc[keep, ["opportunity_id", "created_at", "due_at", "done_at"]].reset_index(drop=True)
     if "forecast_calls" in wanted and crm.has("forecast_calls"):
         tables["forecast_calls"] = crm.forecast_calls
-    return CRM(tables, as_of_date=crm.as_of_date, playbook=crm.playbook, load_report=crm.load_report)
+    return crm._rewind_source([*_DEAL_COLUMNS, *crm.playbook.qualification_fields, *_REWIND_COLUMNS], **tables)
 
 
 class _Positions:

@@ -191,19 +191,10 @@ _REWIND = ("forecast_category", "loss_reason", "probability")
 def _lean(crm: CRM) -> CRM:
     """The opportunities (only the columns read), their history and field history, ready to rewind.
 
-    ``CRM.as_of`` rewinds each opportunity column on its own, so ``_lean(crm).as_of(d)``
-    has the same values in these columns as ``crm.as_of(d)``, without rewinding the
-    other tables (activities, orders...).
+    ``_lean(crm).as_of(d)`` has the same values in these columns as ``crm.as_of(d)``, without
+    rewinding the other tables (activities, orders...).
     """
-    o = crm.opportunities
-    cols = [c for c in (*_READ, *_REWIND) if c in o]
-    fh = crm.field_history
-    tables = {
-        "opportunities": o[cols],
-        "history": crm.history,
-        "field_history": fh[fh["field"].isin(cols).to_numpy(dtype=bool, na_value=False)].reset_index(drop=True),
-    }
-    return CRM(tables, as_of_date=crm.as_of_date, playbook=crm.playbook, load_report=crm.load_report)
+    return crm._rewind_source((*_READ, *_REWIND))
 
 
 def _state(snap: CRM, per: Period) -> pd.DataFrame:
