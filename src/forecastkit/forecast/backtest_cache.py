@@ -72,31 +72,40 @@ def backtest_key(crm: CRM, plan: Sequence[tuple[Any, Any, pd.Timestamp]], params
     return h.hexdigest()
 
 
-def cached_backtest(crm: CRM, cache: str | os.PathLike[str], **kwargs: Any) -> pd.DataFrame:
+def cached_backtest(
+    crm: CRM,
+    cache: str | os.PathLike[str],
+    *,
+    periods: Any,
+    checkpoints: Sequence[str | int],
+    methods: Sequence[str],
+    seed: int,
+    truth: Any,
+    n_sims: int,
+    refit: str,
+    n_periods: int,
+) -> pd.DataFrame:
     """:func:`~forecastkit.forecast.backtest.backtest` with its forecasts kept in ``cache`` for the next run.
 
-    ``kwargs`` are :func:`backtest`'s arguments. Returns the same frame as ``backtest(crm, **kwargs)``;
-    ``attrs["cache"]`` says ``"reused"`` or ``"stored"`` (``"off"`` with ``truth=``, never stored).
+    The arguments are :func:`backtest`'s (which passes them all). Returns the same frame as
+    ``backtest(crm, ...)``; ``attrs["cache"]`` says ``"reused"`` or ``"stored"`` (``"off"`` with
+    ``truth=``, never stored).
     """
-    from forecastkit.forecast.backtest import METHODS, _periods, _score, backtest, checkpoint_date
+    from forecastkit.forecast.backtest import _periods, _score, backtest, checkpoint_date
 
-    if kwargs.get("truth") is not None:
-        out = backtest(crm, **kwargs)
+    # what a stored backtest depends on besides the data, the playbook and the plan (periods, checkpoints, dates)
+    params = {"methods": list(dict.fromkeys(methods)), "seed": seed, "n_sims": n_sims, "refit": refit}
+    params["n_periods"] = n_periods
+    kwargs = {**params, "checkpoints": checkpoints}
+    if truth is not None:
+        out = backtest(crm, periods, truth=truth, **kwargs)
         out.attrs["cache"] = "off"
         return out
     folder = Path(cache).expanduser()
     if folder.exists() and not folder.is_dir():
         raise ParameterError(f"backtest cache {str(folder)!r} is a file; give a folder")
-    pers = _periods(crm, kwargs.get("periods"))
-    checkpoints = kwargs.get("checkpoints", ("week1", "week4", "week8", "week13"))
+    pers = _periods(crm, periods)
     plan = [(per, cp, checkpoint_date(per, cp)) for per in pers for cp in checkpoints]
-    params = {
-        "methods": list(dict.fromkeys(kwargs.get("methods", METHODS))),
-        "seed": kwargs.get("seed", 0),
-        "n_sims": kwargs.get("n_sims", 4_000),
-        "refit": kwargs.get("refit", "period"),
-        "n_periods": kwargs.get("n_periods", 4),
-    }
     key = backtest_key(crm, plan, params)
     path = folder / f"backtest-{key[:40]}.parquet"
     stored = _read(path)
@@ -106,7 +115,7 @@ def cached_backtest(crm: CRM, cache: str | os.PathLike[str], **kwargs: Any) -> p
         out.attrs["fits"] = {"win_model": 0, "slip_model": 0}
         out.attrs["cache"] = "reused"
         return out
-    out = backtest(crm, **{**kwargs, "periods": pers})
+    out = backtest(crm, pers, **kwargs)
     _write(out, path)
     out.attrs["cache"] = "stored"
     return out
