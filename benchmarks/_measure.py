@@ -11,6 +11,9 @@ A step is two snippets of Python: ``setup`` (not timed, e.g. loading the data) a
                    its largest child process if larger
 ``step_peak_gb``   peak resident memory reached during ``code`` alone (``VmHWM`` is reset
                    after the setup through ``/proc/self/clear_refs``)
+``tree_peak_gb``   peak memory of the process and all its descendants together during
+                   ``code`` (sum of PSS, sampled every second; the sampling costs ~1% of a core): what the machine held when
+                   a kernel or worker processes ran alongside
 ``rss_before_gb``  resident memory when ``code`` started
 ``result``         whatever ``code`` stored in the variable ``result`` (JSON-able)
 ``skipped``        a note when ``code`` raised :class:`SkipStep` (e.g. a module not there yet)
@@ -41,7 +44,7 @@ class SkipStep(Exception):
     """Raised by a step that cannot run (yet)."""
 
 sys.path.insert(0, {here!r})
-from _memory import reset_peak, status as _status
+from _memory import TreePeak, reset_peak, status as _status
 
 def _cpu():
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -58,6 +61,7 @@ _profile = {profile!r}
 if _profile:
     import cProfile
     _prof = cProfile.Profile()
+_tree = TreePeak()
 _c0, _t0 = _cpu(), time.perf_counter()
 try:
     if _profile:
@@ -74,6 +78,7 @@ finally:
         _prof.dump_stats(_profile)
 out["seconds"] = time.perf_counter() - _t0
 out["cpu_seconds"] = _cpu() - _c0
+out["tree_peak_gb"] = _tree.stop()
 step_peak = _status("VmHWM")
 out["step_peak_gb"] = step_peak if _reset else float("nan")
 children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2

@@ -7,9 +7,11 @@ Standard library only: the measuring child imports it before any setup.
 
 from __future__ import annotations
 
+import os
 import resource
+import threading
 
-__all__ = ["status", "current_gb", "peak_gb", "reset_peak"]
+__all__ = ["status", "current_gb", "peak_gb", "reset_peak", "tree_gb", "TreePeak"]
 
 
 def status(key: str) -> float:
@@ -43,3 +45,64 @@ def reset_peak() -> bool:
     except OSError:
         return False
     return True
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (Linux ``/proc``; children of all its threads)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+    return out
+
+
+def _pss_gb(pid: int) -> float:
+    """Proportional set size of one process (GB): shared pages split between their users; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024**2
+    except OSError:
+        pass
+    return 0.0
+
+
+def tree_gb(pid: int | None = None) -> float:
+    """Memory the machine holds for a process and all its descendants now (GB, sum of PSS; NaN off Linux).
+
+    PSS counts a page shared by forked processes once in total, so the sum is what the
+    machine must hold for the whole tree (a papermill kernel, forked workers...).
+    """
+    pid = os.getpid() if pid is None else pid
+    if not os.path.exists(f"/proc/{pid}/smaps_rollup"):
+        return float("nan")
+    return sum(_pss_gb(p) for p in _descendants(pid))
+
+
+class TreePeak:
+    """Samples :func:`tree_gb` of this process every ``every`` seconds in a thread; ``.peak`` is the largest."""
+
+    def __init__(self, every: float = 1.0) -> None:
+        self.every, self.peak = every, tree_gb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            v = tree_gb()
+            if v > self.peak:
+                self.peak = v
+
+    def stop(self) -> float:
+        """Stop sampling; the peak in GB (NaN off Linux)."""
+        self._stop.set()
+        self._thread.join()
+        return self.peak
