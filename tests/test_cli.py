@@ -109,3 +109,11 @@ def test_subprocess_error_is_one_line_on_stderr() -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "unknown report 'nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_python_dash_m_forecastkit_is_the_command() -> None:
+    proc = subprocess.run([sys.executable, "-m", "forecastkit", "list"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "forecast" in proc.stdout.split()
+    bad = subprocess.run([sys.executable, "-m", "forecastkit", "report", "nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown report 'nope'" in bad.stderr
