@@ -677,35 +677,41 @@ def _calls(
             "p90": q90,
         }
     )
-    out = [rows]
-    # teams and the whole scope: sums of the calls, quantiles of the summed draws
+    # teams and the whole scope: sums of the calls, quantiles of the summed draws; each sum is
+    # numpy's over the scope's reps in order (what Series.sum gives), read from arrays once
     tcode = rows["team"].fillna("(no team)").to_numpy(dtype=object)
     levels = [("team", t, tcode == t) for t in sorted(set(tcode))] if not (owner or team) else []
     levels.append(("company" if not (owner or team) else "scope", owner or team or "all", np.ones(len(names), bool)))
+    col = {
+        c: rows[c].to_numpy(float)
+        for c in ("call_commit", "call_best_case", "closed_won", "rep_commit", "rep_best_case")
+    }
+    called = ~np.isnan(col["call_commit"])
+    sub_at = rows["submitted_at"].to_numpy(dtype="datetime64[ns]")
+    agg = []
     for lev, name, m in levels:
         tot = total[:, m].sum(axis=1)
         q = np.quantile(tot, [0.1, 0.9])
-        calls_m = rows.loc[m, "call_commit"]
-        out.append(
-            pd.DataFrame(
-                [
-                    {
-                        "level": lev,
-                        "name": name,
-                        "team": name if lev == "team" else None,
-                        "submitted_at": rows.loc[m, "submitted_at"].max(),
-                        "call_commit": calls_m.sum() if calls_m.notna().any() else np.nan,
-                        "call_best_case": rows.loc[m, "call_best_case"].sum() if calls_m.notna().any() else np.nan,
-                        "closed_won": rows.loc[m, "closed_won"].sum(),
-                        "rep_commit": rows.loc[m, "rep_commit"].sum(),
-                        "rep_best_case": rows.loc[m, "rep_best_case"].sum(),
-                        "expected": tot.mean(),
-                        "p10": q[0],
-                        "p90": q[1],
-                    }
-                ]
-            )
+        any_call = bool(called[m].any())
+        at = sub_at[m]
+        at = at[~np.isnat(at)]
+        agg.append(
+            {
+                "level": lev,
+                "name": name,
+                "team": name if lev == "team" else None,
+                "submitted_at": at.max() if len(at) else np.datetime64("NaT", "ns"),
+                "call_commit": np.nansum(col["call_commit"][m]) if any_call else np.nan,
+                "call_best_case": np.nansum(col["call_best_case"][m]) if any_call else np.nan,
+                "closed_won": col["closed_won"][m].sum(),
+                "rep_commit": col["rep_commit"][m].sum(),
+                "rep_best_case": col["rep_best_case"][m].sum(),
+                "expected": tot.mean(),
+                "p10": q[0],
+                "p90": q[1],
+            }
         )
+    out = [rows, pd.DataFrame(agg)]
     res = pd.concat(out, ignore_index=True)
     res["call_minus_expected"] = res["call_commit"] - res["expected"]
     return res[_CALL_COLUMNS]
