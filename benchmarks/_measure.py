@@ -12,7 +12,9 @@ A step is two snippets of Python: ``setup`` (not timed, e.g. loading the data) a
 ``step_peak_gb``   peak resident memory reached during ``code`` alone (``VmHWM`` is reset
                    after the setup through ``/proc/self/clear_refs``)
 ``tree_peak_gb``   peak memory of the process and all its descendants together during
-                   ``code`` (sum of PSS, sampled every second; the sampling costs ~1% of a core): what the machine held when
+                   ``code`` (sum of RSS, an upper bound: pages shared by forked workers count
+                   once per process; sampled every second by a thread whose CPU,
+                   ``sampler_cpu_seconds``, is taken out of ``cpu_seconds``): what the machine held when
                    a kernel or worker processes ran alongside
 ``rss_before_gb``  resident memory when ``code`` started
 ``result``         whatever ``code`` stored in the variable ``result`` (JSON-able)
@@ -79,6 +81,8 @@ finally:
 out["seconds"] = time.perf_counter() - _t0
 out["cpu_seconds"] = _cpu() - _c0
 out["tree_peak_gb"] = _tree.stop()
+out["sampler_cpu_seconds"] = _tree.cpu
+out["cpu_seconds"] -= _tree.cpu  # the memory sampling is not the step's work
 step_peak = _status("VmHWM")
 out["step_peak_gb"] = step_peak if _reset else float("nan")
 children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
