@@ -215,19 +215,35 @@ def steps(size: str, meta: dict) -> dict[str, dict]:
     pq, csv = str(root / "parquet"), str(root / "csv")
     paths = f"PQ = {pq!r}\nCSV = {csv!r}\nPKL = {str(_snapshot_path(size))!r}\n"
 
+    kept = str(root / "backtest-cache")  # the first run's stored backtest, handed to the next-run steps
+
     def _chain_step(code: str, next_run: bool = False) -> dict:
         setup = (
             paths
-            + "import tempfile, time, warnings\nwarnings.simplefilter('ignore')\nimport forecastkit as fk, pandas as pd\n"
+            + "import os, shutil, tempfile, time, warnings\nwarnings.simplefilter('ignore')\n"
+            + "import forecastkit as fk, pandas as pd\n"
             + _optional(
                 "_chain_parts",
                 "stage_probabilities, fit_win_model, forecast, review, DASHBOARDS, dashboards, diagnose, run_report",
             )
-            + "OUT = tempfile.mkdtemp()\n"
+            + f"OUT = tempfile.mkdtemp()\nKEPT = {kept!r}\n"
         )
-        if next_run:
-            setup += "if not _skip:\n    run_report('forecast', data=PQ, out=OUT, progress=False)\n"
-        return {"setup": setup, "code": _SKIP + code}
+        if not next_run:  # a cold run; its stored backtest is kept for the next-run steps (untimed)
+            teardown = "if os.path.isdir(os.path.join(OUT, '.cache')):\n"
+            teardown += (
+                "    shutil.rmtree(KEPT, ignore_errors=True)\n    shutil.copytree(os.path.join(OUT, '.cache'), KEPT)\n"
+            )
+            return {"setup": setup, "code": _SKIP + code, "teardown": teardown}
+        # next week's run: the stored backtest of a first run (copied, else made now); the report must say it reused it
+        setup += (
+            "if not _skip:\n    if os.path.isdir(KEPT):\n        shutil.copytree(KEPT, os.path.join(OUT, '.cache'))\n"
+        )
+        setup += "    else:\n        run_report('forecast', data=PQ, out=OUT, progress=False)\n"
+        check = (
+            "\nif 'Past quarters reused' not in open(os.path.join(OUT, 'forecast.ipynb')).read():\n"
+            "    raise RuntimeError('the report did not reuse the stored backtest: not a next run')\n"
+        )
+        return {"setup": setup, "code": _SKIP + code + check}
 
     sql = duckdb_sql(pq, meta["as_of"], meta["stages"])
     counts = "result = t[['stage', 'reached', 'won', 'lost', 'open']].astype(str).to_dict('records')\n"
