@@ -352,7 +352,19 @@ class _Company:
         return self._get(f"calls{periods}", lambda: _calls_by_period(self.crm, periods))  # type: ignore[no-any-return]
 
     def year_ago(self) -> CRM:
-        return self._get("year_ago", lambda: self.crm.as_of(self.crm.as_of_date - _YEAR))  # type: ignore[no-any-return]
+        """The snapshot a year earlier, with the tables and deal columns the year-ago measures read.
+
+        Only the deals (the columns of ``_YEAR_AGO_COLUMNS``) and their history are rewound
+        (:meth:`CRM._rewind_source`): ``CRM.as_of`` rewinds each deal column on its own, so
+        these columns hold the values of ``crm.as_of(...)``, without rewinding the activities
+        and the other deal columns that the stage probabilities and the time to win never read.
+        """
+
+        def build() -> CRM:
+            lean = self.crm._rewind_source(_YEAR_AGO_COLUMNS)
+            return lean.as_of(self.crm.as_of_date - _YEAR)
+
+        return self._get("year_ago", build)  # type: ignore[no-any-return]
 
     def commit_deals(self) -> pd.DataFrame:
         """The forecast's open deals dated in the current quarter that the reps call commit (one forecast)."""
@@ -930,6 +942,10 @@ class _Scopes:
         }
         return CRM(tables, as_of_date=ya.as_of_date, playbook=ya.playbook)
 
+
+#: Deal columns of the company's year-ago snapshot (:meth:`_Company.year_ago`): those the year-ago
+#: measures read (stage probabilities, time to win, the scopes' year-ago deals), and those the rewind writes.
+_YEAR_AGO_COLUMNS = (*_DEAL_COLUMNS, "team", "business_unit", "forecast_category", "loss_reason", "probability")
 
 #: Column holding each row's scope number in the tables sorted by scope.
 _G = "_scope_no_"
