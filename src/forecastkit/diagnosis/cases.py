@@ -325,6 +325,20 @@ class _Company:
             self._cache[key] = make()
         return self._cache[key]
 
+    def deals_only(self) -> CRM:
+        """The snapshot with only the deal columns the KPI measures read (``_YEAR_AGO_COLUMNS``), the
+        reps and the targets: what ``win_rate``, ``new_pipeline``, ``pipeline_coverage`` and
+        ``cycle_survival`` of the company read, without copying every deal column at each filter."""
+
+        def build() -> CRM:
+            crm = self.crm
+            o = crm.opportunities
+            tables = {"opportunities": o[[c for c in _YEAR_AGO_COLUMNS if c in o]]}
+            tables.update({n: crm._tables[n] for n in ("reps", "targets") if n in crm._present})
+            return CRM(tables, as_of_date=crm.as_of_date, playbook=crm.playbook)
+
+        return self._get("deals_only", build)  # type: ignore[no-any-return]
+
     def pushes(self) -> pd.DataFrame:
         from forecastkit.data.timeline import close_date_pushes
 
@@ -1185,17 +1199,21 @@ class _Measures:
     def conversion_year_ago(self) -> float:
         return _qualified_conversion(self.year_ago())[0]
 
+    def _kpi_crm(self) -> CRM:
+        """What the KPI measures read: the company's deal columns they need (:meth:`_Company.deals_only`)."""
+        return self.company.deals_only() if self.crm is self.company.crm else self.crm
+
     def leads(self) -> tuple[float, int]:
-        return _leads_per_rep_month(self.crm)
+        return _leads_per_rep_month(self._kpi_crm())
 
     def wip(self) -> tuple[float, pd.DataFrame, pd.DataFrame]:
         return _wip_load(self.company.wip(), self.by_owner)
 
     def coverage(self) -> float:
-        return _coverage(self.crm)
+        return _coverage(self._kpi_crm())
 
     def win_rate(self) -> tuple[int, int]:
-        return _win_counts(self.crm)
+        return _win_counts(self._kpi_crm())
 
     def calls(self, periods: int) -> tuple[float, tuple]:
         calls = self.company.calls(periods)
@@ -1204,7 +1222,7 @@ class _Measures:
         return _forecast_instability(calls), _commit_bias(calls)
 
     def time_to_win(self) -> tuple[float, int]:
-        return _time_to_win(self.crm)
+        return _time_to_win(self._kpi_crm())
 
     def time_to_win_year_ago(self) -> float:
         return _time_to_win(self.year_ago())[0]
