@@ -1601,8 +1601,12 @@ def _probability_gap(t: pd.DataFrame) -> tuple[float, pd.DataFrame]:
     """CRM probability minus recalibrated p_win, averaged over the stages weighted by the deals that reached them."""
     if t.empty:
         return np.nan, t
-    weights = t["reached"].clip(lower=1)
-    return float(np.average(t["gap"], weights=weights)), t
+    reached = t["reached"].to_numpy()
+    if reached.dtype.kind in "iuf":  # = t["reached"].clip(lower=1) (NaN kept), without a Series per scope
+        weights = np.where(reached < 1, np.ones(1, dtype=reached.dtype), reached)
+    else:
+        weights = t["reached"].clip(lower=1)
+    return float(np.average(t["gap"].to_numpy(), weights=weights)), t
 
 
 def _unqualified_deals(crm: CRM, aged: pd.DataFrame) -> pd.DataFrame:
