@@ -326,15 +326,16 @@ class _Company:
         return self._cache[key]
 
     def deals_only(self) -> CRM:
-        """The snapshot with only the deal columns the KPI measures read (``_YEAR_AGO_COLUMNS``), the
-        reps and the targets: what ``win_rate``, ``new_pipeline``, ``pipeline_coverage`` and
-        ``cycle_survival`` of the company read, without copying every deal column at each filter."""
+        """The snapshot with only the deal columns the KPI measures read (``_MEASURE_COLUMNS``), the
+        reps, the targets and the forecast calls: what ``win_rate``, ``new_pipeline``,
+        ``pipeline_coverage``, ``cycle_survival`` and ``calls_vs_actual`` of the company read,
+        without copying every deal column at each filter."""
 
         def build() -> CRM:
             crm = self.crm
             o = crm.opportunities
-            tables = {"opportunities": o[[c for c in _YEAR_AGO_COLUMNS if c in o]]}
-            tables.update({n: crm._tables[n] for n in ("reps", "targets") if n in crm._present})
+            tables = {"opportunities": o[[c for c in _MEASURE_COLUMNS if c in o]]}
+            tables.update({n: crm._tables[n] for n in ("reps", "targets", "forecast_calls") if n in crm._present})
             return CRM(tables, as_of_date=crm.as_of_date, playbook=crm.playbook)
 
         return self._get("deals_only", build)  # type: ignore[no-any-return]
@@ -363,19 +364,19 @@ class _Company:
         return self._get("wip", lambda: WipReport(*_wip(self.open_deal_frame(), self.crm.playbook)))
 
     def calls(self, periods: int) -> pd.DataFrame:
-        return self._get(f"calls{periods}", lambda: _calls_by_period(self.crm, periods))  # type: ignore[no-any-return]
+        return self._get(f"calls{periods}", lambda: _calls_by_period(self.deals_only(), periods))  # type: ignore[no-any-return]
 
     def year_ago(self) -> CRM:
         """The snapshot a year earlier, with the tables and deal columns the year-ago measures read.
 
-        Only the deals (the columns of ``_YEAR_AGO_COLUMNS``) and their history are rewound
+        Only the deals (the columns of ``_MEASURE_COLUMNS``) and their history are rewound
         (:meth:`CRM._rewind_source`): ``CRM.as_of`` rewinds each deal column on its own, so
         these columns hold the values of ``crm.as_of(...)``, without rewinding the activities
         and the other deal columns that the stage probabilities and the time to win never read.
         """
 
         def build() -> CRM:
-            lean = self.crm._rewind_source(_YEAR_AGO_COLUMNS)
+            lean = self.crm._rewind_source(_MEASURE_COLUMNS)
             return lean.as_of(self.crm.as_of_date - _YEAR)
 
         return self._get("year_ago", build)  # type: ignore[no-any-return]
@@ -957,9 +958,10 @@ class _Scopes:
         return CRM(tables, as_of_date=ya.as_of_date, playbook=ya.playbook)
 
 
-#: Deal columns of the company's year-ago snapshot (:meth:`_Company.year_ago`): those the year-ago
-#: measures read (stage probabilities, time to win, the scopes' year-ago deals), and those the rewind writes.
-_YEAR_AGO_COLUMNS = (*_DEAL_COLUMNS, "team", "business_unit", "forecast_category", "loss_reason", "probability")
+#: Deal columns the company-wide measures read (:meth:`_Company.deals_only`; the year-ago snapshot,
+#: :meth:`_Company.year_ago`, also holds those the rewind writes): stage probabilities, time to
+#: win, win rate, new deals, pipeline coverage, the calls against bookings, the scopes' deals.
+_MEASURE_COLUMNS = (*_DEAL_COLUMNS, "team", "business_unit", "forecast_category", "loss_reason", "probability")
 
 #: Column holding each row's scope number in the tables sorted by scope.
 _G = "_scope_no_"
