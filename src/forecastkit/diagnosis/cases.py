@@ -39,8 +39,11 @@ previous year; the finding's ``basis`` says which. With too few closed deals
 with what is missing - never a verdict.
 
 Speed: :func:`diagnose` computes the company-wide tables once (close-date pushes,
-aging, WIP, the reps' calls against bookings, the company's year-ago snapshot and one forecast
-of the current quarter, which fits the win model at most once, or uses ``model=``).
+aging and WIP from one open-deal frame, the reps' calls against bookings, the company's year-ago
+snapshot and the forecast's deal table of the current quarter, which fits the win model at most
+once, or uses ``model=``; or the deal table of a forecast handed over with ``forecast=``). The
+company's KPI measures and calls read a copy with only the deal columns they need, and the
+year-ago snapshot rewinds only those columns and the history (not the activities).
 The company is split by team (or rep, unit) once (:meth:`~forecastkit.CRM.split_by`, on the
 tables that place a row in a scope: deals, calls, targets, reps). Each scope is then judged
 (:func:`_judge`) from measures computed once for every scope (:class:`_ScopeMeasures`), never
