@@ -39,8 +39,11 @@ previous year; the finding's ``basis`` says which. With too few closed deals
 with what is missing - never a verdict.
 
 Speed: :func:`diagnose` computes the company-wide tables once (close-date pushes,
-aging, WIP, the reps' calls against bookings, the company's year-ago snapshot and one forecast
-of the current quarter, which fits the win model at most once, or uses ``model=``).
+aging and WIP from one open-deal frame, the reps' calls against bookings, the company's year-ago
+snapshot and the forecast's deal table of the current quarter, which fits the win model at most
+once, or uses ``model=``; or the deal table of a forecast handed over with ``forecast=``). The
+company's KPI measures and calls read a copy with only the deal columns they need, and the
+year-ago snapshot rewinds only those columns and the history (not the activities).
 The company is split by team (or rep, unit) once (:meth:`~forecastkit.CRM.split_by`, on the
 tables that place a row in a scope: deals, calls, targets, reps). Each scope is then judged
 (:func:`_judge`) from measures computed once for every scope (:class:`_ScopeMeasures`), never
@@ -304,11 +307,20 @@ class _Company:
     the scope's reps. The company's year-ago snapshot is rewound once (a scope rewinds its own, small one).
     """
 
-    def __init__(self, crm: CRM, *, method: str = "model", model: object = None, forecast_deals: bool = True) -> None:
+    def __init__(
+        self,
+        crm: CRM,
+        *,
+        method: str = "model",
+        model: object = None,
+        forecast_deals: bool = True,
+        forecast: object = None,
+    ) -> None:
         self.crm = crm
         self.method = method
         self.model = model
         self.want_forecast = forecast_deals
+        self.forecast = forecast  # a Forecast of this snapshot handed over (checked by _check_forecast)
         self._cache: dict[str, object] = {}
 
     def _get(self, key: str, make):  # type: ignore[no-untyped-def]
@@ -316,31 +328,68 @@ class _Company:
             self._cache[key] = make()
         return self._cache[key]
 
+    def deals_only(self) -> CRM:
+        """The snapshot with only the deal columns the KPI measures read (``_MEASURE_COLUMNS``), the
+        reps, the targets and the forecast calls: what ``win_rate``, ``new_pipeline``,
+        ``pipeline_coverage``, ``cycle_survival`` and ``calls_vs_actual`` of the company read,
+        without copying every deal column at each filter."""
+
+        def build() -> CRM:
+            crm = self.crm
+            o = crm.opportunities
+            tables = {"opportunities": o[[c for c in _MEASURE_COLUMNS if c in o]]}
+            tables.update({n: crm._tables[n] for n in ("reps", "targets", "forecast_calls") if n in crm._present})
+            return CRM(tables, as_of_date=crm.as_of_date, playbook=crm.playbook)
+
+        return self._get("deals_only", build)  # type: ignore[no-any-return]
+
     def pushes(self) -> pd.DataFrame:
         from forecastkit.data.timeline import close_date_pushes
 
         return self._get("pushes", lambda: close_date_pushes(self.crm))  # type: ignore[no-any-return]
 
-    def aging(self) -> pd.DataFrame:
-        from forecastkit.hygiene import aging
+    def open_deal_frame(self) -> pd.DataFrame:
+        """The hygiene checks' open-deal frame (stage spells, ages), built once for aging and WIP."""
+        from forecastkit.hygiene._deals import open_deal_frame
 
-        return self._get("aging", lambda: aging(self.crm))  # type: ignore[no-any-return]
+        return self._get("open_deal_frame", lambda: open_deal_frame(self.crm))  # type: ignore[no-any-return]
+
+    def aging(self) -> pd.DataFrame:
+        """``hygiene.aging(crm)``: its rows of the open-deal frame built once (:meth:`open_deal_frame`)."""
+        from forecastkit.hygiene.aging import _aging
+
+        return self._get("aging", lambda: _aging(self.open_deal_frame(), self.crm.playbook))  # type: ignore[no-any-return]
 
     def wip(self):  # type: ignore[no-untyped-def]
-        from forecastkit.hygiene import wip
+        """``hygiene.wip(crm)``: its tables from the open-deal frame built once (:meth:`open_deal_frame`)."""
+        from forecastkit.hygiene.wip import WipReport, _wip
 
-        return self._get("wip", lambda: wip(self.crm))
+        return self._get("wip", lambda: WipReport(*_wip(self.open_deal_frame(), self.crm.playbook)))
 
     def calls(self, periods: int) -> pd.DataFrame:
-        return self._get(f"calls{periods}", lambda: _calls_by_period(self.crm, periods))  # type: ignore[no-any-return]
+        return self._get(f"calls{periods}", lambda: _calls_by_period(self.deals_only(), periods))  # type: ignore[no-any-return]
 
     def year_ago(self) -> CRM:
-        return self._get("year_ago", lambda: self.crm.as_of(self.crm.as_of_date - _YEAR))  # type: ignore[no-any-return]
+        """The snapshot a year earlier, with the tables and deal columns the year-ago measures read.
+
+        Only the deals (the columns of ``_MEASURE_COLUMNS``) and their history are rewound
+        (:meth:`CRM._rewind_source`): ``CRM.as_of`` rewinds each deal column on its own, so
+        these columns hold the values of ``crm.as_of(...)``, without rewinding the activities
+        and the other deal columns that the stage probabilities and the time to win never read.
+        """
+
+        def build() -> CRM:
+            lean = self.crm._rewind_source(_MEASURE_COLUMNS)
+            return lean.as_of(self.crm.as_of_date - _YEAR)
+
+        return self._get("year_ago", build)  # type: ignore[no-any-return]
 
     def commit_deals(self) -> pd.DataFrame:
         """The forecast's open deals dated in the current quarter that the reps call commit (one forecast)."""
         if not self.want_forecast:
             return pd.DataFrame()
+        if self.forecast is not None:
+            return self._get("commit", lambda: _commit_rows(self.forecast.deals))  # type: ignore[attr-defined]
         return self._get("commit", lambda: _commit_deals(self.crm, self.method, self.model))  # type: ignore[no-any-return]
 
 
@@ -912,6 +961,11 @@ class _Scopes:
         return CRM(tables, as_of_date=ya.as_of_date, playbook=ya.playbook)
 
 
+#: Deal columns the company-wide measures read (:meth:`_Company.deals_only`; the year-ago snapshot,
+#: :meth:`_Company.year_ago`, also holds those the rewind writes): stage probabilities, time to
+#: win, win rate, new deals, pipeline coverage, the calls against bookings, the scopes' deals.
+_MEASURE_COLUMNS = (*_DEAL_COLUMNS, "team", "business_unit", "forecast_category", "loss_reason", "probability")
+
 #: Column holding each row's scope number in the tables sorted by scope.
 _G = "_scope_no_"
 
@@ -1150,17 +1204,21 @@ class _Measures:
     def conversion_year_ago(self) -> float:
         return _qualified_conversion(self.year_ago())[0]
 
+    def _kpi_crm(self) -> CRM:
+        """What the KPI measures read: the company's deal columns they need (:meth:`_Company.deals_only`)."""
+        return self.company.deals_only() if self.crm is self.company.crm else self.crm
+
     def leads(self) -> tuple[float, int]:
-        return _leads_per_rep_month(self.crm)
+        return _leads_per_rep_month(self._kpi_crm())
 
     def wip(self) -> tuple[float, pd.DataFrame, pd.DataFrame]:
         return _wip_load(self.company.wip(), self.by_owner)
 
     def coverage(self) -> float:
-        return _coverage(self.crm)
+        return _coverage(self._kpi_crm())
 
     def win_rate(self) -> tuple[int, int]:
-        return _win_counts(self.crm)
+        return _win_counts(self._kpi_crm())
 
     def calls(self, periods: int) -> tuple[float, tuple]:
         calls = self.company.calls(periods)
@@ -1169,7 +1227,7 @@ class _Measures:
         return _forecast_instability(calls), _commit_bias(calls)
 
     def time_to_win(self) -> tuple[float, int]:
-        return _time_to_win(self.crm)
+        return _time_to_win(self._kpi_crm())
 
     def time_to_win_year_ago(self) -> float:
         return _time_to_win(self.year_ago())[0]
@@ -1548,8 +1606,12 @@ def _probability_gap(t: pd.DataFrame) -> tuple[float, pd.DataFrame]:
     """CRM probability minus recalibrated p_win, averaged over the stages weighted by the deals that reached them."""
     if t.empty:
         return np.nan, t
-    weights = t["reached"].clip(lower=1)
-    return float(np.average(t["gap"], weights=weights)), t
+    reached = t["reached"].to_numpy()
+    if reached.dtype.kind in "iuf":  # = t["reached"].clip(lower=1) (NaN kept), without a Series per scope
+        weights = np.where(reached < 1, np.ones(1, dtype=reached.dtype), reached)
+    else:
+        weights = t["reached"].clip(lower=1)
+    return float(np.average(t["gap"].to_numpy(), weights=weights)), t
 
 
 def _unqualified_deals(crm: CRM, aged: pd.DataFrame) -> pd.DataFrame:
@@ -1567,23 +1629,43 @@ def _stuck_deals(crm: CRM, aged: pd.DataFrame) -> pd.DataFrame:
 def _commit_deals(crm: CRM, method: str = "model", model: object = None) -> pd.DataFrame:
     """The open deals the reps call commit, dated in the current quarter, with their calibrated probabilities.
 
-    One :func:`~forecastkit.forecast` of the current quarter (``p_win_in_period`` = ``p_win x
-    p_in_period``); the win model is fitted at most once (or ``model`` is used).
+    The deal table of :func:`~forecastkit.forecast` of the current quarter for the whole
+    company (``p_win_in_period`` = ``p_win x p_in_period``), built by the forecast's own
+    steps (:func:`~forecastkit.forecast.forecast.win_probabilities`, the slip model's
+    ``p_in_period``, ``_deal_table``) without the simulation and the calls table the
+    diagnosis does not read: the same rows, values and order as taking them from
+    ``forecast(crm, period=<quarter>, method=method, model=model).deals``
+    (:func:`_commit_rows`). The win model is fitted at most once (or ``model`` is used).
     """
-    from forecastkit.forecast.forecast import forecast
+    from forecastkit.forecast.forecast import _METHODS, _deal_table, _pushes, win_probabilities
+    from forecastkit.forecast.slips import SlipModel, p_in_period
 
     try:
-        fc = _quiet(
-            forecast,
-            crm,
-            period=period_of(crm.as_of_date, "quarter", crm.playbook).label,
-            method=method,
-            model=model,
-            n_sims=500,
-        )
+        if method not in _METHODS:  # forecast() raises a ParameterError
+            return pd.DataFrame()
+        per = parse_period(period_of(crm.as_of_date, "quarter", crm.playbook).label, crm.playbook)
+        o = crm.open_deals
+        p_win = _quiet(win_probabilities, crm, method, model=model)
+        if method == "crm":
+            p_in = (per.contains(o["close_date"]).fillna(False)).to_numpy(dtype=float)
+            pushes = _pushes(crm, o)
+        elif len(o):
+            slips = _quiet(p_in_period, crm, per, model=_quiet(SlipModel(per.freq).fit, crm))
+            p_in, pushes = slips["p_in_period"].to_numpy(float), slips["pushes"].to_numpy(int)
+        else:
+            p_in, pushes = np.zeros(0), np.zeros(0, dtype=int)
+        d = _deal_table(crm, per, o, p_win, p_in, pushes)
     except Exception:  # the commit-deal evidence and drill-down must never break the diagnosis
         return pd.DataFrame()
-    d = fc.deals
+    d = d[((d["rep_category"] == "commit") & d["in_period"]).to_numpy(dtype=bool)]
+    # the forecast's order (largest expected amount first), then _commit_rows' sort on it
+    d = d.sort_values(["expected_amount", "opportunity_id"], ascending=[False, True], kind="stable")
+    return d.sort_values("amount", ascending=False).reset_index(drop=True)
+
+
+def _commit_rows(deals: pd.DataFrame) -> pd.DataFrame:
+    """The reps' commit deals dated in the period of a forecast's deal table, largest amount first."""
+    d = deals
     if "opportunity_id" not in d:
         d = d.reset_index()
     mine = (d["rep_category"] == "commit") & d["in_period"]
@@ -1597,6 +1679,69 @@ def _commit_probability(commit: pd.DataFrame) -> tuple[float, int]:
     return float(np.average(commit["p_win_in_period"], weights=commit["amount"])), len(commit)
 
 
+def _check_forecast(fc: object, crm: CRM, method: str, model: object) -> None:
+    """Refuse a forecast handed to :func:`diagnose` that is not the one it would compute (ParameterError)."""
+    from forecastkit.forecast.forecast import Forecast, _rep_category
+
+    if not isinstance(fc, Forecast):
+        raise ParameterError(f"forecast= takes the Forecast of fk.forecast(crm, ...), got {type(fc).__name__}")
+    how = "forecast the same snapshot with the same settings, or leave forecast= out"
+    if pd.Timestamp(fc.as_of) != crm.as_of_date:
+        raise ParameterError(
+            f"forecast= is as of {pd.Timestamp(fc.as_of).date()}, the diagnosis as of {crm.as_of_date.date()}: {how}"
+        )
+    quarter = period_of(crm.as_of_date, "quarter", crm.playbook)
+    if (fc.period.label, fc.period.start, fc.period.end) != (quarter.label, quarter.start, quarter.end):
+        raise ParameterError(
+            f"forecast= is of period {fc.period.label}, the diagnosis reads the commit deals of the "
+            f"quarter {quarter.label}: {how}"
+        )
+    if fc.method != method:
+        raise ParameterError(f"forecast= used method={fc.method!r}, the diagnosis method={method!r}: {how}")
+    if method == "model" and model is not None:
+        recorded = getattr(fc, "model", None)  # a Forecast that records its win model
+        if any(str(n).startswith("win model not fitted") for n in fc.notes):
+            raise ParameterError(
+                "forecast= fell back to stage probabilities (its win model could not be fitted), "
+                f"the diagnosis uses the model= given: {how}"
+            )
+        if recorded is not None and recorded is not model:
+            raise ParameterError(f"forecast= used another win model than the model= given to the diagnosis: {how}")
+    calls = fc.calls
+    if "level" in calls and (calls["level"] == "scope").any():
+        raise ParameterError(
+            f"forecast= is of one rep or team (owner= or team=), the diagnosis needs the company's: {how}"
+        )
+    # the same snapshot: its open deals dated in the quarter, with their amounts and the reps' categories
+    o = crm.open_deals
+    mine = o[quarter.contains(o["close_date"]).fillna(False).to_numpy(dtype=bool)]
+    d = fc.deals.reset_index() if "opportunity_id" not in fc.deals else fc.deals
+    theirs = d[d["in_period"].to_numpy(dtype=bool)]
+    same = len(mine) == len(theirs)
+    if same and len(mine):
+        a = pd.DataFrame(
+            {
+                "opportunity_id": mine["opportunity_id"].to_numpy(dtype=object),
+                "amount": mine["amount"].to_numpy(float),
+                "rep_category": _rep_category(mine["forecast_category"]),
+            }
+        )
+        b = theirs[["opportunity_id", "amount", "rep_category"]].astype({"opportunity_id": object})
+        a = a.sort_values("opportunity_id", kind="stable").reset_index(drop=True)
+        b = b.sort_values("opportunity_id", kind="stable").reset_index(drop=True)
+        same = bool(
+            (a["opportunity_id"].to_numpy() == b["opportunity_id"].to_numpy()).all()
+            and np.array_equal(a["amount"].to_numpy(float), b["amount"].to_numpy(float), equal_nan=True)
+            and (a["rep_category"].to_numpy(dtype=object) == b["rep_category"].to_numpy(dtype=object)).all()
+        )
+    if not same:
+        raise ParameterError(
+            f"forecast= does not hold this snapshot's open deals dated in {quarter.label} "
+            f"({len(theirs)} deals against {len(mine)}, or other amounts or categories): "
+            f"a forecast of another snapshot or of one rep or team; {how}"
+        )
+
+
 # ------------------------------------------------------------------ public API
 def diagnose(
     crm: CRM,
@@ -1607,6 +1752,7 @@ def diagnose(
     drilldown: bool = True,
     method: Literal["model", "stage"] = "model",
     model: object = None,
+    forecast: object = None,
 ) -> Diagnosis:
     """Judge the three case patterns company-wide and per team (or rep), with evidence, actions and drill-downs.
 
@@ -1634,6 +1780,17 @@ def diagnose(
         that same model gives the same findings. In a chain that also forecasts, fit it
         once and pass it to both ``forecast(model=...)`` and ``diagnose(model=...)``: the
         fit is the largest single cost of the diagnosis (about a third at 100k opportunities).
+    forecast : Forecast, optional
+        The company's forecast of the current quarter already computed on this snapshot
+        (``fc = forecast(crm, model=model)``): its deal table gives the reps' commit deals
+        (case 3) instead of computing them again; the findings are the same. It must be of
+        the date, period (the quarter of the diagnosis date), method and win model the
+        diagnosis uses, for the whole company (no ``owner=`` or ``team=``), with this
+        snapshot's open deals of the quarter; else a :class:`~forecastkit.errors.ParameterError`
+        says what differs. A :class:`~forecastkit.forecast.forecast.Forecast` does not
+        record its win model: give both calls the same ``model=`` (a forecast whose model
+        could not be fitted is refused when ``model=`` is given). Not with ``playbook=``
+        (the forecast was made with the snapshot's playbook).
 
     Returns
     -------
@@ -1646,6 +1803,11 @@ def diagnose(
     >>> dx.verdict()                              # doctest: +SKIP
     """
     if playbook is not None:
+        if forecast is not None:
+            raise ParameterError(
+                "forecast= was computed with the snapshot's playbook, the diagnosis with playbook=...: "
+                "leave forecast= out (the diagnosis forecasts with its playbook) or leave playbook= out"
+            )
         crm = crm.with_playbook(playbook)
     if period is not None:
         p = parse_period(period, crm.playbook)
@@ -1654,7 +1816,9 @@ def diagnose(
     bad = [s for s in scopes if s not in ("team", "owner", "business_unit")]
     if bad:
         raise ParameterError(f"by={bad[0]!r} is not a scope; use 'team', 'owner' or 'business_unit'")
-    company = _Company(crm, method=method, model=model)
+    if forecast is not None:
+        _check_forecast(forecast, crm, method, model)
+    company = _Company(crm, method=method, model=model, forecast=forecast)
     findings = list(diagnose_scope(crm, "company", with_drilldown=drilldown, company=company))
     for col in scopes:
         keys = sorted(crm.opportunities[col].dropna().astype(str).unique())
