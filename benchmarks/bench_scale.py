@@ -336,7 +336,7 @@ review(crm); _lap("hygiene review")
 for which in DASHBOARDS:
     dashboards(crm, which, level="rep")
 _lap("dashboards")
-dg = diagnose(crm, model=model); _lap("diagnosis")
+dg = diagnose(crm, model=model, forecast=fc); _lap("diagnosis")
 del crm, fc, dg, model
 run_report("forecast", data=PQ, out=OUT, progress=False); _lap("report")
 result = {"parts (wall s, own CPU s; the report's kernel CPU is in the step's total)": parts}
@@ -366,7 +366,7 @@ review(crm); _lap("hygiene review")
 for which in DASHBOARDS:
     dashboards(crm, which, level="rep")
 _lap("dashboards")
-dg = diagnose(crm, model=model); _lap("diagnosis")
+dg = diagnose(crm, model=model, forecast=fc); _lap("diagnosis")
 del crm, fc, dg, model
 log = report.communicate()[0]; _lap("waiting for the report")
 if report.returncode:

@@ -113,10 +113,11 @@ def test_a_forecast_of_another_win_model_is_refused() -> None:
     )
     with pytest.raises(ParameterError, match="forecast= fell back to stage probabilities .* uses the model= given"):
         diagnose(crm, by=None, drilldown=False, model=model, forecast=fell_back)
-    # a forecast that records its win model (a later Forecast) must have used the one given
-    other = dataclasses.replace(fc)
-    object.__setattr__(other, "model", FixedModel())
+    # the Forecast records its win model: it must be the one given to the diagnosis
+    assert fc.model is model
+    other = fk.forecast(crm, model=FixedModel(), n_sims=200)
     with pytest.raises(ParameterError, match="forecast= used another win model than the model= given"):
         diagnose(crm, by=None, drilldown=False, model=model, forecast=other)
-    object.__setattr__(other, "model", model)
+    other = dataclasses.replace(fc)
     assert diagnose(crm, by=None, drilldown=False, model=model, forecast=other).finding(3).status != ""
+    assert fk.forecast(crm, method="stage", n_sims=200).model is None

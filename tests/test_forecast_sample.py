@@ -248,3 +248,16 @@ def test_calls_accuracy_per_team(base_crm):
     assert set(acc["team"]) == set(base_crm.reps["team"].dropna())
     commit = cv[cv["method"] == "commit"]
     assert commit["forecast"].notna().all() and (commit["actual"] >= 0).all()
+
+
+def test_the_forecast_records_the_win_model_it_used(base_crm):
+    from forecastkit.probability.model import WinModel
+
+    fitted = forecast(base_crm, n_sims=500)
+    assert isinstance(fitted.model, WinModel)
+    again = forecast(base_crm, n_sims=500, model=fitted.model)  # the recorded model gives the same forecast
+    assert again.model is fitted.model
+    pd.testing.assert_frame_equal(again.deals, fitted.deals, check_exact=True)
+    pd.testing.assert_frame_equal(again.distribution, fitted.distribution, check_exact=True)
+    assert forecast(base_crm, method="stage", n_sims=500).model is None
+    assert forecast(base_crm, method="crm", n_sims=500).model is None

@@ -1631,30 +1631,18 @@ def _commit_deals(crm: CRM, method: str = "model", model: object = None) -> pd.D
 
     The deal table of :func:`~forecastkit.forecast` of the current quarter for the whole
     company (``p_win_in_period`` = ``p_win x p_in_period``), built by the forecast's own
-    steps (:func:`~forecastkit.forecast.forecast.win_probabilities`, the slip model's
-    ``p_in_period``, ``_deal_table``) without the simulation and the calls table the
-    diagnosis does not read: the same rows, values and order as taking them from
+    step (:func:`~forecastkit.forecast.forecast.open_deal_table`) without the simulation and
+    the calls table the diagnosis does not read: the same rows, values and order as taking them from
     ``forecast(crm, period=<quarter>, method=method, model=model).deals``
     (:func:`_commit_rows`). The win model is fitted at most once (or ``model`` is used).
     """
-    from forecastkit.forecast.forecast import _METHODS, _deal_table, _pushes, win_probabilities
-    from forecastkit.forecast.slips import SlipModel, p_in_period
+    from forecastkit.forecast.forecast import _METHODS, open_deal_table
 
     try:
         if method not in _METHODS:  # forecast() raises a ParameterError
             return pd.DataFrame()
         per = parse_period(period_of(crm.as_of_date, "quarter", crm.playbook).label, crm.playbook)
-        o = crm.open_deals
-        p_win = _quiet(win_probabilities, crm, method, model=model)
-        if method == "crm":
-            p_in = (per.contains(o["close_date"]).fillna(False)).to_numpy(dtype=float)
-            pushes = _pushes(crm, o)
-        elif len(o):
-            slips = _quiet(p_in_period, crm, per, model=_quiet(SlipModel(per.freq).fit, crm))
-            p_in, pushes = slips["p_in_period"].to_numpy(float), slips["pushes"].to_numpy(int)
-        else:
-            p_in, pushes = np.zeros(0), np.zeros(0, dtype=int)
-        d = _deal_table(crm, per, o, p_win, p_in, pushes)
+        d = _quiet(open_deal_table, crm, per, method, model=model)
     except Exception:  # the commit-deal evidence and drill-down must never break the diagnosis
         return pd.DataFrame()
     d = d[((d["rep_category"] == "commit") & d["in_period"]).to_numpy(dtype=bool)]

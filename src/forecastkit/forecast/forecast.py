@@ -109,6 +109,9 @@ class Forecast:
         call_minus_expected``.
     notes : tuple of str
         Fallbacks and documented zeros.
+    model : WinModel or None
+        The win model behind ``p_win`` (given or fitted; None for ``stage`` and ``crm``, or
+        when the model could not be fitted and stage probabilities were used).
     """
 
     period: Period
@@ -120,6 +123,7 @@ class Forecast:
     target: pd.DataFrame
     calls: pd.DataFrame
     notes: tuple[str, ...] = field(default=())
+    model: object = field(default=None, repr=False, compare=False)
 
     def to_frame(self) -> pd.DataFrame:
         """The headline in one row: ``period, as_of, method, closed_won, rep_commit, rep_best_case,
@@ -316,25 +320,15 @@ def forecast(
     open_all = crm.open_deals
     if len(o) == 0:
         notes.append(f"no deal was created by {crm.as_of_date.date()}: every figure is zero")
+    if method == "model" and model is None and len(open_all):
+        try:  # fitted here to be recorded on the Forecast; a failure falls back in win_probabilities
+            model = fit_win_model(crm)
+        except InsufficientDataError:
+            model = None
     # probabilities on the whole company, then the scope
-    p_win = win_probabilities(crm, method, model=model, notes=notes)
-    if method == "crm":
-        p_in = (per.contains(open_all["close_date"]).fillna(False)).to_numpy(dtype=float)
-        pushes = _pushes(crm, open_all)
-    else:
-        if len(open_all):
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", FallbackWarning)
-                sm = slip_model if slip_model is not None else SlipModel(per.freq).fit(crm)
-            for w in caught:
-                notes.append(str(w.message))
-                warnings.warn(w.message, w.category, stacklevel=2)
-            slips = p_in_period(crm, per, model=sm)
-            p_in, pushes = slips["p_in_period"].to_numpy(float), slips["pushes"].to_numpy(int)
-        else:
-            p_in, pushes = np.zeros(0), np.zeros(0, dtype=int)
+    table = open_deal_table(crm, per, method, open_all, model=model, slip_model=slip_model, notes=notes)
     in_scope = scope.reindex(open_all.index).to_numpy(dtype=bool) if len(open_all) else np.zeros(0, bool)
-    deals = _deal_table(crm, per, open_all, p_win, p_in, pushes)[in_scope].reset_index(drop=True)
+    deals = table[in_scope].reset_index(drop=True)
     if len(deals) == 0:
         notes.append("no open deal in scope: the pipeline adds nothing to come")
     sub = o[scope.to_numpy(dtype=bool)]
@@ -383,7 +377,46 @@ def forecast(
         target,
         calls,
         tuple(dict.fromkeys(notes)),
+        model if method == "model" else None,
     )
+
+
+def open_deal_table(
+    crm: CRM,
+    per: Period,
+    method: Method,
+    open_all: pd.DataFrame | None = None,
+    *,
+    model: object = None,
+    slip_model: SlipModel | None = None,
+    notes: list[str] | None = None,
+) -> pd.DataFrame:
+    """Every open deal of the company with its probabilities for ``per``, in ``crm.open_deals``' order.
+
+    The forecast's deal table before it is cut to a scope and to the deals worth showing:
+    ``p_win`` (:func:`win_probabilities` of ``method``), the slip model's ``p_in_period``
+    and pushes (for ``"crm"``: dated in the period or not), then ``_deal_table``'s columns.
+    The slip model's fallback warnings are shown and added to ``notes``, like the win model's.
+    ``open_all``: ``crm.open_deals`` when the caller already has it.
+    """
+    notes = [] if notes is None else notes
+    open_all = crm.open_deals if open_all is None else open_all
+    p_win = win_probabilities(crm, method, model=model, notes=notes)
+    if method == "crm":
+        p_in = (per.contains(open_all["close_date"]).fillna(False)).to_numpy(dtype=float)
+        pushes = _pushes(crm, open_all)
+    elif len(open_all):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FallbackWarning)
+            sm = slip_model if slip_model is not None else SlipModel(per.freq).fit(crm)
+        for w in caught:
+            notes.append(str(w.message))
+            warnings.warn(w.message, w.category, stacklevel=3)
+        slips = p_in_period(crm, per, model=sm)
+        p_in, pushes = slips["p_in_period"].to_numpy(float), slips["pushes"].to_numpy(int)
+    else:
+        p_in, pushes = np.zeros(0), np.zeros(0, dtype=int)
+    return _deal_table(crm, per, open_all, p_win, p_in, pushes)
 
 
 # --------------------------------------------------------------------------- pieces
