@@ -14,6 +14,8 @@ __all__ = ["find_data", "REPORT_TABLES"]
 #: * ``forecast``: the deals, their history and field history (stage timing, qualification,
 #:   rewinding for the backtest), activities (the model's features), targets (quota), reps
 #:   (teams) and forecast calls (the reps' calls and their accuracy).
+#: * ``probabilities``: the deals, history (stage rates and ages), field history and
+#:   activities (the win model's features).
 REPORT_TABLES: dict[str, tuple[str, ...]] = {
     "forecast": (
         "opportunities",
@@ -24,6 +26,7 @@ REPORT_TABLES: dict[str, tuple[str, ...]] = {
         "reps",
         "forecast_calls",
     ),
+    "probabilities": ("opportunities", "history", "field_history", "activities"),
 }
 
 
