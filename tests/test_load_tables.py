@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -298,6 +297,7 @@ def test_forecast_analyses_on_the_report_tables_equal_the_full_load(messy):
     pd.testing.assert_frame_equal(calls_vs_actual(full, **kw), calls_vs_actual(sub, **kw))
 
 
+@pytest.mark.slow
 def test_probability_analyses_on_the_report_tables_equal_the_full_load(messy):
     """What the probabilities notebook computes, on a company loaded with ``REPORT_TABLES["probabilities"]`` only."""
     from forecastkit.probability import holdout_predictions
@@ -347,4 +347,3 @@ def test_report_tables_name_canonical_tables():
         assert set(names) <= set(TABLES), report
         assert names[0] == "opportunities"
         assert len(set(names)) == len(names)
-    assert np.all([fk.load(SAMPLE, tables=names).has(n) for names in REPORT_TABLES.values() for n in names])
