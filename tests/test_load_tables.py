@@ -92,6 +92,8 @@ def test_sample_forecast_tables_read_exactly_those(sample_full):
 def test_tables_checked_against_are_read_too():
     sub = fk.load(SAMPLE, tables=["orders"])
     assert [t for t in TABLES if sub.has(t)] == ["opportunities", "accounts", "orders"]
+    again = fk.load(SAMPLE, tables=(t for t in ["contacts"]))  # any iterable of names
+    assert [t for t in TABLES if again.has(t)] == ["opportunities", "accounts", "contacts"]
 
 
 def test_as_of_and_the_analyses_work_without_the_unread_tables(sample_full):

@@ -309,7 +309,8 @@ def load(
         The snapshot, validated like any other source (``crm.load_report``).
     """
     names = _table_names(tables)
-    tables_to_read(only, snapshot_date_known=True, what="only")  # bad names fail before connecting
+    if only is not None:  # bad names fail before connecting (the list also holds the tables they need)
+        only = tables_to_read(only, snapshot_date_known=True, what="only")
     cutoff = None if as_of is None else to_timestamp(as_of, what="as_of").normalize() + _DAY
     since_ts = None if since is None else to_timestamp(since, what="since").normalize()
     conn = _Conn(url)

@@ -243,10 +243,10 @@ def load(
     from forecastkit.adapters import sql
     from forecastkit.data.crm import CRM
 
+    # names checked before any file or database is touched (the list also holds the tables they need)
+    named = None if tables is None else tables_to_read(tables, snapshot_date_known=True)
     if sql.is_url(path):
-        only = None if tables is None else tables_to_read(tables, snapshot_date_known=True)  # names checked first
-        return sql.load(str(path), only=only, as_of=as_of, playbook=playbook, strict=strict, fx_rates=fx_rates)
-    tables_to_read(tables, snapshot_date_known=True)  # a bad name fails before any file is touched
+        return sql.load(str(path), only=named, as_of=as_of, playbook=playbook, strict=strict, fx_rates=fx_rates)
     folder = Path(path)
     if not folder.exists():
         raise SchemaError(f"{folder}: no such folder; point load() at the folder holding opportunities.csv")
@@ -263,7 +263,7 @@ def load(
         pb = playbook
     if "currency" in meta and meta["currency"] != pb.currency:
         pb = Playbook.from_dict({**pb.to_dict(), "currency": meta["currency"]}, source=str(folder / "crm.yaml"))
-    wanted = tables_to_read(tables, snapshot_date_known=meta.get("as_of") is not None)
+    wanted = tables_to_read(named, snapshot_date_known=meta.get("as_of") is not None)
     paths, files, not_read = {}, {}, []
     for name in TABLES:
         f = _find(folder, name)
