@@ -34,6 +34,7 @@ import yaml
 from forecastkit.adapters._common import RawExport, build
 from forecastkit.data.crm import CRM
 from forecastkit.data.schema import TABLES
+from forecastkit.data.validate import note_not_read, tables_to_read
 from forecastkit.errors import ParameterError, SchemaError
 from forecastkit.periods import to_timestamp
 from forecastkit.playbook import Playbook
@@ -283,7 +284,11 @@ def load(
         Canonical table name -> table name in the database, e.g.
         ``{"opportunities": "sales.deals", "history": "sales.deal_history"}``.
     only : list of str, optional
-        Canonical tables to read (default: every one found; ``opportunities`` is always read).
+        Canonical tables to read (default: every one found). ``opportunities`` is always read,
+        and so are the tables the named ones are checked against and, without a snapshot date
+        (``as_of`` or the saved one), the tables that set it, as with
+        ``forecastkit.load(url, tables=[...])``; the tables read come out as in a full load.
+        The others are absent and listed in ``crm.load_report.not_read``.
     columns : mapping, optional
         Canonical table -> the optional columns wanted (required columns are always read);
         default every canonical column the table has.
@@ -304,16 +309,16 @@ def load(
         The snapshot, validated like any other source (``crm.load_report``).
     """
     names = _table_names(tables)
-    wanted = list(TABLES) if only is None else ["opportunities", *[t for t in only if t != "opportunities"]]
-    bad = [t for t in wanted if t not in TABLES]
-    if bad:
-        raise ParameterError(f"only: {bad} are not canonical tables; canonical tables: {', '.join(TABLES)}")
+    if only is not None:  # bad names fail before connecting (the list also holds the tables they need)
+        only = tables_to_read(only, snapshot_date_known=True, what="only")
     cutoff = None if as_of is None else to_timestamp(as_of, what="as_of").normalize() + _DAY
     since_ts = None if since is None else to_timestamp(since, what="since").normalize()
     conn = _Conn(url)
     try:
         meta = _read_meta(conn)
         pb = _playbook(playbook, meta)
+        wanted = tables_to_read(only, snapshot_date_known=bool(meta.get("as_of")) or cutoff is not None, what="only")
+        not_read = [t for t in TABLES if t not in wanted and conn.columns(names[t]) is not None]
         cols: dict[str, list[str]] = {}
         for t in wanted:
             found = conn.columns(names[t])
@@ -357,6 +362,7 @@ def load(
         conn.close()
     snapshot = meta.get("as_of") or (None if cutoff is None else str((cutoff - _DAY).date()))
     crm = build(export, playbook=pb, strict=strict, fx_rates=fx_rates, as_of=snapshot)
+    note_not_read(crm.load_report, not_read)
     if cutoff is not None:
         crm = crm.as_of(cutoff - _DAY)
     return crm

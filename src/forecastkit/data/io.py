@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from forecastkit.data.schema import TABLES
+from forecastkit.data.validate import note_not_read, tables_to_read
 from forecastkit.errors import PeriodError, SchemaError
 from forecastkit.periods import to_timestamp
 from forecastkit.playbook import Playbook
@@ -203,6 +204,7 @@ def load(
     playbook: Playbook | str | Path | None = None,
     strict: bool = False,
     fx_rates: Mapping[str, float] | None = None,
+    tables: Iterable[str] | None = None,
 ) -> CRM:
     """Load a CRM snapshot from a folder of CSV or Parquet files.
 
@@ -221,6 +223,17 @@ def load(
         (default: keep the good rows and account for the others in ``crm.load_report``).
     fx_rates : mapping, optional
         Currency -> value of one unit in the reporting currency.
+    tables : list of str, optional
+        Read only these canonical tables (default: every table found), for an analysis
+        that needs a few: ``load(path, tables=["history", "activities"])``. ``opportunities``
+        is always read, and so are the tables the named ones are checked against
+        (``accounts`` for ``contacts``, ``orders`` and ``subscriptions``) and, when the
+        snapshot date is not given by ``crm.yaml`` (or the database), the tables whose
+        latest event sets it. The tables read are row for row those of a full load, with
+        the same ``load_report`` lines. The others are absent (``crm.has(name)`` is False),
+        listed in ``crm.load_report.not_read`` and in a note; the check that deals name
+        known accounts is only made when ``accounts`` is read, and ``strict`` only
+        sees the rows read. An unknown name raises :class:`~forecastkit.errors.ParameterError`.
 
     Returns
     -------
@@ -230,8 +243,10 @@ def load(
     from forecastkit.adapters import sql
     from forecastkit.data.crm import CRM
 
+    # names checked before any file or database is touched (the list also holds the tables they need)
+    named = None if tables is None else tables_to_read(tables, snapshot_date_known=True)
     if sql.is_url(path):
-        return sql.load(str(path), as_of=as_of, playbook=playbook, strict=strict, fx_rates=fx_rates)
+        return sql.load(str(path), only=named, as_of=as_of, playbook=playbook, strict=strict, fx_rates=fx_rates)
     folder = Path(path)
     if not folder.exists():
         raise SchemaError(f"{folder}: no such folder; point load() at the folder holding opportunities.csv")
@@ -248,11 +263,14 @@ def load(
         pb = playbook
     if "currency" in meta and meta["currency"] != pb.currency:
         pb = Playbook.from_dict({**pb.to_dict(), "currency": meta["currency"]}, source=str(folder / "crm.yaml"))
-    paths, files = {}, {}
+    wanted = tables_to_read(named, snapshot_date_known=meta.get("as_of") is not None)
+    paths, files, not_read = {}, {}, []
     for name in TABLES:
         f = _find(folder, name)
-        if f is not None:
+        if f is not None and name in wanted:
             paths[name], files[name] = f, f.name
+        elif f is not None:
+            not_read.append(name)
     raw = _TableFiles(paths)
     if "opportunities" not in raw:
         listing = ", ".join(sorted(p.name for p in folder.iterdir())[:10]) or "(empty)"
@@ -263,6 +281,7 @@ def load(
     crm = CRM.from_tables(
         raw, as_of=meta.get("as_of"), playbook=pb, strict=strict, fx_rates=fx_rates or meta.get("fx_rates"), files=files
     )
+    note_not_read(crm.load_report, not_read)
     known = {f"{n}{s}" for n in TABLES for s in _SUFFIXES} | {"crm.yaml", "playbook.yaml", "README.md"}
     ignored = sorted(
         p.name for p in folder.iterdir() if p.is_file() and p.name not in known and not p.name.startswith(".")

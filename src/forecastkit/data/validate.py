@@ -8,7 +8,7 @@ first line under the header of a CSV file.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -18,10 +18,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from forecastkit.data.schema import TABLES, Column, Table
-from forecastkit.errors import DataError, SchemaError
+from forecastkit.errors import DataError, ParameterError, SchemaError
 from forecastkit.playbook import CLOSED_STAGES, Playbook
 
-__all__ = ["LoadReport", "validate_tables", "coerce_column", "empty_table", "TEXT_DTYPE"]
+__all__ = [
+    "LoadReport",
+    "validate_tables",
+    "coerce_column",
+    "empty_table",
+    "tables_to_read",
+    "note_not_read",
+    "CHECKED_AGAINST",
+    "TEXT_DTYPE",
+]
 
 TEXT_DTYPE = pd.StringDtype()
 _ROW = "_row"
@@ -60,6 +69,9 @@ class LoadReport:
         (``row`` is the 1-based data row in the file).
     notes : list of str
         Warnings that did not reject rows (ignored columns, converted currencies...).
+    not_read : tuple of str
+        Tables the source has but the load was told not to read (``load(..., tables=[...])``);
+        they have no line in ``summary`` and are absent from the snapshot.
     """
 
     summary: pd.DataFrame = field(
@@ -71,6 +83,7 @@ class LoadReport:
         default_factory=lambda: pd.DataFrame(columns=["table", "file", "row", "column", "value", "reason"])
     )
     notes: list[str] = field(default_factory=list)
+    not_read: tuple[str, ...] = ()
 
     @property
     def errors(self) -> int:
@@ -751,6 +764,81 @@ def _convert_history(
     return out.drop(columns=["currency"])
 
 
+#: Table -> the tables its rows are checked against (:func:`_check_references`): a deal id must name a
+#: deal, an account id an account. A table read without them would keep rows that a full load rejects,
+#: so :func:`tables_to_read` reads them too. (Deals are not rejected for an unknown account: the
+#: opportunities only get a note, which a load without accounts cannot give.)
+CHECKED_AGAINST: dict[str, tuple[str, ...]] = {
+    "history": ("opportunities",),
+    "field_history": ("opportunities",),
+    "activities": ("opportunities",),
+    "contacts": ("accounts",),
+    "orders": ("accounts",),
+    "subscriptions": ("accounts",),
+}
+
+#: The dated columns whose latest value is the snapshot date when none is given (:func:`_latest_event`).
+_EVENT_DATES = (
+    ("opportunities", "created_at"),
+    ("opportunities", "closed_at"),
+    ("history", "changed_at"),
+    ("field_history", "changed_at"),
+    ("activities", "done_at"),
+    ("orders", "ordered_at"),
+    ("forecast_calls", "submitted_at"),
+)
+
+_NO_HISTORY_TABLE = (
+    "history: no history table; stage timing is unknown and as_of() cannot rewind stages, amounts or close dates"
+)
+
+
+def tables_to_read(names: Iterable[str] | None, *, snapshot_date_known: bool, what: str = "tables") -> list[str]:
+    """The canonical tables to read so that the tables ``names`` come out as a full load gives them.
+
+    ``opportunities`` is always read; so are the tables the named ones are checked against
+    (:data:`CHECKED_AGAINST`: accounts for contacts, orders and subscriptions) and, when the
+    snapshot date is not known before reading (no ``as_of`` in ``crm.yaml`` or the database's
+    meta table), the tables whose latest event sets it (deals, history, field history,
+    activities, orders and forecast calls, with accounts for orders). None: every table.
+
+    Raises
+    ------
+    ParameterError
+        ``names`` is a string, or holds a name that is not a canonical table (the message lists them).
+    """
+    if names is None:
+        return list(TABLES)
+    if isinstance(names, str | bytes):
+        raise ParameterError(
+            f"{what} must be a list of table names, e.g. ['opportunities', 'history']; got the string {names!r}"
+        )
+    names = list(names)
+    bad = [n for n in names if n not in TABLES]
+    if bad:
+        verb = "is not a canonical table" if len(bad) == 1 else "are not canonical tables"
+        raise ParameterError(f"{what}: {', '.join(map(repr, bad))} {verb}; canonical tables: {', '.join(TABLES)}")
+    wanted = {"opportunities", *names}
+    if not snapshot_date_known:
+        wanted |= {t for t, _ in _EVENT_DATES}
+    wanted |= {r for t in list(wanted) for r in CHECKED_AGAINST.get(t, ())}
+    return [t for t in TABLES if t in wanted]
+
+
+def note_not_read(report: LoadReport, not_read: Iterable[str]) -> None:
+    """Record in ``report`` the tables a source has but the load did not read (``load(..., tables=[...])``)."""
+    skipped = [t for t in TABLES if t in set(not_read)]
+    if not skipped:
+        return
+    report.not_read = tuple(skipped)
+    if "history" in skipped:  # it was there, just not read
+        report.notes[:] = [n for n in report.notes if n != _NO_HISTORY_TABLE]
+    unchecked = "; deals were not checked against accounts" if "accounts" in skipped else ""
+    report.notes.append(
+        f"not read, as asked (tables=[...]): {', '.join(skipped)}; absent from this snapshot{unchecked}"
+    )
+
+
 def _check_references(
     name: str, df: pd.DataFrame, tables: Mapping[str, pd.DataFrame], rej: _Rejects, notes: list[str], file: str
 ) -> pd.DataFrame:
@@ -986,9 +1074,7 @@ def _validate_tables(
         hist, n_added = _reconcile_history(out["opportunities"], out["history"], as_of, notes)
         out["history"], added["history"] = hist, n_added
     elif len(out["opportunities"]):
-        notes.append(
-            "history: no history table; stage timing is unknown and as_of() cannot rewind stages, amounts or close dates"
-        )
+        notes.append(_NO_HISTORY_TABLE)
     tables = {}
     for name in list(out):
         df = out.pop(name)  # one table at a time: the validated frames are not kept twice
@@ -1020,15 +1106,7 @@ def _validate_tables(
 
 def _latest_event(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
     cands = []
-    for name, col in (
-        ("opportunities", "created_at"),
-        ("opportunities", "closed_at"),
-        ("history", "changed_at"),
-        ("field_history", "changed_at"),
-        ("activities", "done_at"),
-        ("orders", "ordered_at"),
-        ("forecast_calls", "submitted_at"),
-    ):
+    for name, col in _EVENT_DATES:
         if name in tables and len(tables[name]):
             v = tables[name][col].max()
             if pd.notna(v):

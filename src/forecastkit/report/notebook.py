@@ -5,7 +5,29 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["find_data"]
+__all__ = ["find_data", "REPORT_TABLES"]
+
+#: Report -> the canonical tables its notebook reads (``forecastkit.load(data, tables=...)``); reports
+#: not listed read every table. Each list is checked by running the report on a company loaded with
+#: only those tables (tests/test_load_tables.py), and the report's numbers are those of a full load.
+#:
+#: * ``forecast``: the deals, their history and field history (stage timing, qualification,
+#:   rewinding for the backtest), activities (the model's features), targets (quota), reps
+#:   (teams) and forecast calls (the reps' calls and their accuracy).
+#: * ``probabilities``: the deals, history (stage rates and ages), field history and
+#:   activities (the win model's features).
+REPORT_TABLES: dict[str, tuple[str, ...]] = {
+    "forecast": (
+        "opportunities",
+        "history",
+        "field_history",
+        "activities",
+        "targets",
+        "reps",
+        "forecast_calls",
+    ),
+    "probabilities": ("opportunities", "history", "field_history", "activities"),
+}
 
 
 def find_data(data: str | os.PathLike[str], *, levels: int = 3) -> str:
