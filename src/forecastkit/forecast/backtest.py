@@ -68,6 +68,7 @@ import pandas as pd
 
 from forecastkit.data.crm import CRM
 from forecastkit.errors import FallbackWarning, InsufficientDataError, ParameterError, PeriodError
+from forecastkit.forecast._workers import n_workers, run_tasks
 from forecastkit.forecast.categories import rollup
 from forecastkit.forecast.forecast import (
     _WIN_SPAN_DAYS,
@@ -97,6 +98,8 @@ __all__ = ["backtest", "checkpoint_date", "past_periods", "METHODS", "BACKTEST_C
 METHODS = ("crm", "stage", "model", "commit", "best_case", "call_commit", "call_best_case", "run_rate")
 _ALL = (*METHODS, "oracle")
 _DISTRIBUTION = ("crm", "stage", "model", "oracle")
+#: Companies with fewer deals are backtested serially by default (starting the workers does not pay).
+_MIN_PARALLEL_DEALS = 20_000
 #: Columns of the backtest frame.
 BACKTEST_COLUMNS = (
     "period",
@@ -195,6 +198,7 @@ def backtest(
     refit: Literal["period", "checkpoint"] = "period",
     n_periods: int = 4,
     cache: str | os.PathLike[str] | None = None,
+    n_jobs: int | None = None,
 ) -> pd.DataFrame:
     """Forecast past periods at each checkpoint with each method, and compare with the actual.
 
@@ -235,11 +239,12 @@ def backtest(
         NA without interval), ``note``. ``attrs["fits"]``: how many times the win model
         and the slip model were fitted (see the module docstring).
     """
+    n_workers(n_jobs, 1, 0, 0)  # a bad n_jobs or FORECASTKIT_JOBS is refused before any work
     if cache is not None:
         from forecastkit.forecast.backtest_cache import cached_backtest
 
         kw = {"periods": periods, "checkpoints": checkpoints, "methods": methods, "seed": seed, "truth": truth}
-        return cached_backtest(crm, cache, **kw, n_sims=n_sims, refit=refit, n_periods=n_periods)
+        return cached_backtest(crm, cache, **kw, n_sims=n_sims, refit=refit, n_periods=n_periods, n_jobs=n_jobs)
     methods = list(dict.fromkeys(methods))
     if truth is not None and "oracle" not in methods:
         methods.append("oracle")
@@ -252,6 +257,8 @@ def backtest(
         raise ParameterError(f"refit must be 'period' or 'checkpoint', got {refit!r}")
     pers = _periods(crm, periods)
     plan = [(per, cp, checkpoint_date(per, cp)) for per in pers for cp in checkpoints]
+    groups = _by_period(plan)
+    workers = n_workers(n_jobs, len(groups), len(crm.opportunities), _MIN_PARALLEL_DEALS)
     # shared, leak-safe caches computed once from the full snapshot and filtered per checkpoint
     first_d = min(d for _, _, d in plan)
     last_d = max(d for _, _, d in plan)
@@ -267,36 +274,56 @@ def backtest(
     )
     win_cache = _win_rows(crm, first_d, last_d) if "model" in methods else None
     rewind = _Rewinder(crm, methods, slip_cache, first_d)
-    models: dict[str, Any] = {}
-    slip_models: dict[str, tuple[SlipModel, list[str]]] = {}
-    fits = {"win_model": 0, "slip_model": 0}
-    rows = []
-    for per, cp, d in plan:
-        snap, pos = rewind.at(d)
-        cw = float(_won_amount(snap, per))
-        common = {"period": per.label, "checkpoint": str(cp), "as_of": d, "closed_won": cw}
-        key = per.label if refit == "period" else f"{per.label}@{d.date()}"
-        ctx = _Context(snap, per, slip_cache, n_periods, pos, slip_models, key)
-        for m in methods:
-            res = _one(
-                m,
-                ctx,
-                cw,
-                crm=crm,
-                per=per,
-                d=d,
-                truth=truth,
-                win_cache=win_cache,
-                models=models,
-                refit=refit,
-                seed=seed,
-                n_sims=n_sims,
-                fits=fits,
-            )
-            rows.append({**common, "method": m, **res})
-        fits["slip_model"] += ctx.slip_fits
+
+    def forecast_period(items: list[tuple[Period, str | int, pd.Timestamp]]) -> tuple[list[dict], dict[str, int]]:
+        """The rows of one period's checkpoints (its models are fitted at the first and reused)."""
+        models: dict[str, Any] = {}
+        slip_models: dict[str, tuple[SlipModel, list[str]]] = {}
+        fits = {"win_model": 0, "slip_model": 0}
+        rows = []
+        for per, cp, d in items:
+            snap, pos = rewind.at(d)
+            cw = float(_won_amount(snap, per))
+            common = {"period": per.label, "checkpoint": str(cp), "as_of": d, "closed_won": cw}
+            key = per.label if refit == "period" else f"{per.label}@{d.date()}"
+            ctx = _Context(snap, per, slip_cache, n_periods, pos, slip_models, key)
+            for m in methods:
+                res = _one(
+                    m,
+                    ctx,
+                    cw,
+                    crm=crm,
+                    per=per,
+                    d=d,
+                    truth=truth,
+                    win_cache=win_cache,
+                    models=models,
+                    refit=refit,
+                    seed=seed,
+                    n_sims=n_sims,
+                    fits=fits,
+                )
+                rows.append({**common, "method": m, **res})
+            fits["slip_model"] += ctx.slip_fits
+        return rows, fits
+
+    # the latest periods hold the most deals: handed out first, so that no worker finishes alone
+    done = run_tasks(forecast_period, groups, workers, order=range(len(groups) - 1, -1, -1))
+    rows = [row for period_rows, _ in done for row in period_rows]
+    fits = {k: sum(f[k] for _, f in done) for k in ("win_model", "slip_model")}
     out = _score(pd.DataFrame(rows), crm, pers)
     out.attrs["fits"] = fits
+    return out
+
+
+def _by_period(plan: list[tuple[Period, str | int, pd.Timestamp]]) -> list[list[tuple[Period, str | int, pd.Timestamp]]]:
+    """The plan's checkpoints grouped by period, in the plan's order (one group when a period comes back later)."""
+    groups: dict[str, list] = {}
+    for item in plan:
+        groups.setdefault(item[0].label, []).append(item)
+    out = list(groups.values())
+    if [item for g in out for item in g] != plan:  # e.g. periods=["2025-Q1", "2025-Q2", "2025-Q1"]
+        return [plan]
     return out
 
 
