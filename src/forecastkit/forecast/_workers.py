@@ -8,9 +8,10 @@ copy: only the task's index goes to a worker and only its result comes back.
 What the caller sees does not depend on the number of workers:
 
 * results come back in the order of the tasks;
-* the warnings a task raised are caught in the worker and raised again in the parent, task
-  by task in the tasks' order (category, message and the line that warned, so the parent's
-  warning filters and "once per line" rule apply as in a serial run);
+* the warnings a task shows (under the warning filters the worker inherited from the
+  parent) are recorded in the worker and shown again in the parent, task by task in the
+  tasks' order, with their category, message and the line that warned (a warning the
+  filters turn into an error is raised in the worker, as an exception of the task);
 * an exception raised by a task reaches the caller with its type and message (the worker's
   traceback is chained as its cause), after the warnings of the tasks before it and of the
   task itself; the tasks after it are cancelled.
@@ -121,17 +122,27 @@ class _WorkerTraceback(Exception):
 
 
 def _run_one(i: int) -> tuple[Any, list[tuple[type[Warning], str, str, int]], tuple[BaseException, str] | None]:
-    """Worker side: run task ``i``; return its result, the warnings it raised and its exception (or None)."""
+    """Worker side: run task ``i``; return its result, the warnings it showed and its exception (or None).
+
+    The warning filters are the parent's (inherited at fork time) and are not touched, so a
+    warning is shown, ignored, shown once or raised as an error exactly as in a serial run; the
+    shown ones are recorded instead of printed.
+    """
     assert _JOB is not None, "the task must be set before the workers are forked"
     task, items = _JOB
-    result, error = None, None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")  # every warning travels; the parent's filters decide which are shown
-        try:
-            result = task(items[i])
-        except Exception as exc:
-            error = (_portable(exc), traceback.format_exc())
-    return result, [(w.category, str(w.message), w.filename, w.lineno) for w in caught], error
+    result, error, shown = None, None, []
+
+    def record(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001 - showwarning's signature
+        shown.append((category, str(message), filename, lineno))
+
+    previous, warnings.showwarning = warnings.showwarning, record
+    try:
+        result = task(items[i])
+    except Exception as exc:
+        error = (_portable(exc), traceback.format_exc())
+    finally:
+        warnings.showwarning = previous
+    return result, shown, error
 
 
 def _portable(exc: Exception) -> Exception:
@@ -143,20 +154,16 @@ def _portable(exc: Exception) -> Exception:
     return exc
 
 
-def _warn_again(caught: Sequence[tuple[type[Warning], str, str, int]]) -> None:
-    """Raise caught warnings again in this process, as from the module and line that raised them."""
-    if not caught:
-        return
-    modules = {getattr(m, "__file__", None): m for m in list(sys.modules.values())}
-    for category, message, filename, lineno in caught:
-        module = modules.get(filename)
-        g = vars(module) if module is not None else None
-        warnings.warn_explicit(
-            message,
-            category,
-            filename,
-            lineno,
-            module=g["__name__"] if g is not None else None,
-            registry=g.setdefault("__warningregistry__", {}) if g is not None else None,
-            module_globals=g,
-        )
+def _warn_again(shown: Sequence[tuple[type[Warning], str, str, int]]) -> None:
+    """Show warnings shown in a worker again in this process, as from the module and line that raised them.
+
+    They passed the worker's filters (this process's, inherited at fork time), so they are
+    shown as they are, through the same hook as ``warnings.warn`` (a ``catch_warnings(record=True)``
+    block records them), without being filtered a second time.
+    """
+    show = getattr(warnings, "_showwarnmsg", None)
+    for category, message, filename, lineno in shown:
+        if show is None:  # pragma: no cover - Python without the hook: filtered again
+            warnings.warn_explicit(message, category, filename, lineno, registry=None)
+        else:
+            show(warnings.WarningMessage(category(message), category, filename, lineno))
