@@ -28,6 +28,7 @@ import numbers
 import os
 import pickle
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
@@ -43,6 +44,8 @@ ENV = "FORECASTKIT_JOBS"
 
 #: The task and its items while a forked pool runs (inherited by the workers at fork time).
 _JOB: tuple[Callable[[Any], Any], Sequence[Any]] | None = None
+#: One pool at a time per process (threads calling :func:`run_tasks` together wait for each other).
+_LOCK = threading.Lock()
 
 
 def usable_cpus() -> int:
@@ -95,22 +98,27 @@ def run_tasks(task: Callable[[Any], Any], items: Sequence[Any], workers: int, or
     """
     if workers <= 1 or len(items) <= 1 or not fork_available():
         return [task(x) for x in items]
+    with _LOCK:
+        return _run_forked(task, items, workers, order)
+
+
+def _run_forked(task: Callable[[Any], Any], items: Sequence[Any], workers: int, order: Sequence[int] | None) -> list:
     global _JOB
-    previous, _JOB = _JOB, (task, items)
+    _JOB = (task, items)  # inherited by the workers, which are forked at the first submit
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
     try:
         futures = {i: pool.submit(_run_one, i) for i in (range(len(items)) if order is None else order)}
         out = []
         for i in range(len(items)):
-            result, caught, error = futures[i].result()
-            _warn_again(caught)
+            result, shown, error = futures[i].result()
+            _warn_again(shown)
             if error is not None:
                 exc, tb = error
                 raise exc from _WorkerTraceback(tb)
             out.append(result)
         return out
     finally:
-        _JOB = previous
+        _JOB = None
         pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -132,7 +140,7 @@ def _run_one(i: int) -> tuple[Any, list[tuple[type[Warning], str, str, int]], tu
     task, items = _JOB
     result, error, shown = None, None, []
 
-    def record(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001 - showwarning's signature
+    def record(message, category, filename, lineno, file=None, line=None):
         shown.append((category, str(message), filename, lineno))
 
     previous, warnings.showwarning = warnings.showwarning, record
@@ -166,4 +174,11 @@ def _warn_again(shown: Sequence[tuple[type[Warning], str, str, int]]) -> None:
         if show is None:  # pragma: no cover - Python without the hook: filtered again
             warnings.warn_explicit(message, category, filename, lineno, registry=None)
         else:
-            show(warnings.WarningMessage(category(message), category, filename, lineno))
+            show(warnings.WarningMessage(_warning(category, message), category, filename, lineno))
+
+
+def _warning(category: type[Warning], message: str) -> Warning:
+    try:
+        return category(message)
+    except Exception:  # a warning class with other arguments: its message as a plain warning
+        return UserWarning(f"{category.__name__}: {message}")
