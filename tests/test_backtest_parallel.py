@@ -226,10 +226,17 @@ def test_the_automatic_number_of_processes(monkeypatch):
     assert _workers.n_workers(None, 3, 20_000, 20_000) == 3  # never more than the periods
     assert _workers.n_workers(None, 8, 19_999, 20_000) == 1  # small companies: serial
     assert _workers.n_workers(8, 8, 10, 20_000) == 8  # given: used as is
+    monkeypatch.setattr(_workers, "available_memory", lambda: 3 * 10**9)
+    assert _workers.n_workers(None, 8, 20_000, 20_000, 10**9) == 3  # as many as the memory holds
+    assert _workers.n_workers(None, 8, 20_000, 20_000, 2 * 10**9) == 1
+    assert _workers.n_workers(2, 8, 20_000, 20_000, 2 * 10**9) == 2  # given: used as is
+    monkeypatch.setattr(_workers, "available_memory", lambda: None)
+    assert _workers.n_workers(None, 8, 20_000, 20_000, 10**12) == 4  # memory unknown: no bound
     monkeypatch.setenv("FORECASTKIT_JOBS", "3")
     assert _workers.n_workers(None, 8, 10, 20_000) == 3
     assert _workers.n_workers(1, 8, 10, 20_000) == 1
     assert _workers.usable_cpus() >= 1
+    assert _workers.available_memory() is None or _workers.available_memory() > 0
 
 
 def test_without_fork_the_backtest_runs_serially(baseline, pools, monkeypatch):

@@ -37,7 +37,7 @@ from typing import Any
 
 from forecastkit.errors import ParameterError
 
-__all__ = ["ENV", "usable_cpus", "fork_available", "n_workers", "run_tasks"]
+__all__ = ["ENV", "usable_cpus", "available_memory", "fork_available", "n_workers", "run_tasks"]
 
 #: Environment variable that sets the number of worker processes when ``n_jobs`` is not given.
 ENV = "FORECASTKIT_JOBS"
@@ -64,12 +64,25 @@ def fork_available() -> bool:
     )
 
 
-def n_workers(n_jobs: Any, n_tasks: int, size: int, min_size: int) -> int:
+def available_memory() -> int | None:
+    """Bytes of memory available to new processes (``MemAvailable`` of ``/proc/meminfo``), None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def n_workers(n_jobs: Any, n_tasks: int, size: int, min_size: int, worker_bytes: int = 0) -> int:
     """How many processes run ``n_tasks`` tasks (1 = serially, in the calling process).
 
-    ``n_jobs`` if given, else the environment variable :data:`ENV` if set, else the usable
-    CPUs when ``size >= min_size`` (1 below: starting processes does not pay for small
-    inputs). Never more than the tasks, and 1 where fork is not available.
+    ``n_jobs`` if given, else the environment variable :data:`ENV` if set, else automatic:
+    the usable CPUs when ``size >= min_size`` (1 below: starting processes does not pay for
+    small inputs), and no more workers than the available memory holds at ``worker_bytes``
+    each. Never more than the tasks, and 1 where fork is not available.
     """
     if n_jobs is None:
         env = os.environ.get(ENV, "").strip()
@@ -77,6 +90,9 @@ def n_workers(n_jobs: Any, n_tasks: int, size: int, min_size: int) -> int:
             n_jobs = _whole(int(env) if env.isdigit() else env, f"the environment variable {ENV}={env!r}")
         else:
             n_jobs = usable_cpus() if size >= min_size else 1
+            free = available_memory() if worker_bytes > 0 else None
+            if free is not None:
+                n_jobs = min(n_jobs, free // worker_bytes)
     else:
         n_jobs = _whole(n_jobs, f"n_jobs={n_jobs!r}")
     if n_jobs > 1 and not fork_available():

@@ -110,6 +110,10 @@ _DISTRIBUTION = ("crm", "stage", "model", "oracle")
 #: period costs seconds even for small companies (measured with 2 workers, CPU s serial -> parallel:
 #: 1.75k deals 10.0 -> 9.1, 10k 20.5 -> 21.0, 100k 47.1 -> 50.1): the workers pay at every size tried.
 _MIN_PARALLEL_DEALS = 1_000
+#: Memory a worker may need per deal, to bound the automatic number of workers by the available memory
+#: (measured with 2 workers, total PSS growth over the serial run per worker: ~2 kB a deal at 1M deals,
+#: ~2 kB at 100k; doubled for safety).
+_WORKER_BYTES_PER_DEAL = 4_000
 #: Columns of the backtest frame.
 BACKTEST_COLUMNS = (
     "period",
@@ -276,7 +280,8 @@ def backtest(
     pers = _periods(crm, periods)
     plan = [(per, cp, checkpoint_date(per, cp)) for per in pers for cp in checkpoints]
     groups = _by_period(plan)
-    workers = n_workers(n_jobs, len(groups), len(crm.opportunities), _MIN_PARALLEL_DEALS)
+    deals = len(crm.opportunities)
+    workers = n_workers(n_jobs, len(groups), deals, _MIN_PARALLEL_DEALS, _WORKER_BYTES_PER_DEAL * deals)
     # shared, leak-safe caches computed once from the full snapshot and filtered per checkpoint
     first_d = min(d for _, _, d in plan)
     last_d = max(d for _, _, d in plan)
