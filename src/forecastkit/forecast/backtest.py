@@ -111,8 +111,8 @@ _DISTRIBUTION = ("crm", "stage", "model", "oracle")
 #: 1.75k deals 10.0 -> 9.1, 10k 20.5 -> 21.0, 100k 47.1 -> 50.1): the workers pay at every size tried.
 _MIN_PARALLEL_DEALS = 1_000
 #: Memory a worker may need per deal, to bound the automatic number of workers by the available memory
-#: (measured with 2 workers, total PSS growth over the serial run per worker: ~2 kB a deal at 1M deals,
-#: ~2 kB at 100k; doubled for safety).
+#: (measured, total PSS of the parallel run over the serial one with 2 workers: +0.41 GB at 100k deals,
+#: about 2 kB a deal per worker; +2.0 GB at 1M, about 1 kB; doubled for safety).
 _WORKER_BYTES_PER_DEAL = 4_000
 #: Columns of the backtest frame.
 BACKTEST_COLUMNS = (
@@ -247,8 +247,9 @@ def backtest(
         (see the module docstring). ``1``: serially, in this process. ``None`` (default): the
         environment variable ``FORECASTKIT_JOBS`` when set (``FORECASTKIT_JOBS=1`` pins a
         scheduled job or a CI run to one process), else one process per usable CPU, at most
-        one per period (serially for companies under 1,000 deals). Each worker adds its own
-        working memory (about +0.4 GB at 100k deals with 2 workers); on a machine short of
+        one per period and no more than the available memory holds (serially for companies
+        under 1,000 deals). Each worker adds its own working memory (with 2 workers, total
+        peak 0.98 -> 1.39 GB at 100k deals, 7.1 -> 9.1 GB at 1M); on a machine short of
         memory, set ``FORECASTKIT_JOBS=1``.
 
     Returns
