@@ -84,19 +84,21 @@ def cached_backtest(
     n_sims: int,
     refit: str,
     n_periods: int,
+    n_jobs: int | None,
 ) -> pd.DataFrame:
     """:func:`~forecastkit.forecast.backtest.backtest` with its forecasts kept in ``cache`` for the next run.
 
     The arguments are :func:`backtest`'s (which passes them all). Returns the same frame as
     ``backtest(crm, ...)``; ``attrs["cache"]`` says ``"reused"`` or ``"stored"`` (``"off"`` with
-    ``truth=``, never stored).
+    ``truth=``, never stored). ``n_jobs`` (the worker processes) is not part of the key: it
+    does not change the results.
     """
     from forecastkit.forecast.backtest import _periods, _score, backtest, checkpoint_date
 
     # what a stored backtest depends on besides the data, the playbook and the plan (periods, checkpoints, dates)
     params = {"methods": list(dict.fromkeys(methods)), "seed": seed, "n_sims": n_sims, "refit": refit}
     params["n_periods"] = n_periods
-    kwargs = {**params, "checkpoints": checkpoints}
+    kwargs = {**params, "checkpoints": checkpoints, "n_jobs": n_jobs}
     if truth is not None:
         out = backtest(crm, periods, truth=truth, **kwargs)
         out.attrs["cache"] = "off"
