@@ -88,3 +88,38 @@ def test_no_credible_gap_headline_and_errors():
             coaching(small_crm(), "anne")
         with pytest.raises(ParameterError, match="peers='world'"):
             coaching(small_crm(), "ann", peers="world")
+
+
+def test_forecast_bias_is_the_accuracy_modules_bias_of_each_reps_last_call():
+    from forecastkit.data.crm import CRM
+
+    base = table_crm([({"owner": "ann", "team": "north"}, 10, 5), ({"owner": "bob", "team": "north"}, 8, 8)])
+    o = base.opportunities
+    won = o[o["status"] == "won"]
+
+    def booked(owner: str, start: str, end: str) -> float:
+        w = won[(won["owner"] == owner) & (won["closed_at"] >= start) & (won["closed_at"] < end)]
+        return float(w["amount"].sum())
+
+    calls = pd.DataFrame(
+        {
+            "submitted_at": pd.to_datetime(["2026-01-10", "2026-02-20", "2026-04-05", "2026-01-15"]),
+            "owner": ["ann", "ann", "ann", "bob"],
+            "period": ["2026-Q1", "2026-Q1", "2026-Q2", "2026-Q1"],
+            "commit": [5000.0, 9000.0, 2000.0, 4000.0],
+            "best_case": [6000.0, 9500.0, 2500.0, 5000.0],
+        }
+    )
+    crm = CRM.from_tables({"opportunities": o, "history": base.history, "forecast_calls": calls}, as_of="2026-06-30")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no fallback warning any more
+        warnings.simplefilter("ignore", RuntimeWarning)
+        k = coaching(crm, "ann").kpis.set_index("kpi")
+    ann = booked("ann", "2026-01-01", "2026-04-01") + booked("ann", "2026-04-01", "2026-07-01")
+    bob = booked("bob", "2026-01-01", "2026-04-01")
+    assert ann > 0 and bob > 0
+    # the last call of each rep and period (ann's Q1 call of Feb 20, not Jan 10) against what the rep won
+    assert k.loc["forecast_bias", "rep"] == pytest.approx((9000 + 2000 - ann) / ann)
+    assert k.loc["forecast_bias", "peers"] == pytest.approx((4000 - bob) / bob)
+    assert k.loc["forecast_bias", "company"] == pytest.approx((9000 + 2000 + 4000 - ann - bob) / (ann + bob))
+    assert "forecast_accuracy's bias" in k.loc["forecast_bias", "note"]

@@ -26,7 +26,6 @@ and the team beside the rest of the company:
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,7 +35,7 @@ from scipy import stats
 
 from forecastkit.data.crm import CRM
 from forecastkit.data.schema import ACTIVITY_TYPES
-from forecastkit.errors import FallbackWarning, ParameterError
+from forecastkit.errors import ParameterError
 from forecastkit.periods import parse_period
 
 __all__ = ["coaching", "CoachingReport", "STAGE_ACTIONS", "transition_gaps"]
@@ -476,22 +475,15 @@ def _hygiene_rows(crm: CRM, groups) -> list[dict[str, object]]:
 
 
 def _forecast_bias_row(crm: CRM, groups, period: str | None) -> dict[str, object]:
-    """Forecast bias: submitted commit / won amount - 1 over the finished periods.
+    """Forecast bias of the reps' calls over the finished periods (``forecast_accuracy``'s ``bias``).
 
-    FALLBACK until ``forecastkit.forecast.accuracy`` exists: the last commit call of each
-    rep and period against the amount the rep won in that period.
+    Each rep's last commit call of each finished period is the forecast, what the rep won
+    in that period the actual; the bias of a group is ``sum(call - won) / sum(won)``
+    (:func:`~forecastkit.forecast.accuracy.forecast_accuracy`: positive = optimistic; calls
+    without a commit amount are left out).
     """
-    try:  # pragma: no cover - wired when the forecast module lands
-        from forecastkit.forecast.accuracy import forecast_accuracy  # noqa: F401
+    from forecastkit.forecast.accuracy import forecast_accuracy
 
-        warnings.warn(
-            "coaching: forecastkit.forecast.accuracy exists but forecast bias still uses the interim fallback; "
-            "wire it in coaching._forecast_bias_row",
-            FallbackWarning,
-            stacklevel=3,
-        )
-    except ImportError:
-        pass
     if not crm.has("forecast_calls") or crm.forecast_calls.empty:
         return _row("forecast_bias", np.nan, np.nan, np.nan, np.nan, "share", "no forecast calls")
     calls = crm.forecast_calls.sort_values("submitted_at", kind="stable")
@@ -509,14 +501,12 @@ def _forecast_bias_row(crm: CRM, groups, period: str | None) -> dict[str, object
         per_label[(when >= ends[p].start) & (when < ends[p].end)] = p
     actual = won.assign(period=per_label).dropna(subset=["period"]).groupby(["owner", "period"])["amount"].sum()
     last = last.assign(actual=[actual.get((o, p), 0.0) for o, p in zip(last["owner"], last["period"], strict=True)])
-    vals = []
-    for g in groups(last):
-        a = float(g["actual"].sum())
-        vals.append(float(g["commit"].sum()) / a - 1 if a > 0 else np.nan)
+    calls_won = last.rename(columns={"commit": "forecast"})
+    vals = [float(forecast_accuracy(g[["forecast", "actual"]], by=None)["bias"].iloc[0]) for g in groups(calls_won)]
     return _row(
         "forecast_bias",
         *vals,
         np.nan,
         "share",
-        "last commit call / won amount - 1 over finished periods (interim: to move to forecast.accuracy)",
+        "sum(last commit call - won) / sum(won) over the finished periods (forecast_accuracy's bias)",
     )
