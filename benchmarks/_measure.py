@@ -16,6 +16,10 @@ A step is two snippets of Python: ``setup`` (not timed, e.g. loading the data) a
                    once per process; sampled every second by a thread whose CPU,
                    ``sampler_cpu_seconds``, is taken out of ``cpu_seconds``): what the machine held when
                    a kernel or worker processes ran alongside
+``machine_peak_gb`` peak of the memory in use on the machine (``MemTotal - MemAvailable``)
+                   during ``code``, minus its value when the process started: what the step
+                   added to the machine, setup included, with pages shared by forked workers
+                   counted once (exact on an idle machine; other programs' memory is in it)
 ``rss_before_gb``  resident memory when ``code`` started
 ``result``         whatever ``code`` stored in the variable ``result`` (JSON-able)
 ``skipped``        a note when ``code`` raised :class:`SkipStep` (e.g. a module not there yet)
@@ -46,7 +50,8 @@ class SkipStep(Exception):
     """Raised by a step that cannot run (yet)."""
 
 sys.path.insert(0, {here!r})
-from _memory import TreePeak, reset_peak, status as _status
+from _memory import TreePeak, machine_used_gb, reset_peak, status as _status
+_used0 = machine_used_gb()  # before the setup: the step's data counts in what it adds
 
 def _cpu():
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -82,6 +87,7 @@ out["seconds"] = time.perf_counter() - _t0
 out["cpu_seconds"] = _cpu() - _c0
 out["tree_peak_gb"] = _tree.stop()
 out["sampler_cpu_seconds"] = _tree.cpu
+out["machine_peak_gb"] = _tree.machine_peak - _used0
 out["cpu_seconds"] -= _tree.cpu  # the memory sampling is not the step's work
 step_peak = _status("VmHWM")
 out["step_peak_gb"] = step_peak if _reset else float("nan")

@@ -12,7 +12,7 @@ import resource
 import threading
 import time
 
-__all__ = ["status", "current_gb", "peak_gb", "reset_peak", "tree_gb", "TreePeak"]
+__all__ = ["status", "current_gb", "peak_gb", "reset_peak", "tree_gb", "machine_used_gb", "TreePeak"]
 
 
 def status(key: str) -> float:
@@ -85,11 +85,26 @@ def tree_gb(pid: int | None = None) -> float:
     return sum(_rss_gb(p) for p in _descendants(pid))
 
 
+def machine_used_gb() -> float:
+    """Memory in use on the whole machine now (GB): ``MemTotal - MemAvailable`` (NaN off Linux).
+
+    Unlike a sum of RSS it counts a page shared by forked processes once, and leaves out the
+    page cache (files read); other programs running at the same time are in it too.
+    """
+    try:
+        with open("/proc/meminfo") as f:
+            kv = {ln.split(":")[0]: int(ln.split()[1]) for ln in f if ln.split()[1].isdigit()}
+        return (kv["MemTotal"] - kv["MemAvailable"]) / 1024**2
+    except (OSError, KeyError, IndexError):
+        return float("nan")
+
+
 class TreePeak:
     """Samples :func:`tree_gb` of this process every ``every`` seconds in a thread; ``.peak`` is the largest."""
 
     def __init__(self, every: float = 1.0) -> None:
         self.every, self.peak, self.cpu = every, tree_gb(), 0.0
+        self.machine_peak = machine_used_gb()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -99,6 +114,9 @@ class TreePeak:
             v = tree_gb()
             if v > self.peak:
                 self.peak = v
+            m = machine_used_gb()
+            if m > self.machine_peak:
+                self.machine_peak = m
         self.cpu = time.thread_time()  # what the sampling cost (it is in the measured CPU seconds)
 
     def stop(self) -> float:

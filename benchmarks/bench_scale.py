@@ -453,11 +453,11 @@ def _cell(r: dict) -> str:
         return "error: " + r["error"].splitlines()[0][:100]
     if "skipped" in r:
         return "skipped: " + r["skipped"][:100]
-    tree = r.get("tree_peak_gb")
+    tree = _all_processes_gb(r)
     return (
         f"{r['seconds']:7.1f} s  cpu {r['cpu_seconds']:7.1f} s  peak {r['peak_gb']:5.2f} GB  "
         f"(step +{r['step_peak_gb'] - r['rss_before_gb']:.2f} GB"
-        + (f"; all processes {tree:.2f} GB)" if tree == tree and tree is not None else ")")
+        + (f"; all processes {tree:.2f} GB)" if tree is not None else ")")
     )
 
 
@@ -469,10 +469,17 @@ def _fmt(r: dict | None) -> str:
     if "skipped" in r:
         return "skipped"
     out = f"{r['seconds']:.1f} s ({r['cpu_seconds']:.1f} cpu) / {r['peak_gb']:.2f} GB"
-    tree = r.get("tree_peak_gb")
+    tree = _all_processes_gb(r)
     if tree and tree > r["peak_gb"] + 0.1:  # processes running side by side: what the machine held
         out += f" ({tree:.2f} GB all processes)"
     return out
+
+
+def _all_processes_gb(r: dict) -> float | None:
+    """What the step's whole process tree held at its peak: the machine's memory in use (pages
+    shared by forked workers once), else the sum of the processes' RSS (an upper bound)."""
+    v = r.get("machine_peak_gb", r.get("tree_peak_gb"))
+    return v if v is not None and v == v else None
 
 
 def _ok(r: dict | None) -> bool:
