@@ -149,12 +149,12 @@ class _WorkerTraceback(Exception):
 def _run_one(i: int) -> tuple[Any, list[tuple[type[Warning], str, str, int]], tuple[BaseException, str] | None]:
     """Worker side: run task ``i``; return its result, the warnings it showed and its exception (or None).
 
-        Its BLAS and OpenMP libraries use the worker's share of the CPUs (with their default, a
+    Its BLAS and OpenMP libraries use the worker's share of the CPUs (with their default, a
     thread per CPU in every worker, the threads of the workers wait for each other: 38 s instead
     of 55 s wall at 100k deals with 2 workers on 2 CPUs, the same CPU seconds and results). The
     warning filters are the parent's (inherited at fork time) and are not touched, so a
-        warning is shown, ignored, shown once or raised as an error exactly as in a serial run; the
-        shown ones are recorded instead of printed.
+    warning is shown, ignored, shown once or raised as an error exactly as in a serial run; the
+    shown ones are recorded instead of printed.
     """
     assert _JOB is not None, "the task must be set before the workers are forked"
     task, items, threads = _JOB
