@@ -320,7 +320,9 @@ def steps(size: str, meta: dict) -> dict[str, dict]:
     }
 
 
-CHAIN_CODE = """
+# The chain's pieces: a lap timer (wall and own CPU seconds of each part), the job's load, its
+# analyses (one win-model fit shared by the forecast and the diagnosis) and the result.
+_LAPS = """
 parts, _c, _t = {}, time.process_time(), time.perf_counter()
 def _lap(name):
     global _c, _t
@@ -328,6 +330,8 @@ def _lap(name):
     parts[name] = [round(t - _t, 1), round(c - _c, 1)]
     _c, _t = c, t
 crm = fk.load(PQ); _lap("load Parquet")
+"""
+_ANALYSES = """
 c2 = crm.as_of(crm.as_of_date - pd.Timedelta(days=91)); del c2; _lap("as_of")
 stage_probabilities(crm); _lap("stage probs")
 model = fit_win_model(crm); _lap("win model fit")
@@ -338,22 +342,20 @@ for which in DASHBOARDS:
 _lap("dashboards")
 dg = diagnose(crm, model=model, forecast=fc); _lap("diagnosis")
 del crm, fc, dg, model
-run_report("forecast", data=PQ, out=OUT, progress=False); _lap("report")
+"""
+_RESULT = """
 result = {"parts (wall s, own CPU s; the report's kernel CPU is in the step's total)": parts}
 """
+
+CHAIN_CODE = _LAPS + _ANALYSES + 'run_report("forecast", data=PQ, out=OUT, progress=False); _lap("report")\n' + _RESULT
 
 # The same calls, with `forecastkit report forecast` started in its own process once the job has loaded
 # the data (as a scheduled job on a 2-core machine would): the job's other steps and the report's
 # kernel share the two cores; starting after the load keeps the two loads' memory peaks apart.
-ALONGSIDE_CODE = """
-import os, subprocess, sys
-parts, _c, _t = {}, time.process_time(), time.perf_counter()
-def _lap(name):
-    global _c, _t
-    c, t = time.process_time(), time.perf_counter()
-    parts[name] = [round(t - _t, 1), round(c - _c, 1)]
-    _c, _t = c, t
-crm = fk.load(PQ); _lap("load Parquet")
+ALONGSIDE_CODE = (
+    "import os, subprocess, sys\n"
+    + _LAPS
+    + """
 _t_report = time.perf_counter()  # after the job's load, so that the two loads' peaks of memory do not add up
 # the job keeps the other core busy: the report's backtest runs in one process (no forked workers,
 # which would only add memory)
@@ -361,22 +363,16 @@ report = subprocess.Popen(
     [sys.executable, "-m", "forecastkit", "report", "forecast", "--data", PQ, "--out", OUT, "--quiet"],
     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "FORECASTKIT_JOBS": "1"},
 )
-c2 = crm.as_of(crm.as_of_date - pd.Timedelta(days=91)); del c2; _lap("as_of")
-stage_probabilities(crm); _lap("stage probs")
-model = fit_win_model(crm); _lap("win model fit")
-fc = forecast(crm, model=model); _lap("forecast")
-review(crm); _lap("hygiene review")
-for which in DASHBOARDS:
-    dashboards(crm, which, level="rep")
-_lap("dashboards")
-dg = diagnose(crm, model=model, forecast=fc); _lap("diagnosis")
-del crm, fc, dg, model
+"""
+    + _ANALYSES
+    + """
 log = report.communicate()[0]; _lap("waiting for the report")
 if report.returncode:
     raise RuntimeError(f"forecastkit report exited with {report.returncode}: {log[-1500:]}")
 parts["report (started after the load)"] = [round(time.perf_counter() - _t_report, 1), None]
-result = {"parts (wall s, own CPU s; the report's kernel CPU is in the step's total)": parts}
 """
+    + _RESULT
+)
 
 
 # ----------------------------------------------------------------------------- profiling
