@@ -339,3 +339,18 @@ def test_the_next_scheduled_forecast_reuses_its_backtest_with_the_same_numbers(t
     third = run(tmp_path / "plain", backtest_cache="")
     assert reused not in third[0] and not (tmp_path / "plain" / ".cache").exists()
     assert third[1] == first[1]
+
+
+def test_printed_text_flushed_in_pieces_is_merged_so_pages_are_identical() -> None:
+    # under load the kernel can flush one print('-', action) as two outputs, and stderr before stdout
+    def stream(name: str, text: object) -> dict[str, object]:
+        return {"output_type": "stream", "name": name, "text": text}
+
+    table = {"output_type": "display_data", "data": {"text/plain": "t"}, "metadata": {}}
+    pieces = [stream("stdout", "-"), stream("stderr", "warn\n"), stream("stdout", [" a\n", "- b\n"]), table]
+    pieces += [stream("stdout", "after\n")]
+    whole = [stream("stdout", "- a\n- b\n"), stream("stderr", "warn\n"), table, stream("stdout", "after\n")]
+    assert runner_module._merged_streams(pieces) == whole
+    assert runner_module._merged_streams(whole) == whole
+    # text on either side of a display is never moved across it
+    assert runner_module._merged_streams([table, stream("stdout", "x")]) == [table, stream("stdout", "x")]

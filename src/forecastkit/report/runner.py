@@ -420,23 +420,50 @@ def _snapshot_date(data: str) -> str:
     return snapshot_date(data)
 
 
-def _stable_cell_ids(path: Path) -> None:
-    """Give papermill's injected-parameters cell a fixed id (papermill draws a random one), so that
-    the same inputs publish byte-identical pages and notebooks."""
+def _merged_streams(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge each run of consecutive stream outputs into one stdout then one stderr output.
+
+    The kernel flushes printed text on a timer, so under load one ``print('-', action)`` can
+    arrive as two outputs, and stdout and stderr can swap; a display flushes both streams first,
+    so only the split inside a run of streams varies from run to run.
+    """
+    merged: list[dict[str, Any]] = []
+    run: dict[str, dict[str, Any]] = {}
+
+    def close_run() -> None:
+        merged.extend(run[n] for n in sorted(run, key=lambda n: (n != "stdout", n != "stderr", n)))
+        run.clear()
+
+    for output in outputs:
+        if output.get("output_type") != "stream":
+            close_run()
+            merged.append(output)
+            continue
+        text = output.get("text", "")
+        text = "".join(text) if isinstance(text, list) else text
+        name = output.get("name", "stdout")
+        if name in run:
+            run[name]["text"] += text
+        else:
+            run[name] = {**output, "text": text}
+    close_run()
+    return merged
+
+
+def _stable_outputs(path: Path) -> None:
+    """Make the same inputs publish byte-identical pages and notebooks: give papermill's
+    injected-parameters cell a fixed id (papermill draws a random one) and merge printed text
+    that the kernel happened to flush in pieces (:func:`_merged_streams`)."""
     try:
         nb = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
-    changed = False
     for cell in nb.get("cells", []):
-        if (
-            "injected-parameters" in cell.get("metadata", {}).get("tags", [])
-            and cell.get("id") != "injected-parameters"
-        ):
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
             cell["id"] = "injected-parameters"
-            changed = True
-    if changed:
-        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        if cell.get("outputs"):
+            cell["outputs"] = _merged_streams(cell["outputs"])
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def run_report(
@@ -617,7 +644,7 @@ def run_report(
                 "The last good report was left untouched."
             ) from exc
 
-        _stable_cell_ids(tmp_nb)
+        _stable_outputs(tmp_nb)
         html_text = None
         if html:
             from forecastkit.report.html import notebook_to_html
