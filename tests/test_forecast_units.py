@@ -598,3 +598,19 @@ def test_public_names_resolve():
     assert fk.forecast(tiny_crm(), method="crm").summary.equals(forecast(tiny_crm(), method="crm").summary)
     assert fk.backtest is backtest
     assert fk.forecast_accuracy is forecast_accuracy and fk.pipeline_changes is pipeline_changes
+
+
+def test_model_method_on_too_little_history_tries_the_fit_once_and_falls_back(monkeypatch):
+    import forecastkit.forecast.forecast as fmod
+
+    calls = []
+    real = fmod.fit_win_model
+    monkeypatch.setattr(fmod, "fit_win_model", lambda crm, *a, **k: calls.append(1) or real(crm, *a, **k))
+    crm = tiny_crm()
+    with pytest.warns(FallbackWarning, match="win model not fitted"):
+        f = forecast(crm, method="model", n_sims=2000)
+    assert len(calls) == 1
+    assert f.model is None
+    assert any(n.startswith("win model not fitted") for n in f.notes)
+    stage = _quiet(forecast, crm, method="stage", n_sims=2000)
+    assert f.deals["p_win"].tolist() == stage.deals["p_win"].tolist()  # the stage rates it fell back to

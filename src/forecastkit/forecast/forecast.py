@@ -219,7 +219,8 @@ def win_probabilities(crm: CRM, method: Method, *, model: object = None, notes: 
     """``p_win`` of every deal of ``crm.open_deals`` (in that order) for ``method``.
 
     ``method="model"`` falls back to ``"stage"`` (with a :class:`FallbackWarning`) when
-    the history is too short to fit the win model.
+    the history is too short to fit the win model. ``model``: a fitted win model, None to
+    fit one on ``crm``, or the :class:`InsufficientDataError` a fit on ``crm`` already raised.
     """
     o = crm.open_deals
     if len(o) == 0:
@@ -231,6 +232,8 @@ def win_probabilities(crm: CRM, method: Method, *, model: object = None, notes: 
         return typed.fillna(default).fillna(0.0).to_numpy(float)
     if method == "model":
         try:
+            if isinstance(model, InsufficientDataError):  # the caller's fit failed: fall back without a second try
+                raise model
             m = model if model is not None else fit_win_model(crm)
             with threadpool_limits(limits=1, user_api="blas"):
                 p = m.predict_proba(crm)  # type: ignore[attr-defined]
@@ -320,13 +323,22 @@ def forecast(
     open_all = crm.open_deals
     if len(o) == 0:
         notes.append(f"no deal was created by {crm.as_of_date.date()}: every figure is zero")
+    not_fitted: InsufficientDataError | None = None
     if method == "model" and model is None and len(open_all):
         try:  # fitted here to be recorded on the Forecast; a failure falls back in win_probabilities
             model = fit_win_model(crm)
-        except InsufficientDataError:
-            model = None
+        except InsufficientDataError as exc:
+            not_fitted = exc  # handed on, so that the fit is not tried a second time
     # probabilities on the whole company, then the scope
-    table = open_deal_table(crm, per, method, open_all, model=model, slip_model=slip_model, notes=notes)
+    table = open_deal_table(
+        crm,
+        per,
+        method,
+        open_all,
+        model=model if not_fitted is None else not_fitted,
+        slip_model=slip_model,
+        notes=notes,
+    )
     in_scope = scope.reindex(open_all.index).to_numpy(dtype=bool) if len(open_all) else np.zeros(0, bool)
     deals = table[in_scope].reset_index(drop=True)
     if len(deals) == 0:
