@@ -213,3 +213,16 @@ def test_missing_history_ids_are_left_out() -> None:
     got = c.as_of("2025-01-15").opportunities
     pd.testing.assert_frame_equal(got, _plain(c, "2025-01-15"), check_exact=True)
     assert got.set_index("opportunity_id").loc["O1", "stage"] == "proposal"  # no known history row: current
+
+
+def test_rewinding_a_rewound_snapshot_and_unknown_stages() -> None:
+    crm = _company()
+    once = crm.as_of("2025-02-01")  # O4 (lost on day 45, no history) is open with an unknown stage
+    o = once.opportunities.copy()
+    o.loc[o["opportunity_id"] == "O4", "probability"] = 0.3  # unknown stage: the typed-in value cannot stay
+    again = _replace(once, opportunities=o, history=once.history, field_history=once.field_history)
+    for date in ("2025-01-15", "2025-01-25", "2025-02-01"):
+        got = again.as_of(date).opportunities
+        pd.testing.assert_frame_equal(got, _plain(again, date), check_exact=True)
+        assert np.isnan(got.set_index("opportunity_id").loc["O4", "probability"])
+    assert again._cached_only(("rewind_plan",)) is not None
