@@ -226,3 +226,21 @@ def test_rewinding_a_rewound_snapshot_and_unknown_stages() -> None:
         pd.testing.assert_frame_equal(got, _plain(again, date), check_exact=True)
         assert np.isnan(got.set_index("opportunity_id").loc["O4", "probability"])
     assert again._cached_only(("rewind_plan",)) is not None
+
+
+def test_deal_rows_of_a_table_sorted_by_deal() -> None:
+    deals = pd.Series(["O2", "O1", "O3"], dtype=TEXT_DTYPE)
+    ids = pd.Series(["O1", "O1", "O1", "O2", "O9", "O9", "O3", "O3"], dtype=TEXT_DTYPE)  # runs: looked up once each
+    assert _fast.deal_rows(ids, deals).tolist() == [1, 1, 1, 0, -1, -1, 2, 2]
+    with_missing = pd.Series(["O1", "O1", None, None, "O3", "O3"], dtype=TEXT_DTYPE)
+    assert _fast.deal_rows(with_missing, deals).tolist() == [1, 1, -1, -1, 2, 2]
+
+
+def test_open_and_closed_deals_of_a_rewound_snapshot() -> None:
+    crm = _company()
+    for date in DATES:
+        snap = crm.as_of(date)
+        o = snap.opportunities
+        pd.testing.assert_frame_equal(snap.open_deals, o[o["status"] == "open"], check_exact=True)
+        pd.testing.assert_frame_equal(snap.closed_deals, o[o["status"] != "open"], check_exact=True)
+    assert snap._cached_only(("open",)) is not None  # (set by the rewind)

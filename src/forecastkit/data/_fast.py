@@ -39,11 +39,28 @@ _OPEN, _WON, _LOST = 0, 1, 2
 
 
 def deal_rows(ids: pd.Series, deal_ids: pd.Series) -> np.ndarray:
-    """Row of ``deal_ids`` (distinct, none missing) holding each of ``ids``; -1 when absent or missing."""
-    from forecastkit.data.validate import text_positions
+    """Row of ``deal_ids`` (distinct, none missing) holding each of ``ids``; -1 when absent or missing.
 
+    A table sorted by deal (history, field history) repeats each id in a run: each run's id
+    is looked up once.
+    """
     if len(ids) == 0 or len(deal_ids) == 0:
         return np.full(len(ids), -1, dtype=np.int64)
+    v = np.asarray(ids.array, dtype=object) if ids.dtype == TEXT_DTYPE else None
+    if v is not None:
+        try:  # (a missing id, pd.NA, cannot be compared: each id looked up then)
+            starts = np.flatnonzero(np.append(True, v[1:] != v[:-1]))
+        except TypeError:
+            starts = None
+        if starts is not None and len(starts) < len(v) // 2:
+            runs = np.diff(np.append(starts, len(v)))
+            return np.repeat(_lookup(ids.iloc[starts], deal_ids), runs)
+    return _lookup(ids, deal_ids)
+
+
+def _lookup(ids: pd.Series, deal_ids: pd.Series) -> np.ndarray:
+    from forecastkit.data.validate import text_positions
+
     if ids.dtype == np.int64 and deal_ids.dtype == np.int64:
         return pd.Index(deal_ids.to_numpy()).get_indexer(ids.to_numpy()).astype(np.int64)
     pos = text_positions(ids, deal_ids)
@@ -101,7 +118,6 @@ class RewindPlan:
         self.hist_deal = deal_rows(hist["opportunity_id"], opps["opportunity_id"])
         self.hist_order = by_deal(self.hist_deal)
         self.changed = hist["changed_at"].to_numpy()
-        self.changed_day = pd.DatetimeIndex(self.changed).normalize().to_numpy()
         self.stage_code, stages = pd.factorize(pd.concat([opps["stage"], hist["stage"]], ignore_index=True))
         stages = np.asarray(stages, dtype=object)
         self.won = np.append(stages == WON, False)[self.stage_code]  # (code -1 reads the appended False)
@@ -124,13 +140,14 @@ class RewindPlan:
         self.fh_changed = fh["changed_at"].to_numpy()
         self.field_codes, self.field_names = field_codes
 
-    def rewind(self, o: pd.DataFrame, sel: np.ndarray, cutoff: pd.Timestamp) -> np.ndarray:
+    def rewind(self, o: pd.DataFrame, sel: np.ndarray, cutoff: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
         """Rewrite ``o`` (opportunities rows ``sel``, created before ``cutoff``) as known before ``cutoff``.
 
         Each deal takes stage, amount, close date and category from its last history row
         before the cutoff; then status, closed date, loss reason, closing categories and
-        probability follow (``CRM.as_of``'s rules). Returns ``o_row``: the row of ``o`` of
-        each opportunities row (-1 when not in ``o``), for the field-history step.
+        probability follow (``CRM.as_of``'s rules). Returns ``(o_row, is_open)``: the row of
+        ``o`` of each opportunities row (-1 when not in ``o``), for the field-history step,
+        and whether each deal of ``o`` is open.
         """
         n, cut = self.n, cutoff.to_datetime64()
         row = last_rows(self.hist_order, self.hist_deal, self.changed < cut, n)[sel]  # last history row, -1 none
@@ -149,7 +166,7 @@ class RewindPlan:
         closed_at = np.where((won | lost) & (closed_at < cut), closed_at, np.datetime64("NaT"))
         if has.any():  # closed without a known date: the day of the last history row
             fill = (won | lost) & np.isnat(closed_at) & has
-            closed_at[fill] = self.changed_day[row[fill]]
+            closed_at[fill] = pd.DatetimeIndex(self.changed[row[fill]]).normalize().to_numpy()
         o["closed_at"] = closed_at
         o["loss_reason"] = self.pool["loss_reason"].take(np.where(lost, sel, -1), allow_fill=True)
         # a history row without a category keeps the current one while the deal is open
@@ -163,7 +180,7 @@ class RewindPlan:
         o["probability"] = np.where(other_stage, np.nan, self.probability[sel])
         o_row = np.full(n, -1, dtype=np.int64)
         o_row[sel] = np.arange(len(sel))
-        return o_row
+        return o_row, ~(won | lost)
 
     def later_changes(self, o_row: np.ndarray, cutoff: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
         """``(later, first)``: field-history rows after ``cutoff`` on a deal of the rewound snapshot, and

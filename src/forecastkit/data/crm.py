@@ -139,14 +139,19 @@ class CRM:
     @property
     def open_deals(self) -> pd.DataFrame:
         """Opportunities with status ``open``."""
-        o = self.opportunities
-        return o[o["status"] == "open"]
+        return self.opportunities[self._open_mask()]
 
     @property
     def closed_deals(self) -> pd.DataFrame:
         """Opportunities won or lost."""
-        o = self.opportunities
-        return o[o["status"] != "open"]
+        return self.opportunities[~self._open_mask()]
+
+    def _open_mask(self) -> np.ndarray:
+        """Each deal's ``status == "open"`` as a bool array, computed once per snapshot (``as_of`` sets it).
+
+        Raises ValueError for a missing status (as masking with ``status == "open"`` does).
+        """
+        return self._cached(("open",), lambda: (self.opportunities["status"] == "open").to_numpy(dtype=bool))
 
     # --------------------------------------------------------------- summaries
     def summary(self) -> pd.DataFrame:
@@ -194,8 +199,10 @@ class CRM:
         out: dict[str, pd.DataFrame] = {}
         out["history"] = _before(t["history"], "changed_at", cutoff)
         out["field_history"] = _before(t["field_history"], "changed_at", cutoff)
-        out["opportunities"] = self._rewind_deals(out["history"], cutoff)
-        out["activities"] = _rewind_activities(t["activities"], cutoff)
+        out["opportunities"], is_open = self._rewind_deals(out["history"], cutoff)
+        act = t["activities"]
+        known = self._cached(("activity_known",), lambda: act["created_at"].fillna(act["due_at"]))
+        out["activities"] = _rewind_activities(act, cutoff, known)
         out["orders"] = _rewind_orders(t["orders"], cutoff)
         out["forecast_calls"] = _before(t["forecast_calls"], "submitted_at", cutoff)
         for name in ("accounts", "contacts"):
@@ -210,10 +217,16 @@ class CRM:
         out["costs"] = _rows(costs, ~(month_start >= cutoff))
         out["targets"] = t["targets"]
         tables = {n: out[n] for n in self._present | {"opportunities"}}
-        return CRM(tables, as_of_date=d, playbook=self.playbook, load_report=self.load_report)
+        snap = CRM(tables, as_of_date=d, playbook=self.playbook, load_report=self.load_report)
+        if is_open is not None:
+            snap._cached(("open",), lambda: is_open)
+        return snap
 
-    def _rewind_deals(self, known_history: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
-        """The opportunities as known before ``cutoff`` (``known_history``: the history rows before it).
+    def _rewind_deals(
+        self, known_history: pd.DataFrame, cutoff: pd.Timestamp
+    ) -> tuple[pd.DataFrame, np.ndarray | None]:
+        """The opportunities as known before ``cutoff`` (``known_history``: the history rows before it),
+        and their ``status == "open"`` when known without comparing text (else None).
 
         By positions and codes prepared once per snapshot (:mod:`forecastkit.data._fast`) when
         the tables allow it, else by the plain pandas steps; both give the same frame.
@@ -225,13 +238,13 @@ class CRM:
             cache["fields"] = pd.factorize(fh["field"])
         plan = self._cached(("rewind_plan",), lambda: plan_for(opps, t["history"], fh, cache["fields"]))
         if plan is None:
-            return _rewind_opportunities(opps, known_history, fh, cutoff, cache)
+            return _rewind_opportunities(opps, known_history, fh, cutoff, cache), None
         sel = np.flatnonzero((opps["created_at"] < cutoff).to_numpy(dtype=bool))
         o = opps.take(sel)
         o.index = pd.RangeIndex(len(o))
         if o.empty:
-            return o
-        o_row = plan.rewind(o, sel, cutoff)
+            return o, None
+        o_row, is_open = plan.rewind(o, sel, cutoff)
         later, first = plan.later_changes(o_row, cutoff)
         if len(later):
             by_row = _count_rewind(cache, fh)
@@ -240,7 +253,9 @@ class CRM:
                 if field in o.columns and field != "opportunity_id":
                     rows = first[plan.field_codes[first] == code]
                     _restore_field(o, fh, field, rows, o_row[plan.fh_deal[rows]], cache, by_row)
-        return o
+                    if field == "status":  # (a field history of the status itself)
+                        is_open = None
+        return o, is_open
 
     def with_playbook(self, playbook: Playbook) -> CRM:
         """The same snapshot judged with another playbook (thresholds, stages' CRM probabilities...)."""
@@ -684,8 +699,8 @@ def _restore_field(
     o[field] = col
 
 
-def _rewind_activities(act: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
-    known = act["created_at"].fillna(act["due_at"])
+def _rewind_activities(act: pd.DataFrame, cutoff: pd.Timestamp, known: pd.Series) -> pd.DataFrame:
+    """Activities known (created, else due: ``known``) before ``cutoff``; done after it: not done yet."""
     a = _rows(act, known < cutoff)
     later = a["done_at"] >= cutoff
     if later.any():
