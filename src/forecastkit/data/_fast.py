@@ -70,6 +70,15 @@ def _lookup(ids: pd.Series, deal_ids: pd.Series) -> np.ndarray:
     return np.where(ids.isna().to_numpy(dtype=bool), -1, out).astype(np.int64)
 
 
+def text_codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """``pd.factorize(values)`` of a text column as ``(codes, uniques as an Index)``; codes -1 for missing.
+
+    Hashed as the plain object array: twice as fast as through ``StringDtype``.
+    """
+    codes, uniques = pd.factorize(np.asarray(values.array, dtype=object))
+    return codes, pd.Index(uniques, dtype=object)
+
+
 def by_deal(deal: np.ndarray) -> np.ndarray:
     """Rows with a deal (``deal >= 0``), ordered by deal and, within a deal, by row."""
     rows = np.flatnonzero(deal >= 0)
@@ -118,8 +127,7 @@ class RewindPlan:
         self.hist_deal = deal_rows(hist["opportunity_id"], opps["opportunity_id"])
         self.hist_order = by_deal(self.hist_deal)
         self.changed = hist["changed_at"].to_numpy()
-        self.stage_code, stages = pd.factorize(pd.concat([opps["stage"], hist["stage"]], ignore_index=True))
-        stages = np.asarray(stages, dtype=object)
+        self.stage_code, stages = text_codes(pd.concat([opps["stage"], hist["stage"]], ignore_index=True))
         self.won = np.append(stages == WON, False)[self.stage_code]  # (code -1 reads the appended False)
         self.lost = np.append(stages == LOST, False)[self.stage_code]
         self.hist_fc_missing = hist["forecast_category"].isna().to_numpy(dtype=bool)
@@ -205,8 +213,9 @@ def plan_for(opps: pd.DataFrame, hist: pd.DataFrame, fh: pd.DataFrame, field_cod
         return None
     if hist["changed_at"].dtype != "datetime64[ns]" or fh["changed_at"].dtype != "datetime64[ns]":
         return None
-    if any(hist[c].dtype != opps[c].dtype for c in HISTORY_COLUMNS) or hist["stage"].isna().any():
+    if any(hist[c].dtype != opps[c].dtype for c in HISTORY_COLUMNS):
         return None
     if hist["opportunity_id"].dtype != ids.dtype or fh["opportunity_id"].dtype != ids.dtype:
         return None
-    return RewindPlan(opps, hist, fh, field_codes)
+    plan = RewindPlan(opps, hist, fh, field_codes)
+    return None if (plan.stage_code[plan.n :] < 0).any() else plan  # (a history row without a stage)

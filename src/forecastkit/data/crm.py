@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from forecastkit.data._fast import plan_for
+from forecastkit.data._fast import plan_for, text_codes
 from forecastkit.data.schema import REPORT_BOXES, TABLES
 from forecastkit.data.validate import TEXT_DTYPE, LoadReport, coerce_column, empty_table, validate_tables
 from forecastkit.errors import PeriodError, SchemaError
@@ -235,7 +235,7 @@ class CRM:
         opps, fh = t["opportunities"], t["field_history"]
         cache = self._cached(("field_values",), dict)
         if "fields" not in cache:  # each field-history row's field as a number (shared with _field_values)
-            cache["fields"] = pd.factorize(fh["field"])
+            cache["fields"] = text_codes(fh["field"]) if fh["field"].dtype == TEXT_DTYPE else pd.factorize(fh["field"])
         plan = self._cached(("rewind_plan",), lambda: plan_for(opps, t["history"], fh, cache["fields"]))
         if plan is None:
             return _rewind_opportunities(opps, known_history, fh, cutoff, cache), None
