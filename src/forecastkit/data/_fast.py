@@ -118,22 +118,23 @@ class RewindPlan:
     then the constants a rewind writes; a rewound column takes from it by position.
     """
 
-    def __init__(self, opps: pd.DataFrame, hist: pd.DataFrame, fh: pd.DataFrame, field_codes) -> None:  # type: ignore[no-untyped-def]
-        n, h = len(opps), len(hist)
-        self.n, self.h = n, h
-        self.created = opps["created_at"].to_numpy()
+    def __init__(
+        self, opps: pd.DataFrame, hist: pd.DataFrame, fh: pd.DataFrame, field_codes: tuple[np.ndarray, pd.Index]
+    ) -> None:
+        self.n, self.h = len(opps), len(hist)
         self.closed_at = opps["closed_at"].to_numpy()
         self.probability = opps["probability"].to_numpy()
         self.hist_deal = deal_rows(hist["opportunity_id"], opps["opportunity_id"])
         self.hist_order = by_deal(self.hist_deal)
         self.changed = hist["changed_at"].to_numpy()
-        self.stage_code, stages = text_codes(pd.concat([opps["stage"], hist["stage"]], ignore_index=True))
+        all_stages = pd.concat([opps["stage"], hist["stage"]], ignore_index=True)
+        self.stage_code, stages = text_codes(all_stages)
         self.won = np.append(stages == WON, False)[self.stage_code]  # (code -1 reads the appended False)
         self.lost = np.append(stages == LOST, False)[self.stage_code]
         self.hist_fc_missing = hist["forecast_category"].isna().to_numpy(dtype=bool)
         self.values = {c: np.concatenate([opps[c].to_numpy(), hist[c].to_numpy()]) for c in ("amount", "close_date")}
         self.pool = {
-            "stage": pd.concat([opps["stage"], hist["stage"]], ignore_index=True).array,
+            "stage": all_stages.array,
             "forecast_category": pd.concat(
                 [
                     opps["forecast_category"],
@@ -178,9 +179,9 @@ class RewindPlan:
         o["closed_at"] = closed_at
         o["loss_reason"] = self.pool["loss_reason"].take(np.where(lost, sel, -1), allow_fill=True)
         # a history row without a category keeps the current one while the deal is open
-        hist_fc = np.zeros(len(sel), dtype=bool)
-        hist_fc[has] = ~(self.hist_fc_missing[row[has]] & ~won[has] & ~lost[has])
-        fc = np.where(hist_fc, src, sel)
+        from_history = np.zeros(len(sel), dtype=bool)
+        from_history[has] = ~(self.hist_fc_missing[row[has]] & ~won[has] & ~lost[has])
+        fc = np.where(from_history, src, sel)
         fc = np.where(won, n + self.h, np.where(lost, n + self.h + 1, fc))
         o["forecast_category"] = self.pool["forecast_category"].take(fc)
         new_code, cur_code = np.where(reopened, -1, self.stage_code[src]), self.stage_code[sel]
@@ -201,8 +202,13 @@ class RewindPlan:
         return later, named[first_rows(keys)]
 
 
-def plan_for(opps: pd.DataFrame, hist: pd.DataFrame, fh: pd.DataFrame, field_codes) -> RewindPlan | None:  # type: ignore[no-untyped-def]
-    """A :class:`RewindPlan` of the tables, or None when they are not as the plan needs (see the module docstring)."""
+def plan_for(
+    opps: pd.DataFrame, hist: pd.DataFrame, fh: pd.DataFrame, field_codes: tuple[np.ndarray, pd.Index]
+) -> RewindPlan | None:
+    """A :class:`RewindPlan` of the tables, or None when they are not as the plan needs (see the module docstring).
+
+    ``field_codes``: ``(codes, names)`` of the field-history ``field`` column (:func:`text_codes`).
+    """
     for col, dtype in _OPP_DTYPES.items():
         if col not in opps or opps[col].dtype != dtype:
             return None

@@ -607,6 +607,11 @@ def _field_values(fh: pd.DataFrame, field: str, kind: str, cache: dict) -> tuple
 def _rewind_opportunities(
     opps: pd.DataFrame, hist: pd.DataFrame, fh: pd.DataFrame, cutoff: pd.Timestamp, cache: dict | None = None
 ) -> pd.DataFrame:
+    """The deals as known before ``cutoff`` by plain pandas steps (``hist``: the history rows before it).
+
+    ``CRM.as_of`` uses these steps for tables its prepared rewind (:mod:`forecastkit.data._fast`)
+    does not take (repeated or missing ids, other column types); the tests hold both equal.
+    """
     from forecastkit.data.validate import _isin
 
     o = _rows(opps, opps["created_at"] < cutoff)
