@@ -132,6 +132,14 @@ def _plain(crm: CRM, date: str) -> pd.DataFrame:
     return _rewind_opportunities(crm.opportunities, hist, crm.field_history, cutoff, {})
 
 
+def _fast_as_of(crm: CRM, date: str) -> CRM:
+    """``crm.as_of(date)`` by the prepared rewind (a snapshot's first rewind takes the plain steps)."""
+    crm.as_of(date)
+    snap = crm.as_of(date)
+    assert crm._cached_only(("rewind_plan",)) is not None
+    return snap
+
+
 DATES = ["2024-12-31", "2025-01-01", "2025-01-15", "2025-01-20", "2025-01-21", "2025-02-01", "2025-02-10", "2025-03-31"]
 
 
@@ -146,7 +154,7 @@ def test_fast_rewind_equals_plain_steps(int_ids: bool, shuffle: bool) -> None:
 
 
 def test_fast_rewind_values_on_the_15th_of_january() -> None:
-    o = _company().as_of("2025-01-15").opportunities.set_index("opportunity_id")
+    o = _fast_as_of(_company(), "2025-01-15").opportunities.set_index("opportunity_id")
     assert list(o.index) == ["O1", "O2", "O3", "O4", "O6"]  # O5 created on day 40
     o1 = o.loc["O1"]
     assert (o1["stage"], o1["amount"], o1["status"]) == ("discovery", 900.0, "open")
@@ -170,7 +178,7 @@ def test_fast_rewind_fills_closed_date_from_history() -> None:
     t = crm.tables
     t["opportunities"] = t["opportunities"].assign(closed_at=pd.NaT)  # closed without a date: the last row's day
     crm = CRM({n: t[n] for n in ("opportunities", "history", "field_history")}, as_of_date=crm.as_of_date)
-    o = crm.as_of("2025-03-31").opportunities.set_index("opportunity_id")
+    o = _fast_as_of(crm, "2025-03-31").opportunities.set_index("opportunity_id")
     assert o.loc["O2", "closed_at"] == _day(20) and o.loc["O3", "closed_at"] == _day(50)
     assert o.loc["O2", "forecast_category"] == "closed" and o.loc["O4", "forecast_category"] == "omitted"
     assert o.loc["O4", "loss_reason"] == "price"
@@ -210,7 +218,7 @@ def test_missing_history_ids_are_left_out() -> None:
     h = crm.history.copy()
     h.loc[0, "opportunity_id"] = pd.NA  # O1's first row: no deal
     c = _replace(crm, history=h)
-    got = c.as_of("2025-01-15").opportunities
+    got = _fast_as_of(c, "2025-01-15").opportunities
     pd.testing.assert_frame_equal(got, _plain(c, "2025-01-15"), check_exact=True)
     assert got.set_index("opportunity_id").loc["O1", "stage"] == "proposal"  # no known history row: current
 
@@ -244,3 +252,11 @@ def test_open_and_closed_deals_of_a_rewound_snapshot() -> None:
         pd.testing.assert_frame_equal(snap.open_deals, o[o["status"] == "open"], check_exact=True)
         pd.testing.assert_frame_equal(snap.closed_deals, o[o["status"] != "open"], check_exact=True)
     assert snap._cached_only(("open",)) is not None  # (set by the rewind)
+
+
+def test_a_single_rewind_takes_the_plain_steps() -> None:
+    crm = _company()
+    crm.as_of("2025-01-15")
+    assert crm._cached_only(("rewind_plan",)) is None  # (preparing costs more than one plain rewind)
+    crm.as_of("2025-01-16")
+    assert crm._cached_only(("rewind_plan",)) is not None

@@ -228,15 +228,20 @@ class CRM:
         """The opportunities as known before ``cutoff`` (``known_history``: the history rows before it),
         and their ``status == "open"`` when known without comparing text (else None).
 
-        By positions and codes prepared once per snapshot (:mod:`forecastkit.data._fast`) when
-        the tables allow it, else by the plain pandas steps; both give the same frame.
+        From a snapshot's second rewind on, by positions and codes prepared once per snapshot
+        (:mod:`forecastkit.data._fast`) when the tables allow it; else by the plain pandas steps
+        (a single rewind costs less so than preparing); both give the same frame.
         """
         t = self._tables
         opps, fh = t["opportunities"], t["field_history"]
         cache = self._cached(("field_values",), dict)
-        if "fields" not in cache:  # each field-history row's field as a number (shared with _field_values)
-            cache["fields"] = text_codes(fh["field"]) if fh["field"].dtype == TEXT_DTYPE else pd.factorize(fh["field"])
-        plan = self._cached(("rewind_plan",), lambda: plan_for(opps, t["history"], fh, cache["fields"]))
+        cache["deal_rewinds"] = cache.get("deal_rewinds", 0) + 1
+        plan = None
+        if cache["deal_rewinds"] > 1:
+            if "fields" not in cache:  # each field-history row's field as a number (shared with _field_values)
+                field = fh["field"]
+                cache["fields"] = text_codes(field) if field.dtype == TEXT_DTYPE else pd.factorize(field)
+            plan = self._cached(("rewind_plan",), lambda: plan_for(opps, t["history"], fh, cache["fields"]))
         if plan is None:
             return _rewind_opportunities(opps, known_history, fh, cutoff, cache), None
         sel = np.flatnonzero((opps["created_at"] < cutoff).to_numpy(dtype=bool))
