@@ -260,3 +260,11 @@ def test_a_single_rewind_takes_the_plain_steps() -> None:
     assert crm._cached_only(("rewind_plan",)) is None  # (preparing costs more than one plain rewind)
     crm.as_of("2025-01-16")
     assert crm._cached_only(("rewind_plan",)) is not None
+
+
+def test_a_lean_copy_is_prepared_at_its_first_rewind() -> None:
+    crm = _company()
+    lean = crm._rewind_source(crm.opportunities.columns)
+    got = lean.as_of("2025-01-15").opportunities
+    assert lean._cached_only(("rewind_plan",)) is not None
+    pd.testing.assert_frame_equal(got, crm.as_of("2025-01-15").opportunities, check_exact=True)

@@ -228,16 +228,17 @@ class CRM:
         """The opportunities as known before ``cutoff`` (``known_history``: the history rows before it),
         and their ``status == "open"`` when known without comparing text (else None).
 
-        From a snapshot's second rewind on, by positions and codes prepared once per snapshot
-        (:mod:`forecastkit.data._fast`) when the tables allow it; else by the plain pandas steps
-        (a single rewind costs less so than preparing); both give the same frame.
+        From a snapshot's second rewind on (first, for a :meth:`_rewind_source` copy), by positions
+        and codes prepared once per snapshot (:mod:`forecastkit.data._fast`) when the tables allow
+        it; else by the plain pandas steps (a single rewind costs less so than preparing); both
+        give the same frame.
         """
         t = self._tables
         opps, fh = t["opportunities"], t["field_history"]
         cache = self._cached(("field_values",), dict)
         cache["deal_rewinds"] = cache.get("deal_rewinds", 0) + 1
         plan = None
-        if cache["deal_rewinds"] > 1:
+        if cache["deal_rewinds"] > 1 or self._cached_only(("rewound_often",)):
             if "fields" not in cache:  # each field-history row's field as a number (shared with _field_values)
                 field = fh["field"]
                 cache["fields"] = text_codes(field) if field.dtype == TEXT_DTYPE else pd.factorize(field)
@@ -382,6 +383,7 @@ class CRM:
 
         ``CRM.as_of`` rewinds each opportunity column on its own, so ``_rewind_source(cols).as_of(d)``
         has the values of ``self.as_of(d)`` in those columns, without rewinding the other tables.
+        The copy is made to be rewound at many dates: :meth:`as_of` prepares its rewind at the first.
         """
         o = self.opportunities
         cols = [c for c in dict.fromkeys(columns) if c in o]
@@ -392,7 +394,9 @@ class CRM:
             "field_history": fh[fh["field"].isin(cols).to_numpy(dtype=bool, na_value=False)].reset_index(drop=True),
             **tables,
         }
-        return CRM(lean, as_of_date=self.as_of_date, playbook=self.playbook, load_report=self.load_report)
+        copy = CRM(lean, as_of_date=self.as_of_date, playbook=self.playbook, load_report=self.load_report)
+        copy._cached(("rewound_often",), lambda: True)  # (its rewinds are prepared from the first on)
+        return copy
 
     def _cached_only(self, key: tuple):  # type: ignore[no-untyped-def]
         """The value :meth:`_cached` holds under ``key``, or None when nothing computed (or set) it yet."""
