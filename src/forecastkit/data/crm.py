@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from forecastkit.data._fast import plan_for, text_codes
 from forecastkit.data.schema import REPORT_BOXES, TABLES
 from forecastkit.data.validate import TEXT_DTYPE, LoadReport, coerce_column, empty_table, validate_tables
 from forecastkit.errors import PeriodError, SchemaError
@@ -138,14 +139,19 @@ class CRM:
     @property
     def open_deals(self) -> pd.DataFrame:
         """Opportunities with status ``open``."""
-        o = self.opportunities
-        return o[o["status"] == "open"]
+        return self.opportunities[self._open_mask()]
 
     @property
     def closed_deals(self) -> pd.DataFrame:
         """Opportunities won or lost."""
-        o = self.opportunities
-        return o[o["status"] != "open"]
+        return self.opportunities[~self._open_mask()]
+
+    def _open_mask(self) -> np.ndarray:
+        """Each deal's ``status == "open"`` as a bool array, computed once per snapshot (``as_of`` sets it).
+
+        Raises ValueError for a missing status (as masking with ``status == "open"`` does).
+        """
+        return self._cached(("open",), lambda: (self.opportunities["status"] == "open").to_numpy(dtype=bool))
 
     # --------------------------------------------------------------- summaries
     def summary(self) -> pd.DataFrame:
@@ -193,10 +199,10 @@ class CRM:
         out: dict[str, pd.DataFrame] = {}
         out["history"] = _before(t["history"], "changed_at", cutoff)
         out["field_history"] = _before(t["field_history"], "changed_at", cutoff)
-        out["opportunities"] = _rewind_opportunities(
-            t["opportunities"], out["history"], t["field_history"], cutoff, self._cached(("field_values",), dict)
-        )
-        out["activities"] = _rewind_activities(t["activities"], cutoff)
+        out["opportunities"], is_open = self._rewind_deals(out["history"], cutoff)
+        act = t["activities"]
+        known = self._cached(("activity_known",), lambda: act["created_at"].fillna(act["due_at"]))
+        out["activities"] = _rewind_activities(act, cutoff, known)
         out["orders"] = _rewind_orders(t["orders"], cutoff)
         out["forecast_calls"] = _before(t["forecast_calls"], "submitted_at", cutoff)
         for name in ("accounts", "contacts"):
@@ -211,7 +217,51 @@ class CRM:
         out["costs"] = _rows(costs, ~(month_start >= cutoff))
         out["targets"] = t["targets"]
         tables = {n: out[n] for n in self._present | {"opportunities"}}
-        return CRM(tables, as_of_date=d, playbook=self.playbook, load_report=self.load_report)
+        snap = CRM(tables, as_of_date=d, playbook=self.playbook, load_report=self.load_report)
+        if is_open is not None:
+            snap._cached(("open",), lambda: is_open)
+        return snap
+
+    def _rewind_deals(
+        self, known_history: pd.DataFrame, cutoff: pd.Timestamp
+    ) -> tuple[pd.DataFrame, np.ndarray | None]:
+        """The opportunities as known before ``cutoff`` (``known_history``: the history rows before it),
+        and their ``status == "open"`` when known without comparing text (else None).
+
+        From a snapshot's second rewind on (first, for a :meth:`_rewind_source` copy), by positions
+        and codes prepared once per snapshot (:mod:`forecastkit.data._fast`) when the tables allow
+        it; else by the plain pandas steps (a single rewind costs less so than preparing); both
+        give the same frame.
+        """
+        t = self._tables
+        opps, fh = t["opportunities"], t["field_history"]
+        cache = self._cached(("field_values",), dict)
+        cache["deal_rewinds"] = cache.get("deal_rewinds", 0) + 1
+        plan = None
+        if cache["deal_rewinds"] > 1 or self._cached_only(("rewound_often",)):
+            if "fields" not in cache:  # each field-history row's field as a number (shared with _field_values)
+                field = fh["field"]
+                cache["fields"] = text_codes(field) if field.dtype == TEXT_DTYPE else pd.factorize(field)
+            plan = self._cached(("rewind_plan",), lambda: plan_for(opps, t["history"], fh, cache["fields"]))
+        if plan is None:
+            return _rewind_opportunities(opps, known_history, fh, cutoff, cache), None
+        sel = np.flatnonzero((opps["created_at"] < cutoff).to_numpy(dtype=bool))
+        o = opps.take(sel)
+        o.index = pd.RangeIndex(len(o))
+        if o.empty:
+            return o, None
+        o_row, is_open = plan.rewind(o, sel, cutoff)
+        later, first = plan.later_changes(o_row, cutoff)
+        if len(later):
+            by_row = _count_rewind(cache, fh)
+            for code in pd.unique(plan.field_codes[first]):
+                field = str(plan.field_names[code])
+                if field in o.columns and field != "opportunity_id":
+                    rows = first[plan.field_codes[first] == code]
+                    _restore_field(o, fh, field, rows, o_row[plan.fh_deal[rows]], cache, by_row)
+                    if field == "status":  # (a field history of the status itself)
+                        is_open = None
+        return o, is_open
 
     def with_playbook(self, playbook: Playbook) -> CRM:
         """The same snapshot judged with another playbook (thresholds, stages' CRM probabilities...)."""
@@ -333,6 +383,7 @@ class CRM:
 
         ``CRM.as_of`` rewinds each opportunity column on its own, so ``_rewind_source(cols).as_of(d)``
         has the values of ``self.as_of(d)`` in those columns, without rewinding the other tables.
+        The copy is made to be rewound at many dates: :meth:`as_of` prepares its rewind at the first.
         """
         o = self.opportunities
         cols = [c for c in dict.fromkeys(columns) if c in o]
@@ -343,7 +394,9 @@ class CRM:
             "field_history": fh[fh["field"].isin(cols).to_numpy(dtype=bool, na_value=False)].reset_index(drop=True),
             **tables,
         }
-        return CRM(lean, as_of_date=self.as_of_date, playbook=self.playbook, load_report=self.load_report)
+        copy = CRM(lean, as_of_date=self.as_of_date, playbook=self.playbook, load_report=self.load_report)
+        copy._cached(("rewound_often",), lambda: True)  # (its rewinds are prepared from the first on)
+        return copy
 
     def _cached_only(self, key: tuple):  # type: ignore[no-untyped-def]
         """The value :meth:`_cached` holds under ``key``, or None when nothing computed (or set) it yet."""
@@ -563,6 +616,11 @@ def _field_values(fh: pd.DataFrame, field: str, kind: str, cache: dict) -> tuple
 def _rewind_opportunities(
     opps: pd.DataFrame, hist: pd.DataFrame, fh: pd.DataFrame, cutoff: pd.Timestamp, cache: dict | None = None
 ) -> pd.DataFrame:
+    """The deals as known before ``cutoff`` by plain pandas steps (``hist``: the history rows before it).
+
+    ``CRM.as_of`` uses these steps for tables its prepared rewind (:mod:`forecastkit.data._fast`)
+    does not take (repeated or missing ids, other column types); the tests hold both equal.
+    """
     from forecastkit.data.validate import _isin
 
     o = _rows(opps, opps["created_at"] < cutoff)
@@ -607,36 +665,56 @@ def _rewind_opportunities(
     o.loc[status == "lost", "forecast_category"] = "omitted"
     o.loc[(o["stage"] != cur_stage).fillna(True).astype(bool), "probability"] = np.nan
     if len(fh):
-        later = fh[(fh["changed_at"] >= cutoff).to_numpy()]  # (then the deals: fewer ids to look up)
+        later_rows = np.flatnonzero((fh["changed_at"] >= cutoff).to_numpy())  # (then the deals: fewer ids to look up)
+        later = fh.iloc[later_rows].set_axis(later_rows)  # (labelled by position in fh)
         later = later[_isin(later["opportunity_id"], ids).to_numpy()]
         if len(later):
             first = later.groupby(["opportunity_id", "field"], sort=False).head(1)
             pos = pd.Series(np.arange(len(o)), index=o["opportunity_id"].to_numpy())
-            # from a snapshot's second rewind on (win-model training rewinds one at many dates), old values
-            # are converted once for all rows instead of at each date; fh rows by position (default index)
-            by_row = (
-                cache is not None and cache.setdefault("rewinds", 0) > 0 and fh.index.equals(pd.RangeIndex(len(fh)))
-            )
-            if cache is not None:
-                cache["rewinds"] += 1
+            by_row = _count_rewind(cache, fh)
             for field, grp in first.groupby("field", sort=False):
-                if field not in o.columns or field in ("opportunity_id",):
-                    continue
-                kind = TABLES["opportunities"].column(str(field)).kind
-                whole = _field_values(fh, str(field), kind, cache) if by_row else None
-                if whole is not None:
-                    vals = whole[1][np.searchsorted(whole[0], grp.index.to_numpy())]
-                else:
-                    vals = coerce_column(grp["old_value"].reset_index(drop=True), kind)[0].to_numpy()
-                rows = pos.reindex(grp["opportunity_id"].to_numpy()).to_numpy()
-                col = o[field].copy()
-                col.iloc[rows] = vals
-                o[field] = col
+                if field in o.columns and field != "opportunity_id":
+                    rows = pos.reindex(grp["opportunity_id"].to_numpy()).to_numpy()
+                    _restore_field(o, fh, str(field), grp.index.to_numpy(), rows, cache, by_row)
     return o
 
 
-def _rewind_activities(act: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
-    known = act["created_at"].fillna(act["due_at"])
+def _count_rewind(cache: dict | None, fh: pd.DataFrame) -> bool:
+    """Count a rewind that restores field values; True when old values come from the per-snapshot conversion.
+
+    From a snapshot's second such rewind on (win-model training rewinds one at many dates),
+    old values are converted once for all rows instead of at each date (fh rows by position:
+    only with a default index).
+    """
+    by_row = cache is not None and cache.setdefault("rewinds", 0) > 0 and fh.index.equals(pd.RangeIndex(len(fh)))
+    if cache is not None:
+        cache["rewinds"] += 1
+    return by_row
+
+
+def _restore_field(
+    o: pd.DataFrame,
+    fh: pd.DataFrame,
+    field: str,
+    fh_rows: np.ndarray,
+    o_rows: np.ndarray,
+    cache: dict | None,
+    by_row: bool,
+) -> None:
+    """Set ``o[field]`` at rows ``o_rows`` to the old values of field-history rows ``fh_rows`` (positions), converted."""
+    kind = TABLES["opportunities"].column(field).kind
+    whole = _field_values(fh, field, kind, cache) if by_row else None
+    if whole is not None:
+        vals = whole[1][np.searchsorted(whole[0], fh_rows)]
+    else:
+        vals = coerce_column(fh["old_value"].iloc[fh_rows].reset_index(drop=True), kind)[0].to_numpy()
+    col = o[field].copy()
+    col.iloc[o_rows] = vals
+    o[field] = col
+
+
+def _rewind_activities(act: pd.DataFrame, cutoff: pd.Timestamp, known: pd.Series) -> pd.DataFrame:
+    """Activities known (created, else due: ``known``) before ``cutoff``; done after it: not done yet."""
     a = _rows(act, known < cutoff)
     later = a["done_at"] >= cutoff
     if later.any():
