@@ -217,8 +217,8 @@ def test_empty_history():
 
 
 # --------------------------------------------------------------------------- stage_probabilities end to end
-def _odd_crm(seed: int, integer_ids: bool, shuffle: bool) -> CRM:
-    """A CRM over a random history: deals without history, history of unknown deals, odd stages."""
+def _odd_crm(seed: int, integer_ids: bool, shuffle: bool, gaps: bool = True) -> CRM:
+    """A CRM over a random history with odd stages; ``gaps``: deals without history, history of unknown deals."""
     ids, h = _random_history(seed, n_deals=60, integer_ids=integer_ids)
     rng = np.random.default_rng(seed)
     last = h.groupby("opportunity_id", sort=False)["stage"].last().reindex(ids)
@@ -235,9 +235,13 @@ def _odd_crm(seed: int, integer_ids: bool, shuffle: bool) -> CRM:
             "segment": pd.Series(rng.choice(["smb", "mid", None], len(ids)), dtype="string"),
         }
     )
-    h = h[~h["opportunity_id"].isin(ids[::7])]  # deals without history
-    extra = h.iloc[:4].assign(opportunity_id=999 if integer_ids else "ZZZ")
-    h = pd.concat([h, extra], ignore_index=True)  # history of a deal not in the snapshot
+    for c in ("created_at", "closed_at", "close_date"):
+        o[c] = o[c].astype("datetime64[ns]")
+    if gaps:
+        h = h[~h["opportunity_id"].isin(ids[::7])]  # deals without history
+        extra = h.iloc[:4].assign(opportunity_id=999 if integer_ids else "ZZZ")
+        h = pd.concat([h, extra], ignore_index=True)  # history of a deal not in the snapshot
+    h["opportunity_id"] = h["opportunity_id"].astype(o["opportunity_id"].dtype)
     if shuffle:
         h = h.sample(frac=1.0, random_state=seed).reset_index(drop=True)
     return CRM({"opportunities": o, "history": h}, as_of_date=pd.Timestamp("2026-03-31"), playbook=PB)
@@ -284,3 +288,42 @@ def test_stage_probabilities_count_like_stages_reached_on_odd_histories(integer_
     want = want.assign(reached=want.sum(axis=1))[["reached", "won", "lost", "open"]].sort_index()
     got = got.set_index(["stage", "segment"])[["reached", "won", "lost", "open"]].sort_index()
     pd.testing.assert_frame_equal(got, want, check_dtype=False, check_index_type=False)
+
+
+# --------------------------------------------------------------------------- spells and current stage age
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("integer_ids", [False, True])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_spells_equal_the_pandas_path(monkeypatch, seed, integer_ids, shuffle):
+    crm = _odd_crm(seed, integer_ids, shuffle)
+    fast = timeline.stage_spells(crm)
+    monkeypatch.setattr(timeline, "_spells_fast", lambda *args: None)
+    pd.testing.assert_frame_equal(fast, timeline.stage_spells(crm), check_exact=True)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("integer_ids", [False, True])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_last_entered_equals_the_last_spell_by_groupby(seed, integer_ids, shuffle):
+    crm = _odd_crm(seed, integer_ids, shuffle)
+    sp = timeline.stage_spells(crm)
+    if shuffle:  # spells of a deal not next to each other: the groupby path
+        sp = sp.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    ids = crm.opportunities["opportunity_id"].to_numpy()
+    for asked in (ids, ids[::-1], ids[::2], np.append(ids, ids[:3])):
+        want = sp.groupby("opportunity_id", sort=False).tail(1).set_index("opportunity_id")["entered_at"]
+        got = timeline._last_entered(sp, asked)
+        np.testing.assert_array_equal(got, want.reindex(asked).to_numpy())
+
+
+@pytest.mark.parametrize("integer_ids", [False, True])
+def test_last_spell_positions_of_a_sorted_history(integer_ids):
+    crm = _odd_crm(4, integer_ids, shuffle=False, gaps=False)
+    spells, last = timeline._spells_and_last(crm)
+    assert last is not None  # every deal has history, sorted: positions known
+    row = spells.assign(row=np.arange(len(spells))).groupby("opportunity_id", sort=False)["row"].last()
+    want = row.reindex(crm.opportunities["opportunity_id"].to_numpy()).fillna(-1).to_numpy(np.int64)
+    np.testing.assert_array_equal(last, want)
+    is_open = (crm.opportunities["status"] == "open").to_numpy(bool)
+    by_position = timeline._current_stage_age(crm.open_deals, spells, crm.as_of_date, last[is_open])
+    pd.testing.assert_frame_equal(by_position, timeline.current_stage_age(crm), check_exact=True)

@@ -79,7 +79,7 @@ def _spells_fast(crm: CRM, h: pd.DataFrame, o: pd.DataFrame) -> tuple[pd.DataFra
     except TypeError:  # ids that cannot be ordered (e.g. None among texts): sorted below
         ids_sorted = False
     runs = hid[starts] if ids_sorted else pd.unique(hid[starts])  # (sorted ids: each deal one run)
-    run_of = pd.Index(runs).get_indexer(oid)  # the deal's run of history rows
+    run_of = _run_positions(oid, runs)  # the deal's run of history rows
     in_hist = run_of >= 0
     add = ~in_hist & o["stage"].notna().to_numpy(bool)
     resort = bool(add.any())
@@ -263,9 +263,9 @@ def _last_entered(sp: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
     if not (pd.isna(sid).any() or pd.isna(ids).any()):  # fast path: a deal's spells are contiguous
         ends = np.ones(len(sid), dtype=bool)
         np.not_equal(sid[1:], sid[:-1], out=ends[:-1])
-        last = pd.Index(sid[ends])
-        if last.is_unique:
-            pos = last.get_indexer(ids)
+        last = sid[ends]
+        if _strictly_increasing(last) or pd.Index(last).is_unique:
+            pos = _run_positions(np.asarray(ids, dtype=object), last)
             entered = sp["entered_at"].to_numpy()[ends]
             nat = np.array("NaT", dtype=entered.dtype)
             return np.where(pos >= 0, entered[pos] if len(entered) else nat, nat)

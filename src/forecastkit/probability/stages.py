@@ -399,7 +399,7 @@ def _scope(crm: CRM, lookback: str | pd.Timedelta | None, by_cols: Sequence[str]
         cols[c] = o[c].astype("string").fillna(_MISSING).to_numpy(dtype=object)[pos]
     opps = pd.DataFrame(cols)
     h = crm.history
-    code = pd.Index(o["opportunity_id"]).get_indexer(h["opportunity_id"])
+    code = timeline._row_positions(h["opportunity_id"], o["opportunity_id"])
     hk = code >= 0
     hk[hk] = keep[code[hk]]
     hist = pd.DataFrame(
