@@ -507,7 +507,7 @@ def _entry_and_furthest_of_runs(
         return None
     valid = order >= 0  # (NaN: unknown stage; -1: lost)
     ends = np.append(starts[1:], len(order))
-    top = np.maximum.reduceat(np.where(valid, order, -1.0), starts) if len(starts) else np.zeros(0)
+    top = np.fmax.reduceat(order, starts) if len(starts) else np.zeros(0)  # (fmax skips NaN; lost: -1)
     valid_rows = np.flatnonzero(valid)
     first = np.searchsorted(valid_rows, starts)  # first row in an open stage or won, at or after the run start
     got = first < len(valid_rows)
