@@ -79,7 +79,7 @@ def _spells_fast(crm: CRM, h: pd.DataFrame, o: pd.DataFrame) -> tuple[pd.DataFra
     except TypeError:  # ids that cannot be ordered (e.g. None among texts): sorted below
         ids_sorted = False
     runs = hid[starts] if ids_sorted else pd.unique(hid[starts])  # (sorted ids: each deal one run)
-    run_of = pd.Index(runs).get_indexer(oid)  # the deal's run of history rows
+    run_of = _run_positions(oid, runs)  # the deal's run of history rows
     in_hist = run_of >= 0
     add = ~in_hist & o["stage"].notna().to_numpy(bool)
     resort = bool(add.any())
@@ -263,9 +263,9 @@ def _last_entered(sp: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
     if not (pd.isna(sid).any() or pd.isna(ids).any()):  # fast path: a deal's spells are contiguous
         ends = np.ones(len(sid), dtype=bool)
         np.not_equal(sid[1:], sid[:-1], out=ends[:-1])
-        last = pd.Index(sid[ends])
-        if last.is_unique:
-            pos = last.get_indexer(ids)
+        last = sid[ends]
+        if _strictly_increasing(last) or pd.Index(last).is_unique:
+            pos = _run_positions(np.asarray(ids, dtype=object), last)
             entered = sp["entered_at"].to_numpy()[ends]
             nat = np.array("NaT", dtype=entered.dtype)
             return np.where(pos >= 0, entered[pos] if len(entered) else nat, nat)
@@ -336,36 +336,94 @@ def qualification_completeness(opportunities: pd.DataFrame, playbook: Playbook) 
 # Private, numpy-level versions of the rules above for large snapshots (stage_probabilities uses them);
 # tests check that they count exactly like deal_progress / stages_reached.
 def _row_positions(keys: pd.Series, index: pd.Series) -> np.ndarray:
-    """Position in ``index`` of each value of ``keys`` (-1 when absent).
+    """Position in ``index`` of each value of ``keys`` (-1 when absent), as ``pd.Index(index).get_indexer(keys)``.
 
     Fast on history-like keys where equal values sit next to each other: only the
-    first key of each run is looked up.
+    first key of each run is looked up (:func:`_run_positions`).
     """
-    arr = np.asarray(keys.array, dtype=object)
-    idx = pd.Index(np.asarray(index.array, dtype=object))  # object, like arr: no conversion while hashing
+    arr = _text_values(keys)
     if len(arr) == 0:
         return np.zeros(0, dtype=np.int64)
-    try:
-        change = np.empty(len(arr), dtype=bool)
-        change[0] = True
-        np.not_equal(arr[1:], arr[:-1], out=change[1:])
-    except TypeError:  # missing ids (pd.NA) cannot be compared: plain lookup
-        return idx.get_indexer(arr).astype(np.int64)
-    starts = np.flatnonzero(change)
-    if len(starts) > len(arr) // 2:  # no long runs: plain lookup is as fast
-        return idx.get_indexer(arr).astype(np.int64)
-    first = idx.get_indexer(arr[starts]).astype(np.int64)
+    starts = _run_starts(arr)
+    if starts is None:  # missing ids (pd.NA) cannot be compared: plain lookup
+        return pd.Index(_text_values(index)).get_indexer(arr).astype(np.int64)
+    first = _run_positions(arr[starts], _text_values(index))
     return np.repeat(first, np.diff(np.append(starts, len(arr))))
+
+
+def _run_starts(ids: np.ndarray) -> np.ndarray | None:
+    """Positions where a run of equal values of the object array ``ids`` starts (None: values not comparable)."""
+    if len(ids) == 0:
+        return np.zeros(0, dtype=np.int64)
+    change = np.empty(len(ids), dtype=bool)
+    change[0] = True
+    try:
+        np.not_equal(ids[1:], ids[:-1], out=change[1:])
+    except TypeError:  # missing ids (pd.NA)
+        return None
+    return np.flatnonzero(change)
+
+
+def _strictly_increasing(values: np.ndarray) -> bool:
+    """True when every value of the object array is greater than the one before (False when not comparable)."""
+    if len(values) < 2:
+        return True
+    greater = np.empty(len(values) - 1, dtype=bool)
+    try:
+        np.greater(values[1:], values[:-1], out=greater)
+    except (TypeError, ValueError):  # pd.NA, or texts mixed with numbers
+        return False
+    return bool(greater.all())
+
+
+def _run_positions(keys: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Position in ``index`` of each value of ``keys`` (-1 when absent): ``pd.Index(index).get_indexer(keys)``.
+
+    When both object arrays are strictly increasing (the ids of a validated snapshot and
+    the runs of its history) no hash table is built: equal arrays give ``0..n-1``, and
+    otherwise a stable sort of the two sorted arrays put end to end (a merge, linear)
+    brings each key next to its equal in ``index``. Else (unsorted or repeated values,
+    so also the error on a non-unique ``index``) pandas looks the keys up.
+    """
+    n = len(index)
+    if not _strictly_increasing(index):
+        return pd.Index(index).get_indexer(keys).astype(np.int64)
+    if len(keys) == n:
+        same = np.empty(n, dtype=bool)
+        np.equal(keys, index, out=same)
+        if same.all():  # (then keys are strictly increasing too)
+            return np.arange(n, dtype=np.int64)
+    if not _strictly_increasing(keys):
+        return pd.Index(index).get_indexer(keys).astype(np.int64)
+    both = np.concatenate([index, keys])
+    try:
+        order = np.argsort(both, kind="stable")  # index first among equals
+    except TypeError:  # e.g. numbers in one array, texts in the other
+        return pd.Index(index).get_indexer(keys).astype(np.int64)
+    ranked = both[order]
+    equal = np.empty(max(len(both) - 1, 0), dtype=bool)
+    np.equal(ranked[1:], ranked[:-1], out=equal)
+    pair = np.flatnonzero(equal)  # (index value, its equal key): neither array repeats a value
+    pos = np.full(len(keys), -1, dtype=np.int64)
+    pos[order[pair + 1] - n] = order[pair]
+    return pos
 
 
 def _stage_order_codes(stages: pd.Series, playbook: Playbook) -> np.ndarray:
     """``stage_order`` of :func:`stage_spells` per value: position, won = number of stages, lost = -1, else NaN."""
-    codes, uniques = pd.factorize(np.asarray(stages.array, dtype=object))
+    values = _text_values(stages)
+    starts = _run_starts(values)  # history repeats a deal's stage row after row: each run is looked up once
+    if starts is None or len(starts) > 0.8 * len(values):
+        starts = None
+    else:
+        values = values[starts]
+    codes, uniques = pd.factorize(values)
     mapping = {name: i for i, name in enumerate(playbook.stage_names)}
     mapping[WON] = len(playbook.stages)
     mapping[LOST] = -1
     lut = np.array([mapping.get(u, np.nan) if isinstance(u, str) else np.nan for u in uniques] + [np.nan])
-    return lut[codes]  # code -1 (missing) takes the trailing NaN
+    order = lut[codes]  # code -1 (missing) takes the trailing NaN
+    return order if starts is None else np.repeat(order, np.diff(np.append(starts, len(stages))))
 
 
 def _entry_and_furthest(
@@ -395,6 +453,76 @@ def _entry_and_furthest(
     entry[d[starts]] = o[starts]
     furthest[d[starts]] = np.maximum.reduceat(o, starts)
     return entry, furthest
+
+
+def _deal_entry_and_furthest(
+    history: pd.DataFrame, opportunity_ids: pd.Series, playbook: Playbook
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per opportunity (rows of ``opportunity_ids``): ``entry_order, max_order`` of :func:`deal_progress`
+    read from ``history`` alone, and whether the deal has any history row.
+
+    As :func:`_entry_and_furthest` on the rows of each deal (rows in lost or unknown stages
+    ignored; NaN without such rows). History sorted by deal and time (validated snapshots)
+    is read run by run (:func:`_entry_and_furthest_of_runs`); other history row by row.
+    """
+    hid = _text_values(history["opportunity_id"])
+    oid = _text_values(opportunity_ids)
+    order = _stage_order_codes(history["stage"], playbook)
+    changed = history["changed_at"].to_numpy()
+    n = len(oid)
+    starts = _run_starts(hid)
+    if starts is not None:
+        run_pos = _run_positions(hid[starts], oid)
+        fast = _entry_and_furthest_of_runs(starts, run_pos, changed, order, n)
+        if fast is not None:
+            return fast
+        pos = np.repeat(run_pos, np.diff(np.append(starts, len(hid))))
+    else:
+        pos = pd.Index(oid).get_indexer(hid).astype(np.int64)
+    has_history = np.zeros(n, dtype=bool)
+    has_history[pos[pos >= 0]] = True
+    rows = pos >= 0
+    entry, furthest = _entry_and_furthest(pos[rows], changed[rows], order[rows], n)
+    return entry, furthest, has_history
+
+
+def _entry_and_furthest_of_runs(
+    starts: np.ndarray, run_pos: np.ndarray, changed_at: np.ndarray, order: np.ndarray, n_deals: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """:func:`_deal_entry_and_furthest` when history comes in runs, one per deal, each in time order.
+
+    ``starts``: first row of each run of equal ids; ``run_pos``: the run's deal (-1: not a
+    deal of the snapshot). The entry is the run's first row in an open stage or won, the
+    furthest its largest order. None when a deal has several runs or a run is not in
+    time order (a missing ``changed_at`` included), which the row-by-row path sorts.
+    """
+    deals = run_pos[run_pos >= 0]
+    if not (bool(np.all(deals[1:] > deals[:-1])) or _all_distinct(deals)):
+        return None
+    in_order = np.ones(len(order), dtype=bool)
+    if len(order) > 1:
+        np.greater_equal(changed_at[1:], changed_at[:-1], out=in_order[1:])  # NaT: False
+    in_order[starts] = True
+    if not in_order.all():
+        return None
+    valid = order >= 0  # (NaN: unknown stage; -1: lost)
+    ends = np.append(starts[1:], len(order))
+    top = np.fmax.reduceat(order, starts) if len(starts) else np.zeros(0)  # (fmax skips NaN; lost: -1)
+    valid_rows = np.flatnonzero(valid)
+    first = np.searchsorted(valid_rows, starts)  # first row in an open stage or won, at or after the run start
+    got = first < len(valid_rows)
+    got[got] = valid_rows[first[got]] < ends[got]
+    run_entry = np.full(len(starts), np.nan)
+    run_entry[got] = order[valid_rows[first[got]]]
+    run_furthest = np.where(top >= 0, top, np.nan)
+    entry = np.full(n_deals, np.nan)
+    furthest = np.full(n_deals, np.nan)
+    has_history = np.zeros(n_deals, dtype=bool)
+    known = run_pos >= 0
+    entry[run_pos[known]] = run_entry[known]
+    furthest[run_pos[known]] = run_furthest[known]
+    has_history[run_pos[known]] = True
+    return entry, furthest, has_history
 
 
 def _distinct_sorted(values: np.ndarray) -> np.ndarray:

@@ -358,18 +358,13 @@ def _reached_counts(crm: CRM, keep: np.ndarray, status: np.ndarray, by_cols: lis
 def _reached_spans(crm: CRM, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The deals counted and the stages they reached: ``idx`` (rows of ``crm.opportunities``
     among ``keep`` with a stage reached), ``lo``..``hi`` (their entry and furthest open stage,
-    pipeline positions). Each deal's span reads only its own history rows (in table order)."""
+    pipeline positions). Each deal's span reads only its own history rows; a deal without
+    history rows counts its current stage."""
     pb = crm.playbook
-    o, h = crm.opportunities, crm.history
+    o = crm.opportunities
     n_st = len(pb.stages)
-    pos = timeline._row_positions(h["opportunity_id"], o["opportunity_id"])
-    hk = pos >= 0
-    hk[hk] = keep[pos[hk]]
-    entry, furthest = timeline._entry_and_furthest(
-        pos[hk], h["changed_at"].to_numpy()[hk], timeline._stage_order_codes(h["stage"], pb)[hk], len(o)
-    )
-    no_hist = keep.copy()
-    no_hist[pos[pos >= 0]] = False  # a deal without history: its current stage
+    entry, furthest, has_history = timeline._deal_entry_and_furthest(crm.history, o["opportunity_id"], pb)
+    no_hist = keep & ~has_history
     if no_hist.any():
         cur = timeline._stage_order_codes(o["stage"], pb)
         cur = np.where(cur >= 0, cur, np.nan)
@@ -404,7 +399,7 @@ def _scope(crm: CRM, lookback: str | pd.Timedelta | None, by_cols: Sequence[str]
         cols[c] = o[c].astype("string").fillna(_MISSING).to_numpy(dtype=object)[pos]
     opps = pd.DataFrame(cols)
     h = crm.history
-    code = pd.Index(o["opportunity_id"]).get_indexer(h["opportunity_id"])
+    code = timeline._row_positions(h["opportunity_id"], o["opportunity_id"])
     hk = code >= 0
     hk[hk] = keep[code[hk]]
     hist = pd.DataFrame(
