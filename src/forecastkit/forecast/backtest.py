@@ -74,6 +74,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from forecastkit._text import text_is
 from forecastkit.data.crm import CRM
 from forecastkit.errors import FallbackWarning, InsufficientDataError, ParameterError, PeriodError
 from forecastkit.forecast._workers import n_workers, run_tasks
@@ -307,10 +308,10 @@ def backtest(
         rows = []
         for per, cp, d in items:
             snap, pos = rewind.at(d)
-            cw = float(_won_amount(snap, per))
-            common = {"period": per.label, "checkpoint": str(cp), "as_of": d, "closed_won": cw}
             key = per.label if refit == "period" else f"{per.label}@{d.date()}"
             ctx = _Context(snap, per, slip_cache, n_periods, pos, slip_models, key)
+            cw = float(_won_amount(snap, per, ctx.won))
+            common = {"period": per.label, "checkpoint": str(cp), "as_of": d, "closed_won": cw}
             for m in methods:
                 res = _one(
                     m,
@@ -356,10 +357,10 @@ def _by_period(
 def _score(out: pd.DataFrame, crm: CRM, pers: Sequence[Period]) -> pd.DataFrame:
     """Add each period's actual (read from the full snapshot), the errors and the coverage to forecast rows."""
     o = crm.opportunities
-    won = o[(o["status"] == "won").fillna(False).to_numpy(dtype=bool)]
+    won = np.flatnonzero(text_is(o["status"], "won"))
+    closed_at, amount = o["closed_at"].iloc[won], o["amount"].iloc[won]
     actuals = {
-        per.label: float(won.loc[per.contains(won["closed_at"]).fillna(False).to_numpy(dtype=bool), "amount"].sum())
-        for per in pers
+        per.label: float(amount[per.contains(closed_at).fillna(False).to_numpy(dtype=bool)].sum()) for per in pers
     }
     out = out.assign(actual=out["period"].map(actuals).astype(float))
     out["error"] = out["forecast"] - out["actual"]
@@ -394,12 +395,11 @@ def _win_rows(crm: CRM, first_d: pd.Timestamp, last_d: pd.Timestamp) -> pd.DataF
     return training_rows(crm, start, end, f"{_WIN_STEP_DAYS}D")
 
 
-def _won_amount(snap: CRM, per: Period) -> float:
+def _won_amount(snap: CRM, per: Period, won: np.ndarray) -> float:
+    """Amount of the deals won (``won``: their rows in ``snap.opportunities``) with ``closed_at`` in ``per``."""
     o = snap.opportunities
-    m = (o["status"] == "won").fillna(False).to_numpy(dtype=bool) & per.contains(o["closed_at"]).fillna(False).to_numpy(
-        dtype=bool
-    )
-    return float(o.loc[m, "amount"].sum())
+    inside = per.contains(o["closed_at"].iloc[won]).fillna(False).to_numpy(dtype=bool)
+    return float(o["amount"].iloc[won[inside]].sum())
 
 
 #: Tables the methods read (besides ``opportunities``, ``history`` and ``field_history``), by method.
@@ -480,7 +480,8 @@ class _Rewinder:
     ``CRM.as_of`` keeps the rows known at the cutoff in their order, so each snapshot
     row is found in the full snapshot by its position: the per-checkpoint slip-model
     inputs (pushes, days in stage, segments) are then computed without hashing ids
-    again. Only when the opportunity ids are unique and a segment column exists
+    again, and each snapshot holds the opportunities row of its history and activity
+    rows (``CRM._rows_of_deals``' cache, read by the win model's features). Only when the opportunity ids are unique and a segment column exists
     (otherwise the positions are None and the slip model looks ids up as usual).
     """
 
@@ -493,6 +494,7 @@ class _Rewinder:
         if not self.by_position:
             return
         self.created = o["created_at"].to_numpy(dtype="datetime64[ns]")
+        self.ids_known = not o["opportunity_id"].isna().any()  # (then the history positions match by id)
         h = self.lean.history
         hpos = _first_positions(o["opportunity_id"], h["opportunity_id"])
         self.history_codes = np.where(hpos < 0, self.n, hpos)
@@ -514,17 +516,24 @@ class _Rewinder:
         hist = self.history_codes[self.changed < cutoff]  # history rows dated before it
         if len(opps) != len(snap.opportunities) or len(hist) != len(snap.history):  # pragma: no cover - defensive
             return snap, None
+        row = np.full(self.n + 1, -1, dtype=np.int64)
+        row[opps] = np.arange(len(opps))  # full-snapshot row -> snapshot row (n, an unknown deal: -1)
+        if self.ids_known:  # each history row's deal row, for the win model's features
+            snap._cached(("deal_pos", "history"), lambda: row[hist])
         if self.act_pos is not None:  # as CRM.as_of: activities known (created, else due) before the cutoff
             deal = self.act_pos[self.act_known < cutoff]
             if len(deal) == len(snap.activities):
-                row = np.full(self.n + 1, -1, dtype=np.int64)
-                row[opps] = np.arange(len(opps))  # full-snapshot row -> snapshot row
                 snap._cached(("deal_pos", "activities"), lambda: row[deal])  # (deal = -1 reads the last, -1)
         return snap, _Positions(opps, hist, self.n)
 
 
 class _Context:
-    """Per-checkpoint pieces shared by the methods (computed on first use)."""
+    """Per-checkpoint pieces shared by the methods (computed on first use).
+
+    ``is_open`` / ``won``: mask of the snapshot's open opportunities and rows of its won
+    ones, compared once per checkpoint (a text comparison of a million statuses costs
+    tens of milliseconds).
+    """
 
     def __init__(
         self,
@@ -539,6 +548,9 @@ class _Context:
         self.snap, self.per, self.slip_cache, self.n_periods, self.pos = snap, per, slip_cache, n_periods, pos
         self.slip_models = {} if slip_models is None else slip_models
         self.key = key
+        status = snap.opportunities["status"]
+        self.is_open = text_is(status, "open")
+        self.won = np.flatnonzero(text_is(status, "won"))
         self._p_in: np.ndarray | None = None
         self._new: NewDeals | None = None
         self._open: pd.DataFrame | None = None
@@ -577,8 +589,7 @@ class _Context:
                 state = _open_deal_state(snap, o)
                 segment = _segments(snap, o["opportunity_id"]).to_numpy()
             else:
-                is_open = (snap.opportunities["status"] == "open").to_numpy(dtype=bool, na_value=False)
-                state = _open_deal_state(snap, o, codes=(pos.history_codes, pos.opps[is_open], pos.n + 1))
+                state = _open_deal_state(snap, o, codes=(pos.history_codes, pos.opps[self.is_open], pos.n + 1))
                 segment = pd.array(o["segment"], dtype="string").to_numpy()
             deals = _slip_deals(o, state, segment)
             self._p_in = _p_in_period_of(deals, snap, self.per, model=sm)["p_in_period"].to_numpy(float)
@@ -588,7 +599,7 @@ class _Context:
     def open_deals(self) -> pd.DataFrame:
         """``snap.open_deals``, filtered once per checkpoint."""
         if self._open is None:
-            self._open = self.snap.open_deals
+            self._open = self.snap.opportunities[self.is_open]
         return self._open
 
     @property
@@ -679,14 +690,17 @@ def _one(
         last = fc.sort_values("submitted_at", kind="stable").groupby("owner", sort=False).tail(1)
         return {**nan, "forecast": float(last[m].sum())}
     if m == "run_rate":
-        return {**nan, **_run_rate(snap, per, ctx.n_periods, cw)}
+        return {**nan, **_run_rate(snap, per, ctx.n_periods, cw, ctx.won)}
     raise ParameterError(f"unknown method {m!r}")  # pragma: no cover - checked upstream
 
 
-def _run_rate(snap: CRM, per: Period, n_periods: int, cw: float) -> dict:
-    """Won so far + mean of what past periods booked from the same point to their end."""
+def _run_rate(snap: CRM, per: Period, n_periods: int, cw: float, won: np.ndarray) -> dict:
+    """Won so far + mean of what past periods booked from the same point to their end.
+
+    ``won``: rows of the won deals in ``snap.opportunities``.
+    """
     o = snap.opportunities
-    won = o[(o["status"] == "won").fillna(False).to_numpy(dtype=bool)]
+    closed_at, amount = o["closed_at"].iloc[won], o["amount"].iloc[won]
     elapsed = snap.as_of_date + pd.Timedelta(days=1) - per.start
     first = o["created_at"].min()
     vals, p = [], per
@@ -694,8 +708,8 @@ def _run_rate(snap: CRM, per: Period, n_periods: int, cw: float) -> dict:
         p = p.shift(-1, snap.playbook)
         if pd.isna(first) or p.start < first.normalize():
             break
-        rest = (won["closed_at"] >= p.start + elapsed) & (won["closed_at"] < p.end)
-        vals.append(float(won.loc[rest.fillna(False).to_numpy(dtype=bool), "amount"].sum()))
+        rest = (closed_at >= p.start + elapsed) & (closed_at < p.end)
+        vals.append(float(amount[rest.fillna(False).to_numpy(dtype=bool)].sum()))
     if not vals:
         return {"forecast": cw, "note": "no completed past period: run-rate adds zero"}
     return {"forecast": cw + float(np.mean(vals))}
