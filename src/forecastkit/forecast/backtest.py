@@ -406,17 +406,18 @@ def _won_amount(snap: CRM, per: Period, won: np.ndarray) -> float:
 _TABLES_READ = {"model": ("activities",), "call_commit": ("forecast_calls",), "call_best_case": ("forecast_calls",)}
 
 
-def _closed_throughout(crm: CRM, cutoff: pd.Timestamp) -> np.ndarray:
+def _closed_throughout(crm: CRM, cutoff: pd.Timestamp, history_rows: np.ndarray | None = None) -> np.ndarray:
     """Mask of the opportunities closed in every snapshot ``crm.as_of(d)`` with ``d + 1 day >= cutoff``.
 
     As ``CRM.as_of`` rewinds them: a deal with history takes the stage of its last
     history row dated before the cutoff, so a deal whose history rows all lie before
     ``cutoff`` and end in a closed stage stays closed; a deal without history keeps its
     closed stage unless it closed at or after the cutoff. (Ids must be unique.)
+    ``history_rows``: each history row's opportunities row (-1: none), when known.
     """
     o, h = crm.opportunities, crm.history
     n = len(o)
-    pos = _first_positions(o["opportunity_id"], h["opportunity_id"])
+    pos = _first_positions(o["opportunity_id"], h["opportunity_id"]) if history_rows is None else history_rows
     known = pos >= 0
     hp, rows = pos[known], np.flatnonzero(known)
     has = np.bincount(hp, minlength=n) > 0
@@ -432,7 +433,9 @@ def _closed_throughout(crm: CRM, cutoff: pd.Timestamp) -> np.ndarray:
     return np.where(has, last_closed & ~later, closed_now & ~closed_late)
 
 
-def _lean_source(crm: CRM, methods: Sequence[str], first: pd.Timestamp | None = None) -> CRM:
+def _lean_source(
+    crm: CRM, methods: Sequence[str], first: pd.Timestamp | None = None, history_rows: np.ndarray | None = None
+) -> CRM:
     """The company with only the tables and columns the backtest's methods read, ready to rewind.
 
     ``_lean_source(crm, methods).as_of(d)`` gives every method the same input as
@@ -442,7 +445,8 @@ def _lean_source(crm: CRM, methods: Sequence[str], first: pd.Timestamp | None = 
     done on a deal, with their dates, and without the deals closed at every checkpoint from
     ``first`` on (:func:`_closed_throughout`: the features read the activities of open deals
     only); forecast calls only for the ``call_*`` methods. The other tables (accounts,
-    contacts, orders...) are not rewound at all.
+    contacts, orders...) are not rewound at all. ``history_rows``: each history row's
+    opportunities row (-1: none), when the caller has them (distinct ids).
     """
     from forecastkit.probability.features import _DEAL_COLUMNS, _REWIND_COLUMNS
 
@@ -453,8 +457,8 @@ def _lean_source(crm: CRM, methods: Sequence[str], first: pd.Timestamp | None = 
         a = crm.activities
         keep = (a["opportunity_id"].notna() & a["done_at"].notna()).to_numpy(dtype=bool)
         ids = o["opportunity_id"]
-        if first is not None and pd.Index(np.asarray(ids, dtype=object)).is_unique:
-            closed = _closed_throughout(crm, first + pd.Timedelta(days=1))
+        if first is not None and (history_rows is not None or pd.Index(np.asarray(ids, dtype=object)).is_unique):
+            closed = _closed_throughout(crm, first + pd.Timedelta(days=1), history_rows)
             keep &= ~a["opportunity_id"].isin(ids[closed]).to_numpy(dtype=bool)
         tables["activities"] = a.loc[keep, ["opportunity_id", "created_at", "due_at", "done_at"]].reset_index(drop=True)
     if "forecast_calls" in wanted and crm.has("forecast_calls"):
@@ -481,30 +485,34 @@ class _Rewinder:
     row is found in the full snapshot by its position: the per-checkpoint slip-model
     inputs (pushes, days in stage, segments) are then computed without hashing ids
     again, and each snapshot holds the opportunities row of its history and activity
-    rows (``CRM._rows_of_deals``' cache, read by the win model's features). Only when the opportunity ids are unique and a segment column exists
-    (otherwise the positions are None and the slip model looks ids up as usual).
+    rows (``CRM._rows_of_deals``' cache, read by the win model's features). Only when
+    the opportunity ids are unique and a segment column exists (otherwise the positions
+    are None and the slip model looks ids up as usual). The ids are hashed once (one
+    index looked up for history, slip-model rows and activities).
     """
 
     def __init__(self, crm: CRM, methods: Sequence[str], slip_cache: pd.DataFrame | None, first: pd.Timestamp) -> None:
-        self.lean = _lean_source(crm, methods, first)
-        o = self.lean.opportunities
+        o = crm.opportunities
+        keys = pd.Index(np.asarray(o["opportunity_id"], dtype=object))  # (its hash table is built once)
+        unique = bool(keys.is_unique)
+        hpos = _first_positions(keys, crm.history["opportunity_id"]) if unique else None
+        self.lean = _lean_source(crm, methods, first, hpos)
+        o = self.lean.opportunities  # (the same rows and ids, the same history)
         self.n = len(o)
-        unique = bool(pd.Index(np.asarray(o["opportunity_id"], dtype=object)).is_unique)
         self.by_position = unique and "segment" in o and _needs_slips(methods)
         if not self.by_position:
             return
         self.created = o["created_at"].to_numpy(dtype="datetime64[ns]")
         self.ids_known = not o["opportunity_id"].isna().any()  # (then the history positions match by id)
         h = self.lean.history
-        hpos = _first_positions(o["opportunity_id"], h["opportunity_id"])
         self.history_codes = np.where(hpos < 0, self.n, hpos)
         self.changed = h["changed_at"].to_numpy(dtype="datetime64[ns]")
         if slip_cache is not None:  # the deal row of each slip-model row, for the segment as a snapshot knows it
-            slip_cache["_row"] = _first_positions(o["opportunity_id"], slip_cache["opportunity_id"])
+            slip_cache["_row"] = _first_positions(keys, slip_cache["opportunity_id"])
         self.act_pos = self.act_known = None
         if self.lean.has("activities"):  # each activity's deal row, for the activity features
             a = self.lean.activities
-            self.act_pos = _first_positions(o["opportunity_id"], a["opportunity_id"])
+            self.act_pos = _first_positions(keys, a["opportunity_id"])
             self.act_known = a["created_at"].fillna(a["due_at"]).to_numpy(dtype="datetime64[ns]")
 
     def at(self, d: pd.Timestamp) -> tuple[CRM, _Positions | None]:
