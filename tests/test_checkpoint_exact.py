@@ -279,3 +279,45 @@ def test_win_model_vocabulary_codes_equal_the_text_lookup(cells: pd.Series) -> N
     want = vocab["stage"].get_indexer(text.to_numpy(dtype=object))
     np.testing.assert_array_equal(got["stage"].to_numpy(), want)
     assert got["stage"].dtype == np.intp
+
+
+# --------------------------------------------------------------------------- open deals' columns
+@pytest.mark.parametrize("name", list(_STATUSES))
+def test_open_deal_columns_and_owner_rate_from_the_open_rows(name: str) -> None:
+    snap = _snapshot(_STATUSES[name])
+    o = snap.opportunities
+    is_open = (o["status"] == "open").to_numpy(dtype=bool, na_value=False)
+    cols = [c for c in dict.fromkeys([*F._DEAL_COLUMNS, *snap.playbook.qualification_fields]) if c in o]
+    got, rows = F._open_deal_columns(snap, rows=True)
+    pd.testing.assert_frame_equal(got, o.loc[is_open, cols].reset_index(drop=True), check_exact=True)
+    np.testing.assert_array_equal(rows, np.flatnonzero(is_open))
+    owners = pd.Series(["alice", "bob", None], dtype="string")
+    np.testing.assert_array_equal(F._owner_win_rate(snap, owners, rows), _owner_win_rate_pandas(snap, owners))
+
+
+def test_training_source_numbers_look_up_like_text_ids() -> None:
+    from _probability_samples import sample
+
+    from forecastkit.data import timeline
+
+    crm, _ = sample("baseline", 0)
+    key, lean, ids = F._training_source(crm, crm.as_of_date - pd.Timedelta(days=200), 300)
+    assert ids is not None and lean.opportunities["opportunity_id"].dtype == np.int64
+    snap = lean.as_of(crm.as_of_date - pd.Timedelta(days=300))
+    o, rows = F._open_deal_columns(snap, rows=True)
+    h = snap.history
+    np.testing.assert_array_equal(
+        F._deal_positions(h["opportunity_id"], o["opportunity_id"]),
+        timeline._row_positions(h["opportunity_id"], o["opportunity_id"]),
+    )
+    got = F._activity_features(snap, o["opportunity_id"], rows)
+    want = F._activity_features_by_groupby(snap, o["opportunity_id"])
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert want[0].sum() > 0
+    # repeated integer ids keep the groupby
+    twice = pd.concat([o["opportunity_id"], o["opportunity_id"].iloc[:3]], ignore_index=True)
+    got = F._activity_features(snap, twice)
+    want = F._activity_features_by_groupby(snap, twice)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])

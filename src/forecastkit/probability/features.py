@@ -224,7 +224,7 @@ def point_in_time_features(snapshot: CRM, features: Sequence[str] | None = None)
         cols["activities_30d"] = recent
         cols["days_since_activity"] = np.where(np.isnan(last), cols["deal_age_days"], last)
     if "owner_win_rate" in need:
-        cols["owner_win_rate"] = _owner_win_rate(snapshot, o["owner"])
+        cols["owner_win_rate"] = _owner_win_rate(snapshot, o["owner"], open_rows)
     if "owner_open_deals" in need:
         active = ~text_is(o["stage"], pb.stage_names[0] if pb.stage_names else "")  # (missing stage: active)
         wip = o.loc[active, "owner"].value_counts()
@@ -564,7 +564,7 @@ def _open_compact(snapshot: CRM, o: pd.DataFrame, open_rows: np.ndarray | None =
         row_of[open_rows] = np.arange(len(o))
         code = row_of[known]  # (known = -1, an unknown deal, reads the last, -1)
     else:
-        code = timeline._row_positions(h["opportunity_id"], o["opportunity_id"])
+        code = _deal_positions(h["opportunity_id"], o["opportunity_id"])
     keep = np.flatnonzero(code >= 0)
     fc = np.asarray(h["forecast_category"].array, dtype=object)[keep]
     hist = pd.DataFrame(
@@ -586,6 +586,16 @@ def _open_compact(snapshot: CRM, o: pd.DataFrame, open_rows: np.ndarray | None =
         }
     )
     return CRM({"opportunities": opps, "history": hist}, as_of_date=snapshot.as_of_date, playbook=pb)
+
+
+def _deal_positions(keys: pd.Series, ids: pd.Series) -> np.ndarray:
+    """Position in ``ids`` (distinct) of each of ``keys`` (-1 when absent): ``timeline._row_positions``.
+
+    Integer ids (the deal numbers of :func:`_training_source`) are looked up as integers.
+    """
+    if keys.dtype == np.int64 and ids.dtype == np.int64:
+        return pd.Index(ids.to_numpy()).get_indexer(keys.to_numpy()).astype(np.int64)
+    return timeline._row_positions(keys, ids)
 
 
 #: Opportunity columns ``CRM.as_of`` reads or sets besides the features' own.
@@ -617,9 +627,9 @@ def _open_deal_columns(snapshot: CRM, rows: bool = False):  # type: ignore[no-un
     opps = snapshot.opportunities
     cols = list(dict.fromkeys([*_DEAL_COLUMNS, *snapshot.playbook.qualification_fields]))
     cols = [c for c in cols if c in opps]
-    is_open = text_is(opps["status"], "open")
-    out = opps.loc[is_open, cols].reset_index(drop=True)
-    return (out, np.flatnonzero(is_open)) if rows else out
+    open_rows = np.flatnonzero(text_is(opps["status"], "open"))
+    out = opps.take(open_rows)[cols].reset_index(drop=True)  # (rows first: the few open deals' cells are copied)
+    return (out, open_rows) if rows else out
 
 
 def _text(s: pd.Series) -> np.ndarray:
@@ -633,7 +643,8 @@ def _activity_features(
 
     Text ids: each activity's deal is found by position (a pyarrow hash look-up) and
     counted with ``bincount`` / the latest date kept with ``maximum.at``, without copying
-    the activities table; the same numbers as the groupby (kept for other ids). When the
+    the activities table; the same numbers as the groupby (kept for other ids). Distinct
+    integer ids (the deal numbers of :func:`_training_source`) are looked up as integers. When the
     snapshot already holds each activity's row in its opportunities (distinct ids; the
     backtest's rewinds set it, see ``CRM._rows_of_deals``) and ``open_rows`` gives the
     rows of ``ids`` there, no id is hashed.
@@ -650,6 +661,9 @@ def _activity_features(
             row_of = np.full(len(snapshot.opportunities) + 1, -1, dtype=np.int64)
             row_of[open_rows] = first
             pos = row_of[known]  # (known = -1 reads the last, -1)
+        elif ids.dtype == np.int64 and a["opportunity_id"].dtype == np.int64 and ids.is_unique:
+            first = np.arange(len(ids))
+            pos = pd.Index(ids.to_numpy()).get_indexer(a["opportunity_id"].to_numpy())
         else:
             first = text_positions(ids, ids)  # each id's first row among ids (-1: missing id)
             pos = text_positions(a["opportunity_id"], ids) if first is not None else None
@@ -684,17 +698,23 @@ def _days_since(snapshot: CRM, last: pd.Series) -> np.ndarray:
     return ((snapshot.as_of_date - last).dt.total_seconds() / 86400.0).clip(lower=0).to_numpy(float)
 
 
-def _owner_win_rate(snapshot: CRM, owners: pd.Series) -> np.ndarray:
+def _owner_win_rate(snapshot: CRM, owners: pd.Series, open_rows: np.ndarray | None = None) -> np.ndarray:
     """``owner_win_rate`` of each of ``owners`` (see :data:`FEATURES`).
 
     Closed deals: status other than ``open`` (a missing status too, counted in neither
     the wins nor the closed deals of the rates), closed (``closed_at``, else
     ``close_date``) after the snapshot date - 730 days. Owners without such deals get
-    the company rate (NaN when there is none).
+    the company rate (NaN when there is none). ``open_rows``: the rows of the open deals
+    in ``snapshot.opportunities``, when the caller has them.
     """
     o = snapshot.opportunities
     status = o["status"]
-    rows = np.flatnonzero(~text_is(status, "open"))  # (a missing status is not open)
+    if open_rows is None:
+        is_open = text_is(status, "open")
+    else:
+        is_open = np.zeros(len(o), dtype=bool)
+        is_open[open_rows] = True
+    rows = np.flatnonzero(~is_open)  # (a missing status is not open)
     when = o["closed_at"].iloc[rows].fillna(o["close_date"].iloc[rows])
     rows = rows[(when > snapshot.as_of_date - _OWNER_WINDOW).to_numpy(dtype=bool)]
     is_won = text_is(status, "won")[rows]
