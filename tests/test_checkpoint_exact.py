@@ -321,3 +321,56 @@ def test_training_source_numbers_look_up_like_text_ids() -> None:
     want = F._activity_features_by_groupby(snap, twice)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
+
+
+# --------------------------------------------------------------------------- slip model state
+def _pushes_pandas(crm: CRM, open_deals: pd.DataFrame) -> np.ndarray:
+    """Pushes of each open deal counted on the whole history (the formulation before the open deals' rows only)."""
+    h = crm.history
+    nh = len(h)
+    ids = np.asarray(open_deals["opportunity_id"], dtype=object)
+    both, uniques = pd.factorize(np.concatenate([np.asarray(h["opportunity_id"], dtype=object), ids]))
+    n_codes = len(uniques) + 1
+    hc = np.where(both[:nh] < 0, n_codes - 1, both[:nh])
+    oc = np.where(both[nh:] < 0, n_codes - 1, both[nh:])
+    cd = h["close_date"].to_numpy(dtype="datetime64[ns]")
+    pushed = np.zeros(nh, dtype=bool)
+    if nh > 1:
+        pushed[1:] = (hc[1:] == hc[:-1]) & (hc[1:] < n_codes - 1) & (cd[1:] - cd[:-1] >= np.timedelta64(1, "D"))
+    pushes = np.bincount(hc[pushed], minlength=n_codes)[oc]
+    pushes[oc == n_codes - 1] = 0
+    return pushes
+
+
+def test_open_deal_state_pushes_on_interleaved_history_with_gaps() -> None:
+    from forecastkit.forecast.slips import _open_deal_state
+
+    rng = np.random.default_rng(3)
+    n = 400
+    ids = rng.choice(["A", "B", "C", "D", "E", "closed1", "ghost"], n)  # interleaved; "ghost" has no deal row
+    ids = pd.array(np.where(rng.random(n) < 0.05, None, ids), dtype="string")
+    close = pd.Series(pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 90, n), unit="D"))
+    close[rng.random(n) < 0.1] = pd.NaT
+    hist = pd.DataFrame(
+        {
+            "opportunity_id": ids,
+            "changed_at": pd.Timestamp("2025-06-01") + pd.to_timedelta(np.arange(n), unit="h"),
+            "stage": pd.array(rng.choice(["discovery", "proposal"], n), dtype="string"),
+            "close_date": close.to_numpy(),
+        }
+    )
+    opps = pd.DataFrame(
+        {
+            "opportunity_id": pd.array(["A", "B", "C", "D", "E", "closed1", "F"], dtype="string"),
+            "created_at": pd.Timestamp("2025-05-01"),
+            "status": pd.array(["open"] * 5 + ["won", "open"], dtype="string"),
+        }
+    )
+    crm = CRM({"opportunities": opps, "history": hist}, as_of_date=pd.Timestamp("2026-06-01"))
+    o = crm.open_deals
+    want = _pushes_pandas(crm, o)
+    np.testing.assert_array_equal(_open_deal_state(crm, o)["pushes"].to_numpy(), want)
+    np.testing.assert_array_equal(_open_deal_state(crm, o, days=False)["pushes"].to_numpy(), want)
+    assert want[:5].min() > 0 and want[-1] == 0  # F has no history
+    empty = CRM({"opportunities": opps, "history": hist.iloc[:0]}, as_of_date=pd.Timestamp("2026-06-01"))
+    assert _open_deal_state(empty, o)["pushes"].tolist() == [0] * len(o)
