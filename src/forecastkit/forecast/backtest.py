@@ -310,7 +310,7 @@ def backtest(
             snap, pos = rewind.at(d)
             key = per.label if refit == "period" else f"{per.label}@{d.date()}"
             ctx = _Context(snap, per, slip_cache, n_periods, pos, slip_models, key)
-            cw = float(_won_amount(snap, per, ctx.won))
+            cw = float(_won_amount(snap, per))
             common = {"period": per.label, "checkpoint": str(cp), "as_of": d, "closed_won": cw}
             for m in methods:
                 res = _one(
@@ -395,9 +395,15 @@ def _win_rows(crm: CRM, first_d: pd.Timestamp, last_d: pd.Timestamp) -> pd.DataF
     return training_rows(crm, start, end, f"{_WIN_STEP_DAYS}D")
 
 
-def _won_amount(snap: CRM, per: Period, won: np.ndarray) -> float:
-    """Amount of the deals won (``won``: their rows in ``snap.opportunities``) with ``closed_at`` in ``per``."""
+def _won_rows(snap: CRM) -> np.ndarray:
+    """Rows of the won deals in ``snap.opportunities``, found once per snapshot (the checkpoint's methods share them)."""
+    return snap._cached(("won_rows",), lambda: np.flatnonzero(text_is(snap.opportunities["status"], "won")))
+
+
+def _won_amount(snap: CRM, per: Period) -> float:
+    """Amount of the deals won with ``closed_at`` in ``per``."""
     o = snap.opportunities
+    won = _won_rows(snap)
     inside = per.contains(o["closed_at"].iloc[won]).fillna(False).to_numpy(dtype=bool)
     return float(o["amount"].iloc[won[inside]].sum())
 
@@ -538,9 +544,8 @@ class _Rewinder:
 class _Context:
     """Per-checkpoint pieces shared by the methods (computed on first use).
 
-    ``is_open`` / ``won``: mask of the snapshot's open opportunities and rows of its won
-    ones, compared once per checkpoint (a text comparison of a million statuses costs
-    tens of milliseconds).
+    ``is_open``: mask of the snapshot's open opportunities, compared once per checkpoint
+    (a text comparison of a million statuses costs tens of milliseconds).
     """
 
     def __init__(
@@ -556,9 +561,7 @@ class _Context:
         self.snap, self.per, self.slip_cache, self.n_periods, self.pos = snap, per, slip_cache, n_periods, pos
         self.slip_models = {} if slip_models is None else slip_models
         self.key = key
-        status = snap.opportunities["status"]
-        self.is_open = text_is(status, "open")
-        self.won = np.flatnonzero(text_is(status, "won"))
+        self.is_open = text_is(snap.opportunities["status"], "open")
         self._p_in: np.ndarray | None = None
         self._new: NewDeals | None = None
         self._open: pd.DataFrame | None = None
@@ -698,16 +701,14 @@ def _one(
         last = fc.sort_values("submitted_at", kind="stable").groupby("owner", sort=False).tail(1)
         return {**nan, "forecast": float(last[m].sum())}
     if m == "run_rate":
-        return {**nan, **_run_rate(snap, per, ctx.n_periods, cw, ctx.won)}
+        return {**nan, **_run_rate(snap, per, ctx.n_periods, cw)}
     raise ParameterError(f"unknown method {m!r}")  # pragma: no cover - checked upstream
 
 
-def _run_rate(snap: CRM, per: Period, n_periods: int, cw: float, won: np.ndarray) -> dict:
-    """Won so far + mean of what past periods booked from the same point to their end.
-
-    ``won``: rows of the won deals in ``snap.opportunities``.
-    """
+def _run_rate(snap: CRM, per: Period, n_periods: int, cw: float) -> dict:
+    """Won so far + mean of what past periods booked from the same point to their end."""
     o = snap.opportunities
+    won = _won_rows(snap)
     closed_at, amount = o["closed_at"].iloc[won], o["amount"].iloc[won]
     elapsed = snap.as_of_date + pd.Timedelta(days=1) - per.start
     first = o["created_at"].min()
