@@ -74,6 +74,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from forecastkit._text import text_is
 from forecastkit.data.crm import CRM
 from forecastkit.errors import FallbackWarning, InsufficientDataError, ParameterError, PeriodError
 from forecastkit.forecast._workers import n_workers, run_tasks
@@ -307,10 +308,10 @@ def backtest(
         rows = []
         for per, cp, d in items:
             snap, pos = rewind.at(d)
-            cw = float(_won_amount(snap, per))
-            common = {"period": per.label, "checkpoint": str(cp), "as_of": d, "closed_won": cw}
             key = per.label if refit == "period" else f"{per.label}@{d.date()}"
             ctx = _Context(snap, per, slip_cache, n_periods, pos, slip_models, key)
+            cw = float(_won_amount(snap, per))
+            common = {"period": per.label, "checkpoint": str(cp), "as_of": d, "closed_won": cw}
             for m in methods:
                 res = _one(
                     m,
@@ -356,10 +357,10 @@ def _by_period(
 def _score(out: pd.DataFrame, crm: CRM, pers: Sequence[Period]) -> pd.DataFrame:
     """Add each period's actual (read from the full snapshot), the errors and the coverage to forecast rows."""
     o = crm.opportunities
-    won = o[(o["status"] == "won").fillna(False).to_numpy(dtype=bool)]
+    won = np.flatnonzero(text_is(o["status"], "won"))
+    closed_at, amount = o["closed_at"].iloc[won], o["amount"].iloc[won]
     actuals = {
-        per.label: float(won.loc[per.contains(won["closed_at"]).fillna(False).to_numpy(dtype=bool), "amount"].sum())
-        for per in pers
+        per.label: float(amount[per.contains(closed_at).fillna(False).to_numpy(dtype=bool)].sum()) for per in pers
     }
     out = out.assign(actual=out["period"].map(actuals).astype(float))
     out["error"] = out["forecast"] - out["actual"]
@@ -394,29 +395,35 @@ def _win_rows(crm: CRM, first_d: pd.Timestamp, last_d: pd.Timestamp) -> pd.DataF
     return training_rows(crm, start, end, f"{_WIN_STEP_DAYS}D")
 
 
+def _won_rows(snap: CRM) -> np.ndarray:
+    """Rows of the won deals in ``snap.opportunities``, found once per snapshot (the checkpoint's methods share them)."""
+    return snap._cached(("won_rows",), lambda: np.flatnonzero(text_is(snap.opportunities["status"], "won")))
+
+
 def _won_amount(snap: CRM, per: Period) -> float:
+    """Amount of the deals won with ``closed_at`` in ``per``."""
     o = snap.opportunities
-    m = (o["status"] == "won").fillna(False).to_numpy(dtype=bool) & per.contains(o["closed_at"]).fillna(False).to_numpy(
-        dtype=bool
-    )
-    return float(o.loc[m, "amount"].sum())
+    won = _won_rows(snap)
+    inside = per.contains(o["closed_at"].iloc[won]).fillna(False).to_numpy(dtype=bool)
+    return float(o["amount"].iloc[won[inside]].sum())
 
 
 #: Tables the methods read (besides ``opportunities``, ``history`` and ``field_history``), by method.
 _TABLES_READ = {"model": ("activities",), "call_commit": ("forecast_calls",), "call_best_case": ("forecast_calls",)}
 
 
-def _closed_throughout(crm: CRM, cutoff: pd.Timestamp) -> np.ndarray:
+def _closed_throughout(crm: CRM, cutoff: pd.Timestamp, history_rows: np.ndarray | None = None) -> np.ndarray:
     """Mask of the opportunities closed in every snapshot ``crm.as_of(d)`` with ``d + 1 day >= cutoff``.
 
     As ``CRM.as_of`` rewinds them: a deal with history takes the stage of its last
     history row dated before the cutoff, so a deal whose history rows all lie before
     ``cutoff`` and end in a closed stage stays closed; a deal without history keeps its
     closed stage unless it closed at or after the cutoff. (Ids must be unique.)
+    ``history_rows``: each history row's opportunities row (-1: none), when known.
     """
     o, h = crm.opportunities, crm.history
     n = len(o)
-    pos = _first_positions(o["opportunity_id"], h["opportunity_id"])
+    pos = _first_positions(o["opportunity_id"], h["opportunity_id"]) if history_rows is None else history_rows
     known = pos >= 0
     hp, rows = pos[known], np.flatnonzero(known)
     has = np.bincount(hp, minlength=n) > 0
@@ -432,7 +439,9 @@ def _closed_throughout(crm: CRM, cutoff: pd.Timestamp) -> np.ndarray:
     return np.where(has, last_closed & ~later, closed_now & ~closed_late)
 
 
-def _lean_source(crm: CRM, methods: Sequence[str], first: pd.Timestamp | None = None) -> CRM:
+def _lean_source(
+    crm: CRM, methods: Sequence[str], first: pd.Timestamp | None = None, history_rows: np.ndarray | None = None
+) -> CRM:
     """The company with only the tables and columns the backtest's methods read, ready to rewind.
 
     ``_lean_source(crm, methods).as_of(d)`` gives every method the same input as
@@ -442,7 +451,8 @@ def _lean_source(crm: CRM, methods: Sequence[str], first: pd.Timestamp | None = 
     done on a deal, with their dates, and without the deals closed at every checkpoint from
     ``first`` on (:func:`_closed_throughout`: the features read the activities of open deals
     only); forecast calls only for the ``call_*`` methods. The other tables (accounts,
-    contacts, orders...) are not rewound at all.
+    contacts, orders...) are not rewound at all. ``history_rows``: each history row's
+    opportunities row (-1: none), when the caller has them (distinct ids).
     """
     from forecastkit.probability.features import _DEAL_COLUMNS, _REWIND_COLUMNS
 
@@ -453,8 +463,8 @@ def _lean_source(crm: CRM, methods: Sequence[str], first: pd.Timestamp | None = 
         a = crm.activities
         keep = (a["opportunity_id"].notna() & a["done_at"].notna()).to_numpy(dtype=bool)
         ids = o["opportunity_id"]
-        if first is not None and pd.Index(np.asarray(ids, dtype=object)).is_unique:
-            closed = _closed_throughout(crm, first + pd.Timedelta(days=1))
+        if first is not None and (history_rows is not None or pd.Index(np.asarray(ids, dtype=object)).is_unique):
+            closed = _closed_throughout(crm, first + pd.Timedelta(days=1), history_rows)
             keep &= ~a["opportunity_id"].isin(ids[closed]).to_numpy(dtype=bool)
         tables["activities"] = a.loc[keep, ["opportunity_id", "created_at", "due_at", "done_at"]].reset_index(drop=True)
     if "forecast_calls" in wanted and crm.has("forecast_calls"):
@@ -480,29 +490,35 @@ class _Rewinder:
     ``CRM.as_of`` keeps the rows known at the cutoff in their order, so each snapshot
     row is found in the full snapshot by its position: the per-checkpoint slip-model
     inputs (pushes, days in stage, segments) are then computed without hashing ids
-    again. Only when the opportunity ids are unique and a segment column exists
-    (otherwise the positions are None and the slip model looks ids up as usual).
+    again, and each snapshot holds the opportunities row of its history and activity
+    rows (``CRM._rows_of_deals``' cache, read by the win model's features). Only when
+    the opportunity ids are unique and a segment column exists (otherwise the positions
+    are None and the slip model looks ids up as usual). The ids are hashed once (one
+    index looked up for history, slip-model rows and activities).
     """
 
     def __init__(self, crm: CRM, methods: Sequence[str], slip_cache: pd.DataFrame | None, first: pd.Timestamp) -> None:
-        self.lean = _lean_source(crm, methods, first)
-        o = self.lean.opportunities
+        o = crm.opportunities
+        keys = pd.Index(np.asarray(o["opportunity_id"], dtype=object))  # (its hash table is built once)
+        unique = bool(keys.is_unique)
+        hpos = _first_positions(keys, crm.history["opportunity_id"]) if unique else None
+        self.lean = _lean_source(crm, methods, first, hpos)
+        o = self.lean.opportunities  # (the same rows and ids, the same history)
         self.n = len(o)
-        unique = bool(pd.Index(np.asarray(o["opportunity_id"], dtype=object)).is_unique)
         self.by_position = unique and "segment" in o and _needs_slips(methods)
         if not self.by_position:
             return
         self.created = o["created_at"].to_numpy(dtype="datetime64[ns]")
+        self.ids_known = not o["opportunity_id"].isna().any()  # (then the history positions match by id)
         h = self.lean.history
-        hpos = _first_positions(o["opportunity_id"], h["opportunity_id"])
         self.history_codes = np.where(hpos < 0, self.n, hpos)
         self.changed = h["changed_at"].to_numpy(dtype="datetime64[ns]")
         if slip_cache is not None:  # the deal row of each slip-model row, for the segment as a snapshot knows it
-            slip_cache["_row"] = _first_positions(o["opportunity_id"], slip_cache["opportunity_id"])
+            slip_cache["_row"] = _first_positions(keys, slip_cache["opportunity_id"])
         self.act_pos = self.act_known = None
         if self.lean.has("activities"):  # each activity's deal row, for the activity features
             a = self.lean.activities
-            self.act_pos = _first_positions(o["opportunity_id"], a["opportunity_id"])
+            self.act_pos = _first_positions(keys, a["opportunity_id"])
             self.act_known = a["created_at"].fillna(a["due_at"]).to_numpy(dtype="datetime64[ns]")
 
     def at(self, d: pd.Timestamp) -> tuple[CRM, _Positions | None]:
@@ -514,17 +530,23 @@ class _Rewinder:
         hist = self.history_codes[self.changed < cutoff]  # history rows dated before it
         if len(opps) != len(snap.opportunities) or len(hist) != len(snap.history):  # pragma: no cover - defensive
             return snap, None
+        row = np.full(self.n + 1, -1, dtype=np.int64)
+        row[opps] = np.arange(len(opps))  # full-snapshot row -> snapshot row (n, an unknown deal: -1)
+        if self.ids_known:  # each history row's deal row, for the win model's features
+            snap._cached(("deal_pos", "history"), lambda: row[hist])
         if self.act_pos is not None:  # as CRM.as_of: activities known (created, else due) before the cutoff
             deal = self.act_pos[self.act_known < cutoff]
             if len(deal) == len(snap.activities):
-                row = np.full(self.n + 1, -1, dtype=np.int64)
-                row[opps] = np.arange(len(opps))  # full-snapshot row -> snapshot row
                 snap._cached(("deal_pos", "activities"), lambda: row[deal])  # (deal = -1 reads the last, -1)
         return snap, _Positions(opps, hist, self.n)
 
 
 class _Context:
-    """Per-checkpoint pieces shared by the methods (computed on first use)."""
+    """Per-checkpoint pieces shared by the methods (computed on first use).
+
+    ``is_open``: mask of the snapshot's open opportunities, compared once per checkpoint
+    (a text comparison of a million statuses costs tens of milliseconds).
+    """
 
     def __init__(
         self,
@@ -539,6 +561,7 @@ class _Context:
         self.snap, self.per, self.slip_cache, self.n_periods, self.pos = snap, per, slip_cache, n_periods, pos
         self.slip_models = {} if slip_models is None else slip_models
         self.key = key
+        self.is_open = text_is(snap.opportunities["status"], "open")
         self._p_in: np.ndarray | None = None
         self._new: NewDeals | None = None
         self._open: pd.DataFrame | None = None
@@ -577,8 +600,7 @@ class _Context:
                 state = _open_deal_state(snap, o)
                 segment = _segments(snap, o["opportunity_id"]).to_numpy()
             else:
-                is_open = (snap.opportunities["status"] == "open").to_numpy(dtype=bool, na_value=False)
-                state = _open_deal_state(snap, o, codes=(pos.history_codes, pos.opps[is_open], pos.n + 1))
+                state = _open_deal_state(snap, o, codes=(pos.history_codes, pos.opps[self.is_open], pos.n + 1))
                 segment = pd.array(o["segment"], dtype="string").to_numpy()
             deals = _slip_deals(o, state, segment)
             self._p_in = _p_in_period_of(deals, snap, self.per, model=sm)["p_in_period"].to_numpy(float)
@@ -588,7 +610,7 @@ class _Context:
     def open_deals(self) -> pd.DataFrame:
         """``snap.open_deals``, filtered once per checkpoint."""
         if self._open is None:
-            self._open = self.snap.open_deals
+            self._open = self.snap.opportunities[self.is_open]
         return self._open
 
     @property
@@ -686,7 +708,8 @@ def _one(
 def _run_rate(snap: CRM, per: Period, n_periods: int, cw: float) -> dict:
     """Won so far + mean of what past periods booked from the same point to their end."""
     o = snap.opportunities
-    won = o[(o["status"] == "won").fillna(False).to_numpy(dtype=bool)]
+    won = _won_rows(snap)
+    closed_at, amount = o["closed_at"].iloc[won], o["amount"].iloc[won]
     elapsed = snap.as_of_date + pd.Timedelta(days=1) - per.start
     first = o["created_at"].min()
     vals, p = [], per
@@ -694,8 +717,8 @@ def _run_rate(snap: CRM, per: Period, n_periods: int, cw: float) -> dict:
         p = p.shift(-1, snap.playbook)
         if pd.isna(first) or p.start < first.normalize():
             break
-        rest = (won["closed_at"] >= p.start + elapsed) & (won["closed_at"] < p.end)
-        vals.append(float(won.loc[rest.fillna(False).to_numpy(dtype=bool), "amount"].sum()))
+        rest = (closed_at >= p.start + elapsed) & (closed_at < p.end)
+        vals.append(float(amount[rest.fillna(False).to_numpy(dtype=bool)].sum()))
     if not vals:
         return {"forecast": cw, "note": "no completed past period: run-rate adds zero"}
     return {"forecast": cw + float(np.mean(vals))}

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from forecastkit._text import text_is
 from forecastkit.data.crm import CRM
 from forecastkit.errors import ParameterError
 from forecastkit.periods import Period
@@ -111,6 +112,8 @@ def new_deal_run_rate(crm: CRM, period: Period, *, n_periods: int = 4, deals: pd
     o = crm.opportunities if deals is None else deals
     elapsed = crm.as_of_date + pd.Timedelta(days=1) - period.start
     first_created = o["created_at"].min()
+    won = np.flatnonzero(text_is(o["status"], "won"))  # the won deals' rows: compared once, not per period
+    created, closed, amount = o["created_at"].iloc[won], o["closed_at"].iloc[won], o["amount"].to_numpy(float)[won]
     counts, amounts, labels, rows = [], [], [], []
     p = period
     for _ in range(n_periods):
@@ -120,11 +123,11 @@ def new_deal_run_rate(crm: CRM, period: Period, *, n_periods: int = 4, deals: pd
         if p.end > crm.as_of_date + pd.Timedelta(days=1) or p.start < first_created.normalize():
             continue  # not complete yet, or the CRM history starts inside it
         cut = p.start + elapsed
-        sel = (o["status"] == "won") & (o["created_at"] >= cut) & (o["closed_at"] < p.end) & (o["closed_at"] >= p.start)
+        sel = (created >= cut) & (closed < p.end) & (closed >= p.start)
         sel = sel.fillna(False).to_numpy(dtype=bool)
         counts.append(int(sel.sum()))
-        amounts.append(o["amount"].to_numpy(float)[sel])
-        rows.append(np.flatnonzero(sel))
+        amounts.append(amount[sel])
+        rows.append(won[sel])
         labels.append(p.label)
     if not counts:
         return NewDeals.none()

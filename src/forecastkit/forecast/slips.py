@@ -371,9 +371,13 @@ def _known_rows(rows: pd.DataFrame, as_of_date: pd.Timestamp, lookback: str) -> 
     return m.to_numpy(dtype=bool)
 
 
-def _first_positions(keys: pd.Series, values: pd.Series | np.ndarray) -> np.ndarray:
-    """Row of the first ``keys`` equal to each of ``values`` (-1 when absent or missing); text ids hashed once."""
-    k = pd.Index(np.asarray(keys, dtype=object))
+def _first_positions(keys: pd.Series | pd.Index, values: pd.Series | np.ndarray) -> np.ndarray:
+    """Row of the first ``keys`` equal to each of ``values`` (-1 when absent or missing); text ids hashed once.
+
+    ``keys`` may be an object :class:`~pandas.Index` of them: one index looked up for several
+    columns hashes the keys once (pandas keeps its hash table).
+    """
+    k = keys if isinstance(keys, pd.Index) else pd.Index(np.asarray(keys, dtype=object))
     v = np.asarray(values, dtype=object)
     if k.is_unique:
         pos = k.get_indexer(v)
@@ -417,20 +421,20 @@ def _open_deal_state(
         oc = np.where(oc < 0, n_codes - 1, oc)
     else:
         hc, oc, n_codes = codes
-    # pushes, on the whole history in its own row order (as close_date_pushes)
+    wanted = np.zeros(n_codes, dtype=bool)
+    wanted[oc] = True
+    wanted[-1] = False
+    rows = np.flatnonzero(wanted[hc])  # the open deals' history rows
+    # pushes, in the history's own row order (as close_date_pushes): a row pushes when the row before it
+    # in the table is the same deal's, dated at least a day earlier (only the open deals' rows are counted)
     cd = h["close_date"].to_numpy(dtype="datetime64[ns]")
-    pushed = np.zeros(nh, dtype=bool)
-    if nh > 1:
-        pushed[1:] = (hc[1:] == hc[:-1]) & (hc[1:] < n_codes - 1) & (cd[1:] - cd[:-1] >= np.timedelta64(1, "D"))
+    prev = rows[rows > 0]
+    pushed = prev[(hc[prev - 1] == hc[prev]) & (cd[prev] - cd[prev - 1] >= np.timedelta64(1, "D"))]
     pushes = np.bincount(hc[pushed], minlength=n_codes)[oc]
     pushes[oc == n_codes - 1] = 0
     if not days:
         return pd.DataFrame({"pushes": pushes.astype(int), "days_in_stage": np.nan}, index=open_deals.index)
     # current stage spell of the open deals' rows, sorted by (deal, changed_at; NaT last), stable
-    wanted = np.zeros(n_codes, dtype=bool)
-    wanted[oc] = True
-    wanted[-1] = False
-    rows = np.flatnonzero(wanted[hc])
     entered_by_code = np.full(n_codes, np.datetime64("NaT"), dtype="datetime64[ns]")
     if len(rows):
         t = h["changed_at"].to_numpy(dtype="datetime64[ns]")[rows]

@@ -24,6 +24,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from forecastkit._text import text_is
 from forecastkit.data import timeline
 from forecastkit.data.crm import CRM
 from forecastkit.data.timeline import close_date_pushes, current_stage_age, qualification_completeness, stage_spells
@@ -168,7 +169,7 @@ def point_in_time_features(snapshot: CRM, features: Sequence[str] | None = None)
     ids = o["opportunity_id"]
     cols: dict[str, object] = {"opportunity_id": ids.to_numpy()}
     need = set(names)
-    compact = _open_compact(snapshot, o)  # open deals only, renumbered 0..n-1: same timeline, much faster
+    compact = _open_compact(snapshot, o, open_rows)  # open deals only, renumbered 0..n-1: same timeline, much faster
     h = compact.history
     if need & {"days_in_stage", "deal_age_days", "days_since_activity", "stage_age_ratio"}:
         age = current_stage_age(compact, stage_spells(compact))  # aligned with o
@@ -223,10 +224,10 @@ def point_in_time_features(snapshot: CRM, features: Sequence[str] | None = None)
         cols["activities_30d"] = recent
         cols["days_since_activity"] = np.where(np.isnan(last), cols["deal_age_days"], last)
     if "owner_win_rate" in need:
-        cols["owner_win_rate"] = _owner_win_rate(snapshot, o["owner"])
+        cols["owner_win_rate"] = _owner_win_rate(snapshot, o["owner"], open_rows)
     if "owner_open_deals" in need:
-        active = o["stage"] != (pb.stage_names[0] if pb.stage_names else "")
-        wip = o.loc[active.fillna(True).astype(bool), "owner"].value_counts()
+        active = ~text_is(o["stage"], pb.stage_names[0] if pb.stage_names else "")  # (missing stage: active)
+        wip = o.loc[active, "owner"].value_counts()
         cols["owner_open_deals"] = o["owner"].map(wip).fillna(0).to_numpy(float)
     return pd.DataFrame({k: cols[k] for k in ["opportunity_id", *names]})
 
@@ -545,16 +546,25 @@ def _number_deals(tables: dict[str, pd.DataFrame]) -> np.ndarray | None:
     return ids
 
 
-def _open_compact(snapshot: CRM, o: pd.DataFrame) -> CRM:
+def _open_compact(snapshot: CRM, o: pd.DataFrame, open_rows: np.ndarray | None = None) -> CRM:
     """The open deals ``o`` of ``snapshot`` and their history, deals renumbered by position (int ids).
 
     Integer ids and categorical stages make the shared timeline functions fast on
-    large snapshots; nothing but the snapshot's own rows goes in.
+    large snapshots; nothing but the snapshot's own rows goes in. Each history row's
+    deal is looked up by id, or, when the snapshot already holds each history row's row
+    in its opportunities (distinct ids; the backtest's rewinds set it, see
+    ``CRM._rows_of_deals``) and ``open_rows`` gives the rows of ``o`` there, by position.
     """
     pb = snapshot.playbook
     stage_t = pd.CategoricalDtype(list(pb.all_stage_names))
     h = snapshot.history
-    code = timeline._row_positions(h["opportunity_id"], o["opportunity_id"])
+    known = snapshot._cached_only(("deal_pos", "history")) if open_rows is not None else None
+    if known is not None and len(known) == len(h):
+        row_of = np.full(len(snapshot.opportunities) + 1, -1, dtype=np.int64)
+        row_of[open_rows] = np.arange(len(o))
+        code = row_of[known]  # (known = -1, an unknown deal, reads the last, -1)
+    else:
+        code = _deal_positions(h["opportunity_id"], o["opportunity_id"])
     keep = np.flatnonzero(code >= 0)
     fc = np.asarray(h["forecast_category"].array, dtype=object)[keep]
     hist = pd.DataFrame(
@@ -576,6 +586,16 @@ def _open_compact(snapshot: CRM, o: pd.DataFrame) -> CRM:
         }
     )
     return CRM({"opportunities": opps, "history": hist}, as_of_date=snapshot.as_of_date, playbook=pb)
+
+
+def _deal_positions(keys: pd.Series, ids: pd.Series) -> np.ndarray:
+    """Position in ``ids`` (distinct) of each of ``keys`` (-1 when absent): ``timeline._row_positions``.
+
+    Integer ids (the deal numbers of :func:`_training_source`) are looked up as integers.
+    """
+    if keys.dtype == np.int64 and ids.dtype == np.int64:
+        return pd.Index(ids.to_numpy()).get_indexer(keys.to_numpy()).astype(np.int64)
+    return timeline._row_positions(keys, ids)
 
 
 #: Opportunity columns ``CRM.as_of`` reads or sets besides the features' own.
@@ -607,9 +627,9 @@ def _open_deal_columns(snapshot: CRM, rows: bool = False):  # type: ignore[no-un
     opps = snapshot.opportunities
     cols = list(dict.fromkeys([*_DEAL_COLUMNS, *snapshot.playbook.qualification_fields]))
     cols = [c for c in cols if c in opps]
-    is_open = (opps["status"] == "open").to_numpy(dtype=bool, na_value=False)
-    out = opps.loc[is_open, cols].reset_index(drop=True)
-    return (out, np.flatnonzero(is_open)) if rows else out
+    open_rows = np.flatnonzero(text_is(opps["status"], "open"))
+    out = opps.take(open_rows)[cols].reset_index(drop=True)  # (rows first: the few open deals' cells are copied)
+    return (out, open_rows) if rows else out
 
 
 def _text(s: pd.Series) -> np.ndarray:
@@ -623,7 +643,8 @@ def _activity_features(
 
     Text ids: each activity's deal is found by position (a pyarrow hash look-up) and
     counted with ``bincount`` / the latest date kept with ``maximum.at``, without copying
-    the activities table; the same numbers as the groupby (kept for other ids). When the
+    the activities table; the same numbers as the groupby (kept for other ids). Distinct
+    integer ids (the deal numbers of :func:`_training_source`) are looked up as integers. When the
     snapshot already holds each activity's row in its opportunities (distinct ids; the
     backtest's rewinds set it, see ``CRM._rows_of_deals``) and ``open_rows`` gives the
     rows of ``ids`` there, no id is hashed.
@@ -640,6 +661,9 @@ def _activity_features(
             row_of = np.full(len(snapshot.opportunities) + 1, -1, dtype=np.int64)
             row_of[open_rows] = first
             pos = row_of[known]  # (known = -1 reads the last, -1)
+        elif ids.dtype == np.int64 and a["opportunity_id"].dtype == np.int64 and ids.is_unique:
+            first = np.arange(len(ids))
+            pos = pd.Index(ids.to_numpy()).get_indexer(a["opportunity_id"].to_numpy())
         else:
             first = text_positions(ids, ids)  # each id's first row among ids (-1: missing id)
             pos = text_positions(a["opportunity_id"], ids) if first is not None else None
@@ -674,13 +698,32 @@ def _days_since(snapshot: CRM, last: pd.Series) -> np.ndarray:
     return ((snapshot.as_of_date - last).dt.total_seconds() / 86400.0).clip(lower=0).to_numpy(float)
 
 
-def _owner_win_rate(snapshot: CRM, owners: pd.Series) -> np.ndarray:
-    o = snapshot.opportunities[["status", "closed_at", "close_date", "owner"]]
-    c = o[(o["status"] != "open").to_numpy(dtype=bool, na_value=True)]
-    when = c["closed_at"].fillna(c["close_date"])
-    c = c[when > snapshot.as_of_date - _OWNER_WINDOW]
-    won = (c["status"] == "won").astype(float)
-    m = float(won.mean()) if len(c) else np.nan  # no closed deal yet: unknown
-    g = won.groupby(c["owner"].to_numpy()).agg(["sum", "count"])
+def _owner_win_rate(snapshot: CRM, owners: pd.Series, open_rows: np.ndarray | None = None) -> np.ndarray:
+    """``owner_win_rate`` of each of ``owners`` (see :data:`FEATURES`).
+
+    Closed deals: status other than ``open`` (a missing status too, counted in neither
+    the wins nor the closed deals of the rates), closed (``closed_at``, else
+    ``close_date``) after the snapshot date - 730 days. Owners without such deals get
+    the company rate (NaN when there is none). ``open_rows``: the rows of the open deals
+    in ``snapshot.opportunities``, when the caller has them.
+    """
+    o = snapshot.opportunities
+    status = o["status"]
+    if open_rows is None:
+        is_open = text_is(status, "open")
+    else:
+        is_open = np.zeros(len(o), dtype=bool)
+        is_open[open_rows] = True
+    rows = np.flatnonzero(~is_open)  # (a missing status is not open)
+    when = o["closed_at"].iloc[rows].fillna(o["close_date"].iloc[rows])
+    rows = rows[(when > snapshot.as_of_date - _OWNER_WINDOW).to_numpy(dtype=bool)]
+    is_won = text_is(status, "won")[rows]
+    won = is_won.astype(float)
+    unsure = np.flatnonzero(~is_won & ~text_is(status, "lost")[rows])
+    if len(unsure):  # neither won nor lost: (status == "won") may be missing (NaN), as pandas compares them
+        won[unsure] = (status.iloc[rows[unsure]] == "won").astype(float).to_numpy()
+    won = pd.Series(won)
+    m = float(won.mean()) if len(rows) else np.nan  # no closed deal yet: unknown
+    g = won.groupby(o["owner"].iloc[rows].to_numpy()).agg(["sum", "count"])
     rate = (g["sum"] + _OWNER_PRIOR * m) / (g["count"] + _OWNER_PRIOR)
     return owners.map(rate).fillna(m).to_numpy(float)

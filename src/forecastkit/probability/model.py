@@ -248,12 +248,30 @@ def _frame(rows: pd.DataFrame, names: list[str], vocab: dict[str, pd.Index] | No
     """
     out = {}
     for n in names:
-        if FEATURES[n].kind == "categorical":
+        if FEATURES[n].kind == "categorical" and vocab is not None and _all_text(rows[n]):
+            out[n] = _vocabulary_positions(rows[n], vocab[n])
+        elif FEATURES[n].kind == "categorical":
             text = rows[n].astype(object).where(rows[n].notna(), "(missing)").astype(str)
             out[n] = text if vocab is None else vocab[n].get_indexer(text.to_numpy(dtype=object))
         else:
             out[n] = pd.to_numeric(rows[n], errors="coerce").astype(float)
     return pd.DataFrame(out, index=rows.index)
+
+
+def _all_text(col: pd.Series) -> bool:
+    """True when every cell of ``col`` is a string or missing (its text is then the cell or ``"(missing)"``)."""
+    return pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty")
+
+
+def _vocabulary_positions(col: pd.Series, vocab: pd.Index) -> np.ndarray:
+    """Position in ``vocab`` of each cell's text, as :func:`_frame` codes texts (-1 when unseen).
+
+    For a column of strings and missing cells (:func:`_all_text`), whose text is the
+    string itself or ``"(missing)"``: each distinct value is looked up once.
+    """
+    codes, uniques = pd.factorize(np.asarray(col, dtype=object))
+    lut = vocab.get_indexer(np.append(np.asarray(uniques, dtype=object), "(missing)"))
+    return lut[codes]  # (code -1, a missing cell, reads the last: "(missing)")
 
 
 def _coded(rows: pd.DataFrame, names: list[str]) -> tuple[pd.DataFrame, dict[str, pd.Index]]:
