@@ -191,6 +191,9 @@ def test_checkpoint_amounts_equal_the_pandas_formulation(name: str) -> None:
     ctx = B._Context(snap, parse_period("2026-Q4"), None, 4)
     o = snap.opportunities
     pd.testing.assert_frame_equal(ctx.open_deals, snap.open_deals, check_exact=True)
+    # a deal without a status is neither open nor closed (as pandas masks it)
+    pd.testing.assert_frame_equal(snap.open_deals, o[o["status"] == "open"], check_exact=True)
+    pd.testing.assert_frame_equal(snap.closed_deals, o[o["status"] != "open"], check_exact=True)
     won = np.flatnonzero((o["status"] == "won").fillna(False).to_numpy(dtype=bool))
     np.testing.assert_array_equal(B._won_rows(snap), won)
     for label in ("2026-Q4", "2026-Q3", "2025-Q1", "2024-Q1"):

@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from forecastkit._text import text_is
 from forecastkit.data._fast import plan_for, text_codes
 from forecastkit.data.schema import REPORT_BOXES, TABLES
 from forecastkit.data.validate import TEXT_DTYPE, LoadReport, coerce_column, empty_table, validate_tables
@@ -143,15 +144,14 @@ class CRM:
 
     @property
     def closed_deals(self) -> pd.DataFrame:
-        """Opportunities won or lost."""
-        return self.opportunities[~self._open_mask()]
+        """Opportunities won or lost (``status != "open"``; a missing text status is neither open nor closed)."""
+        o = self.opportunities
+        return o[self._cached(("closed",), lambda: (o["status"] != "open").to_numpy(dtype=bool, na_value=False))]
 
     def _open_mask(self) -> np.ndarray:
-        """Each deal's ``status == "open"`` as a bool array, computed once per snapshot (``as_of`` sets it).
-
-        Raises ValueError for a missing status (as masking with ``status == "open"`` does).
-        """
-        return self._cached(("open",), lambda: (self.opportunities["status"] == "open").to_numpy(dtype=bool))
+        """Each deal's ``status == "open"`` as a bool array (a missing status: False), computed once per
+        snapshot (``as_of`` sets it)."""
+        return self._cached(("open",), lambda: text_is(self.opportunities["status"], "open"))
 
     # --------------------------------------------------------------- summaries
     def summary(self) -> pd.DataFrame:
