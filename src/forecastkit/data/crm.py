@@ -222,6 +222,19 @@ class CRM:
             snap._cached(("open",), lambda: is_open)
         return snap
 
+    def _rewind_plan(self):  # type: ignore[no-untyped-def]
+        """This snapshot's :class:`~forecastkit.data._fast.RewindPlan` (None when its tables do not allow
+        one), built on first use and kept. The backtest builds it before forking its workers, so that
+        they share it instead of building one each."""
+        t = self._tables
+        cache = self._cached(("field_values",), dict)
+        if "fields" not in cache:  # each field-history row's field as a number (shared with _field_values)
+            field = t["field_history"]["field"]
+            cache["fields"] = text_codes(field) if field.dtype == TEXT_DTYPE else pd.factorize(field)
+        return self._cached(
+            ("rewind_plan",), lambda: plan_for(t["opportunities"], t["history"], t["field_history"], cache["fields"])
+        )
+
     def _rewind_deals(
         self, known_history: pd.DataFrame, cutoff: pd.Timestamp
     ) -> tuple[pd.DataFrame, np.ndarray | None]:
@@ -239,10 +252,7 @@ class CRM:
         cache["deal_rewinds"] = cache.get("deal_rewinds", 0) + 1
         plan = None
         if cache["deal_rewinds"] > 1 or self._cached_only(("rewound_often",)):
-            if "fields" not in cache:  # each field-history row's field as a number (shared with _field_values)
-                field = fh["field"]
-                cache["fields"] = text_codes(field) if field.dtype == TEXT_DTYPE else pd.factorize(field)
-            plan = self._cached(("rewind_plan",), lambda: plan_for(opps, t["history"], fh, cache["fields"]))
+            plan = self._rewind_plan()
         if plan is None:
             return _rewind_opportunities(opps, known_history, fh, cutoff, cache), None
         sel = np.flatnonzero((opps["created_at"] < cutoff).to_numpy(dtype=bool))

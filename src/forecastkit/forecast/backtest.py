@@ -332,6 +332,8 @@ def backtest(
             fits["slip_model"] += ctx.slip_fits
         return rows, fits
 
+    if workers > 1:  # built once here and shared by the forked workers (copy-on-write), not once per worker
+        rewind.lean._rewind_plan()
     # the latest periods hold the most deals: handed out first, so that no worker finishes alone
     done = run_tasks(forecast_period, groups, workers, order=range(len(groups) - 1, -1, -1))
     rows = [row for period_rows, _ in done for row in period_rows]
