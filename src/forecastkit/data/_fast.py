@@ -54,20 +54,21 @@ def deal_rows(ids: pd.Series, deal_ids: pd.Series) -> np.ndarray:
             starts = None
         if starts is not None and len(starts) < len(v) // 2:
             runs = np.diff(np.append(starts, len(v)))
-            return np.repeat(_lookup(ids.iloc[starts], deal_ids), runs)
-    return _lookup(ids, deal_ids)
+            return np.repeat(key_positions(ids.iloc[starts], deal_ids), runs)
+    return key_positions(ids, deal_ids)
 
 
-def _lookup(ids: pd.Series, deal_ids: pd.Series) -> np.ndarray:
+def key_positions(ids: pd.Series, keys: pd.Series | np.ndarray) -> np.ndarray:
+    """``pd.Index(keys).get_indexer(ids)`` for distinct ``keys`` without a missing one (integer ids, or text
+    hashed by pyarrow); -1 for an absent or missing id."""
     from forecastkit.data.validate import text_positions
 
-    if ids.dtype == np.int64 and deal_ids.dtype == np.int64:
-        return pd.Index(deal_ids.to_numpy()).get_indexer(ids.to_numpy()).astype(np.int64)
-    pos = text_positions(ids, deal_ids)
+    if ids.dtype == np.int64 and keys.dtype == np.int64:
+        return pd.Index(np.asarray(keys)).get_indexer(ids.to_numpy()).astype(np.int64)
+    pos = text_positions(ids, keys)
     if pos is not None:
         return pos
-    out = pd.Index(deal_ids.to_numpy(dtype=object)).get_indexer(ids.to_numpy(dtype=object))
-    return np.where(ids.isna().to_numpy(dtype=bool), -1, out).astype(np.int64)
+    return pd.Index(np.asarray(keys, dtype=object)).get_indexer(ids.to_numpy(dtype=object)).astype(np.int64)
 
 
 def text_codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:

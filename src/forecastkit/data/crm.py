@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from forecastkit._text import text_is
-from forecastkit.data._fast import plan_for, text_codes
+from forecastkit.data._fast import key_positions, plan_for, text_codes
 from forecastkit.data.schema import REPORT_BOXES, TABLES
 from forecastkit.data.validate import TEXT_DTYPE, LoadReport, coerce_column, empty_table, validate_tables
 from forecastkit.errors import PeriodError, SchemaError
@@ -590,18 +590,6 @@ def _last_rows(ids: pd.Series) -> np.ndarray:
     return frame.groupby("id", sort=False).tail(1)["row"].to_numpy()
 
 
-def _key_positions(ids: pd.Series, keys: np.ndarray) -> np.ndarray:
-    """``pd.Index(keys).get_indexer(ids)`` for distinct ``keys`` (integer ids, or text hashed by pyarrow)."""
-    from forecastkit.data.validate import text_positions
-
-    if ids.dtype == np.int64 and keys.dtype == np.int64:
-        return pd.Index(keys).get_indexer(ids.to_numpy())
-    pos = text_positions(ids, keys)
-    if pos is not None:
-        return pos
-    return pd.Index(keys.astype(object)).get_indexer(ids.to_numpy(dtype=object))
-
-
 def _field_values(fh: pd.DataFrame, field: str, kind: str, cache: dict) -> tuple[np.ndarray, np.ndarray] | None:
     """``(rows, values)``: the rows of ``fh`` (positions) changing ``field`` and their old values converted.
 
@@ -641,7 +629,7 @@ def _rewind_opportunities(
     if len(hist):
         # one lookup of each deal's last history row (instead of one per column)
         last = _last_rows(hist["opportunity_id"])
-        row = _key_positions(ids, hist["opportunity_id"].iloc[last].to_numpy())
+        row = key_positions(ids, hist["opportunity_id"].iloc[last].to_numpy())
         has = pd.Series(row >= 0, index=o.index)
         row = last[row[row >= 0]]  # the deals' last history rows, as positions in hist
         for col in ("stage", "amount", "close_date", "forecast_category"):
