@@ -239,6 +239,7 @@ def win_probabilities(crm: CRM, method: Method, *, model: object = None, notes: 
                 p = m.predict_proba(crm)  # type: ignore[attr-defined]
             return p["p_win"].to_numpy(float)
         except InsufficientDataError as exc:
+            exc.__traceback__ = None  # the caller may keep the error: no reference cycle through this frame
             msg = f"win model not fitted ({exc}); using historical stage probabilities instead"
             warnings.warn(msg, FallbackWarning, stacklevel=3)
             if notes is not None:
@@ -328,7 +329,9 @@ def forecast(
         try:  # fitted here to be recorded on the Forecast; a failure falls back in win_probabilities
             model = fit_win_model(crm)
         except InsufficientDataError as exc:
-            not_fitted = exc  # handed on, so that the fit is not tried a second time
+            # handed on, so that the fit is not tried a second time; without its traceback, whose
+            # frames hold the snapshot (kept here, it would keep them alive in a reference cycle)
+            not_fitted = exc.with_traceback(None)
     # probabilities on the whole company, then the scope
     table = open_deal_table(
         crm,
