@@ -66,7 +66,8 @@ def _separator(path: Path, head: str | None = None) -> str:
     return best if counts[best] else ","
 
 
-_TEXT = pd.StringDtype("pyarrow")
+#: Raw text columns stay pyarrow arrays, as read (no conversion nor copy): validation makes them canonical text.
+_RAW_TEXT = {pa.string(): pd.ArrowDtype(pa.string()), pa.large_string(): pd.ArrowDtype(pa.large_string())}
 
 
 def _arrow_csv(path: Path, head: str, sep: str) -> pd.DataFrame | None:
@@ -97,15 +98,15 @@ def _arrow_csv(path: Path, head: str, sep: str) -> pd.DataFrame | None:
         )
     except (pa.ArrowInvalid, OSError, ValueError):
         return None
-    return table.to_pandas(types_mapper={pa.string(): _TEXT, pa.large_string(): _TEXT}.get)
+    return table.to_pandas(types_mapper=_RAW_TEXT.get)
 
 
 def _read_raw(path: Path) -> pd.DataFrame:
-    """Read one table file for validation: text columns as pyarrow strings (fast and compact)."""
+    """Read one table file for validation: text columns as pyarrow strings (``pd.ArrowDtype``: fast and compact)."""
     try:
         if path.name.endswith(".parquet"):
             table = pq.read_table(path)
-            return table.to_pandas(types_mapper={pa.string(): _TEXT, pa.large_string(): _TEXT}.get)
+            return table.to_pandas(types_mapper=_RAW_TEXT.get)
         head = _head(path)
         sep = _separator(path, head)
         fast = _arrow_csv(path, head, sep) if head else None

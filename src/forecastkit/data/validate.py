@@ -198,9 +198,21 @@ _TRUE = {"true", "1", "yes", "y", "t", "1.0"}
 _FALSE = {"false", "0", "no", "n", "f", "0.0"}
 
 
+def _arrow_string_dtype(dtype: object) -> bool:
+    """True for text held by pyarrow: ``pd.ArrowDtype(pa.string())`` (how the loader reads files) or ``string[pyarrow]``."""
+    if isinstance(dtype, pd.ArrowDtype):
+        return pa.types.is_string(dtype.pyarrow_dtype) or pa.types.is_large_string(dtype.pyarrow_dtype)
+    return isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+
+
+def _text_like(dtype: object) -> bool:
+    """True for a column of text cells (or of anything: object), as opposed to numbers, dates, booleans."""
+    return dtype == object or isinstance(dtype, pd.StringDtype) or _arrow_string_dtype(dtype)
+
+
 def _arrow_text(raw: pd.Series) -> pa.ChunkedArray | None:
     """The cells of a text column as a pyarrow string array (None when ``raw`` holds non-text values)."""
-    if isinstance(raw.dtype, pd.StringDtype) and raw.dtype.storage == "pyarrow":
+    if _arrow_string_dtype(raw.dtype):
         arr = pa.array(raw.array)
     elif isinstance(raw.dtype, pd.StringDtype) or raw.dtype == object:
         try:
@@ -361,6 +373,9 @@ def _text_arrow(values: pd.Series | pd.Index | np.ndarray | pa.Array) -> pa.Arra
             arr = arr.combine_chunks()
             _remember(values, arr, keep=True)
         return arr
+    if isinstance(values, pd.Series | pd.Index) and _arrow_string_dtype(values.dtype):
+        arr = pa.array(values.array)
+        return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     if isinstance(values, pd.Series | pd.Index):
         if not (isinstance(values.dtype, pd.StringDtype) or values.dtype == object):
             return None
@@ -509,7 +524,7 @@ def _coerce(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, pa.Chunked
     fallback, choose a format for the whole column).
     """
     no_bad = pd.Series(False, index=raw.index)
-    text_like = raw.dtype == object or isinstance(raw.dtype, pd.StringDtype)
+    text_like = _text_like(raw.dtype)
     arr = _arrow_text(raw) if text_like else None
     if kind == "str":
         if arr is None:
@@ -557,7 +572,7 @@ def _coerce(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, pa.Chunked
                     out = None
             if out is None:
                 txt = raw.where(present)
-                txt = txt.astype(object) if isinstance(txt.dtype, pd.StringDtype) else txt
+                txt = txt.astype(object) if isinstance(txt.dtype, pd.StringDtype) or _arrow_string_dtype(txt.dtype) else txt
                 out = pd.to_numeric(txt, errors="coerce").astype("float64")
         bad = present & (out.isna() | ~np.isfinite(out.fillna(0.0)))
         if bad.any():
