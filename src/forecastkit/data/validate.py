@@ -207,7 +207,7 @@ def _arrow_string_dtype(dtype: object) -> bool:
 
 def _text_like(dtype: object) -> bool:
     """True for a column of text cells (or of anything: object), as opposed to numbers, dates, booleans."""
-    return dtype == object or isinstance(dtype, pd.StringDtype) or _arrow_string_dtype(dtype)
+    return pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype) or _arrow_string_dtype(dtype)
 
 
 def _arrow_text(raw: pd.Series) -> pa.ChunkedArray | None:
@@ -234,13 +234,46 @@ def _objects(values: pd.Series | pd.Index) -> np.ndarray:
     return data if isinstance(data, np.ndarray) and data.dtype == object else values.to_numpy(dtype=object)
 
 
+def _run_starts(arr: pa.Array | pa.ChunkedArray, at_most: float = 0.2) -> np.ndarray | None:
+    """The rows where a run of equal values starts, when runs are few (at most ``at_most`` of the rows); else None.
+
+    Deal ids in tables sorted by deal (history, field history, activities...) come in runs:
+    their look-ups and conversions then work on the first row of each run only. Judged on
+    the first 20,000 rows first, so that a column without runs costs little. A missing
+    value starts a run of its own (and so does the value after it).
+    """
+    n = len(arr)
+    if n < 1_000:
+        return None
+    for part in (arr.slice(0, 20_000), arr):
+        m = len(part)
+        change = pc.not_equal(part.slice(1), part.slice(0, m - 1)).fill_null(True)
+        if pc.sum(change).as_py() + 1 > at_most * m:
+            return None
+    return np.flatnonzero(np.concatenate(([True], change.to_numpy(zero_copy_only=False))))
+
+
+def _run_lengths(starts: np.ndarray, n: int) -> np.ndarray:
+    """Length of each run starting at ``starts`` (:func:`_run_starts`) in ``n`` rows."""
+    return np.diff(np.append(starts, n))
+
+
 def _from_arrow(arr: pa.ChunkedArray, index: pd.Index) -> pd.Series:
     """A canonical text column from a pyarrow string array; equal values share one Python string (less memory).
 
     Columns of mostly distinct values (ids, names, e-mails: judged on their first
     20,000 cells) are converted cell by cell instead: sharing saves nothing there and
-    the dictionary costs a hash of every cell.
+    the dictionary costs a hash of every cell. Columns in runs of equal values (ids of
+    a table sorted by deal) convert one cell per run, which the run's rows share.
     """
+    starts = _run_starts(arr)
+    if starts is not None:
+        heads = arr.take(pa.array(starts))
+        vals = heads.to_numpy(zero_copy_only=False)
+        if heads.null_count:
+            vals[np.asarray(heads.is_null(), dtype=bool)] = pd.NA
+        vals = np.repeat(vals, _run_lengths(starts, len(arr)))
+        return pd.Series(_string_array(vals), index=index, copy=False)
     head = arr.slice(0, 20_000)
     n_head = len(head) - head.null_count
     if n_head >= 1_000 and pc.count_distinct(head).as_py() > 0.5 * n_head:
@@ -329,7 +362,7 @@ def _recalled(values: object) -> tuple[pa.Array | pa.ChunkedArray | None, int] |
 #: Per table, the columns whose pyarrow arrays later steps of validate_tables still read
 #: (references to deals and accounts, history's order and reconciliation).
 _STILL_LOOKED_UP = {
-    "opportunities": ("opportunity_id",),
+    "opportunities": ("opportunity_id", "account_id"),
     "accounts": ("account_id",),
     "history": ("opportunity_id",),
     "field_history": ("opportunity_id",),
@@ -399,14 +432,23 @@ def text_positions(
         return None
     if len(v) == 0 or len(k) == 0:
         return np.full(len(v), -1, dtype=np.int64)
+    starts = _run_starts(v)
+    if starts is not None:  # ids in runs: one look-up per run
+        pos = pc.index_in(v.take(pa.array(starts)), value_set=k).fill_null(-1).to_numpy(zero_copy_only=False)
+        return np.repeat(pos.astype(np.int64), _run_lengths(starts, len(v)))
     return pc.index_in(v, value_set=k).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def _isin(s: pd.Series, values: pd.Series) -> pd.Series:
+def _isin(s: pd.Series, values: pd.Series | Sequence[str]) -> pd.Series:
     """``s.isin(values)`` (missing matches missing), computed by pyarrow for text."""
-    a, v = _text_arrow(s), _text_arrow(values)
+    a = _text_arrow(s)
+    v = _text_arrow(values if isinstance(values, pd.Series) else np.asarray(values, dtype=object))
     if a is None or v is None:
         return s.isin(values)
+    starts = _run_starts(a)
+    if starts is not None:  # values in runs: one look-up per run
+        found = pc.is_in(a.take(pa.array(starts)), value_set=v).to_numpy(zero_copy_only=False)
+        return pd.Series(np.repeat(found, _run_lengths(starts, len(a))), index=s.index)
     return pd.Series(pc.is_in(a, value_set=v).to_numpy(zero_copy_only=False), index=s.index)
 
 
@@ -440,7 +482,7 @@ def _blank(arr: pa.ChunkedArray) -> pa.ChunkedArray:
     The same cells as ``utf8_trim_whitespace(arr) == ""`` (checked on every Unicode
     code point), without building the trimmed strings.
     """
-    return pc.or_(pc.equal(pc.binary_length(arr), 0), pc.utf8_is_space(arr))
+    return pc.or_(pc.equal(arr, ""), pc.utf8_is_space(arr))
 
 
 def _present(raw: pd.Series, arr: pa.ChunkedArray | None) -> pd.Series:
@@ -572,7 +614,11 @@ def _coerce(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, pa.Chunked
                     out = None
             if out is None:
                 txt = raw.where(present)
-                txt = txt.astype(object) if isinstance(txt.dtype, pd.StringDtype) or _arrow_string_dtype(txt.dtype) else txt
+                txt = (
+                    txt.astype(object)
+                    if isinstance(txt.dtype, pd.StringDtype) or _arrow_string_dtype(txt.dtype)
+                    else txt
+                )
                 out = pd.to_numeric(txt, errors="coerce").astype("float64")
         bad = present & (out.isna() | ~np.isfinite(out.fillna(0.0)))
         if bad.any():
@@ -869,7 +915,7 @@ def _check_references(
         m = df["changed_at"].dt.normalize() < created
         df = rej.add(df, m, "changed_at", "changed before created", lambda b: b["changed_at"].astype(str))
     if name == "field_history":
-        m = ~df["field"].isin(TABLES["opportunities"].column_names)
+        m = ~_isin(df["field"], TABLES["opportunities"].column_names).to_numpy(dtype=bool)
         df = rej.add(df, m, "field", "unknown field")
     if name == "activities" and opps is not None:
         m = ~_isna(df["opportunity_id"]) & ~_isin(df["opportunity_id"], opps["opportunity_id"]).to_numpy(dtype=bool)
@@ -1077,7 +1123,11 @@ def _validate_tables(
         _forget(clean, keep=_STILL_LOOKED_UP.get(name, ()))
     if "accounts" in out:
         o = out["opportunities"]
-        n = int((o["account_id"].notna() & ~o["account_id"].isin(out["accounts"]["account_id"])).sum())
+        n = int(
+            (
+                ~_isna(o["account_id"]) & ~_isin(o["account_id"], out["accounts"]["account_id"]).to_numpy(dtype=bool)
+            ).sum()
+        )
         if n:
             notes.append(
                 f"{files.get('opportunities', 'opportunities')}: {n} deal(s) refer to an account missing from accounts (kept)"
