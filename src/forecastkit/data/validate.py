@@ -1103,7 +1103,8 @@ def _validate_tables(
         file = files.get(name, name)
         rej = _Rejects(name, file)
         df.index = pd.RangeIndex(len(df))
-        df[_ROW] = np.arange(1, len(df) + 1) + (row_offsets or {}).get(name, 0)
+        first_row = 1 + (row_offsets or {}).get(name, 0)
+        df[_ROW] = np.arange(first_row, first_row + len(df))
         row_currency = df.pop("currency") if name == "history" and "currency" in df else None
         clean = _validate_columns(df, TABLES[name], file, rej, playbook, notes)
         _forget(clean, keep=("opportunity_id", "account_id"))  # (keys and codes were for the columns' checks)
