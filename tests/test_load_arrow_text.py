@@ -1,7 +1,8 @@
 """Text read by pyarrow (Parquet string columns, the fast CSV reader) validates like text in pandas objects.
 
 The loader keeps raw text columns as pyarrow strings (``pd.ArrowDtype``) and validation
-converts each id run (tables sorted by deal) once. Checked here on a small company whose
+converts each id run (tables sorted by deal) once; few-valued Parquet text columns are read
+as dictionaries, each distinct value converted once. Checked here on a small company whose
 history is sorted by deal, in runs long enough for that path, with blank, missing,
 unknown and malformed cells: the same tables and the same load report from a CSV folder,
 from a Parquet folder of text columns, and from object columns given to ``CRM.from_tables``.
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pytest
 
 import forecastkit as fk
+from forecastkit.data.io import _dictionary_columns
 from forecastkit.data.validate import TEXT_DTYPE, _isin, text_positions
 
 N_DEALS = 1_500
@@ -67,8 +69,9 @@ def _write(folder: Path, raw: dict[str, pd.DataFrame], fmt: str) -> Path:
     for name, df in raw.items():
         if fmt == "csv":
             df.to_csv(folder / f"{name}.csv", index=False)
-        else:
-            df.astype(pd.ArrowDtype(pa.string())).to_parquet(folder / f"{name}.parquet", index=False)
+        else:  # row groups of 500 rows: each with its own dictionary of the few-valued columns
+            groups = {"row_group_size": 500} if fmt == "parquet_groups" else {}
+            df.astype(pd.ArrowDtype(pa.string())).to_parquet(folder / f"{name}.parquet", index=False, **groups)
     return folder
 
 
@@ -76,14 +79,14 @@ def _write(folder: Path, raw: dict[str, pd.DataFrame], fmt: str) -> Path:
 def loads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, fk.CRM]:
     raw = _raw_tables()
     base = tmp_path_factory.mktemp("arrow_text")
-    out = {fmt: fk.load(_write(base / fmt, raw, fmt)) for fmt in ("csv", "parquet")}
+    out = {fmt: fk.load(_write(base / fmt, raw, fmt)) for fmt in ("csv", "parquet", "parquet_groups")}
     out["objects"] = fk.CRM.from_tables(raw, as_of="2025-11-20")
     return out
 
 
 def test_same_snapshot_from_csv_parquet_text_and_objects(loads: dict[str, fk.CRM]) -> None:
     ref = loads["objects"]
-    for fmt in ("csv", "parquet"):
+    for fmt in ("csv", "parquet", "parquet_groups"):
         crm = loads[fmt]
         assert crm.as_of_date == ref.as_of_date
         for name in ("opportunities", "history"):
@@ -129,6 +132,23 @@ def test_history_ids_in_runs_are_canonical_text(loads: dict[str, fk.CRM]) -> Non
     assert len(hist) == expected
     assert crm.load_report.summary.set_index("table").loc["history", "rows_added"] == 0
     assert "history: 1 deal(s) have no history row" in "\n".join(crm.load_report.notes)  # D00010: GONE-1's rows
+
+
+def test_few_valued_parquet_columns_are_read_as_dictionaries(tmp_path: Path) -> None:
+    folder = _write(tmp_path / "pq", _raw_tables(), "parquet_groups")
+    assert _dictionary_columns(folder / "history.parquet") == ["opportunity_id", "stage", "forecast_category"]
+    assert _dictionary_columns(folder / "opportunities.parquet") == [
+        "opportunity_id",
+        "owner",
+        "stage",
+        "forecast_category",
+    ]
+    other = _write(tmp_path / "categorical", _raw_tables(), "parquet")
+    categorical = _raw_tables()["history"].astype({"stage": "category"})
+    categorical.to_parquet(other / "history.parquet", index=False)
+    assert _dictionary_columns(other / "history.parquet") == []  # the file has its own dictionaries
+    got, want = fk.load(other), fk.load(folder)
+    pd.testing.assert_frame_equal(got.history, want.history, check_exact=True)
 
 
 def test_look_ups_in_runs_match_pandas() -> None:

@@ -199,10 +199,46 @@ _FALSE = {"false", "0", "no", "n", "f", "0.0"}
 
 
 def _arrow_string_dtype(dtype: object) -> bool:
-    """True for text held by pyarrow: ``pd.ArrowDtype(pa.string())`` (how the loader reads files) or ``string[pyarrow]``."""
+    """True for text held by pyarrow: ``pd.ArrowDtype`` of strings or of a dictionary of strings (how the
+    loader reads files) or ``string[pyarrow]``."""
     if isinstance(dtype, pd.ArrowDtype):
-        return pa.types.is_string(dtype.pyarrow_dtype) or pa.types.is_large_string(dtype.pyarrow_dtype)
+        typ = dtype.pyarrow_dtype
+        typ = typ.value_type if pa.types.is_dictionary(typ) else typ
+        return pa.types.is_string(typ) or pa.types.is_large_string(typ)
     return isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+
+
+def _arrow_dictionary_dtype(dtype: object) -> bool:
+    """True for ``pd.ArrowDtype`` of a dictionary of strings (text columns with few distinct values, as read)."""
+    return (
+        isinstance(dtype, pd.ArrowDtype)
+        and pa.types.is_dictionary(dtype.pyarrow_dtype)
+        and _arrow_string_dtype(pd.ArrowDtype(dtype.pyarrow_dtype.value_type))
+    )
+
+
+def _decoded(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A dictionary-encoded array as plain strings (other arrays as they are)."""
+    return arr.cast(arr.type.value_type) if pa.types.is_dictionary(arr.type) else arr
+
+
+def _from_dictionary(arr: pa.ChunkedArray, index: pd.Index) -> tuple[pd.Series, pa.ChunkedArray]:
+    """A canonical text column from a dictionary-encoded text array, blank cells missing; and the array
+    with those cells null. Each distinct value is converted once, and its cells share it."""
+    parts, chunks = [], []
+    for chunk in arr.chunks:
+        words = _decoded(chunk.dictionary)
+        gone = pc.or_(_blank(words), pc.is_null(words)).fill_null(True)
+        lookup = np.append(words.to_numpy(zero_copy_only=False).astype(object), None)
+        lookup[np.append(gone.to_numpy(zero_copy_only=False), True)] = pd.NA
+        codes = chunk.indices.fill_null(len(words)).to_numpy(zero_copy_only=False)
+        parts.append(lookup[codes])
+        if pc.any(gone).as_py():
+            indices = pc.if_else(pc.take(gone, chunk.indices), pa.scalar(None, chunk.indices.type), chunk.indices)
+            chunk = pa.DictionaryArray.from_arrays(indices, chunk.dictionary)
+        chunks.append(chunk)
+    vals = np.concatenate(parts) if parts else np.array([], dtype=object)
+    return pd.Series(_string_array(vals), index=index, copy=False), pa.chunked_array(chunks, type=arr.type)
 
 
 def _text_like(dtype: object) -> bool:
@@ -213,7 +249,7 @@ def _text_like(dtype: object) -> bool:
 def _arrow_text(raw: pd.Series) -> pa.ChunkedArray | None:
     """The cells of a text column as a pyarrow string array (None when ``raw`` holds non-text values)."""
     if _arrow_string_dtype(raw.dtype):
-        arr = pa.array(raw.array)
+        arr = _decoded(pa.array(raw.array))
     elif isinstance(raw.dtype, pd.StringDtype) or raw.dtype == object:
         try:
             arr = pa.array(_objects(raw), type=pa.string(), from_pandas=True)
@@ -402,12 +438,12 @@ def _text_arrow(values: pd.Series | pd.Index | np.ndarray | pa.Array) -> pa.Arra
     known = _recalled(values)
     if known is not None and known[0] is not None:
         arr = known[0]
-        if isinstance(arr, pa.ChunkedArray):  # combined once (pyarrow's kernels here want one array)
-            arr = arr.combine_chunks()
+        if isinstance(arr, pa.ChunkedArray):  # decoded and combined once (pyarrow's kernels here want one array)
+            arr = _decoded(arr).combine_chunks()
             _remember(values, arr, keep=True)
         return arr
     if isinstance(values, pd.Series | pd.Index) and _arrow_string_dtype(values.dtype):
-        arr = pa.array(values.array)
+        arr = _decoded(pa.array(values.array))
         return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     if isinstance(values, pd.Series | pd.Index):
         if not (isinstance(values.dtype, pd.StringDtype) or values.dtype == object):
@@ -566,6 +602,10 @@ def _coerce(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, pa.Chunked
     fallback, choose a format for the whole column).
     """
     no_bad = pd.Series(False, index=raw.index)
+    if kind == "str" and _arrow_dictionary_dtype(raw.dtype):
+        arr = pa.array(raw.array)
+        values, arr = _from_dictionary(arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr]), raw.index)
+        return values, no_bad, arr
     text_like = _text_like(raw.dtype)
     arr = _arrow_text(raw) if text_like else None
     if kind == "str":
