@@ -19,7 +19,7 @@ import pytest
 
 import forecastkit as fk
 from forecastkit.data.io import _dictionary_columns
-from forecastkit.data.validate import TEXT_DTYPE, _isin, text_positions
+from forecastkit.data.validate import TEXT_DTYPE, _from_dictionary, _isin, text_positions
 
 N_DEALS = 1_500
 ROWS_PER_DEAL = 3
@@ -162,3 +162,14 @@ def test_look_ups_in_runs_match_pandas() -> None:
     np.testing.assert_array_equal(pos, want)
     found = _isin(pd.Series(values, dtype=TEXT_DTYPE), pd.Series(keys[:100], dtype=TEXT_DTYPE)).to_numpy()
     np.testing.assert_array_equal(found, pd.Series(values).isin(keys[:100]).to_numpy())
+
+
+def test_dictionary_text_blank_and_missing_cells() -> None:
+    chunks = [
+        pa.DictionaryArray.from_arrays(pa.array([0, 1, None, 2, 0], pa.int8()), pa.array(["a", " ", "c"])),
+        pa.DictionaryArray.from_arrays(pa.array([1, 0], pa.int8()), pa.array(["x", ""])),
+    ]
+    values, arr = _from_dictionary(pa.chunked_array(chunks), pd.RangeIndex(7))
+    assert values.dtype == TEXT_DTYPE
+    assert values.tolist() == ["a", pd.NA, pd.NA, "c", "a", pd.NA, "x"]
+    assert arr.null_count == 3 and arr.is_null().to_pylist() == values.isna().tolist()

@@ -231,7 +231,8 @@ def _from_dictionary(arr: pa.ChunkedArray, index: pd.Index) -> tuple[pd.Series, 
         gone = pc.or_(_blank(words), pc.is_null(words)).fill_null(True)
         lookup = np.append(words.to_numpy(zero_copy_only=False).astype(object), None)
         lookup[np.append(gone.to_numpy(zero_copy_only=False), True)] = pd.NA
-        codes = chunk.indices.fill_null(len(words)).to_numpy(zero_copy_only=False)
+        codes = chunk.indices  # a missing cell: the last entry of lookup
+        codes = (codes.cast(pa.int64()).fill_null(len(words)) if codes.null_count else codes).to_numpy()
         parts.append(lookup[codes])
         if pc.any(gone).as_py():
             indices = pc.if_else(pc.take(gone, chunk.indices), pa.scalar(None, chunk.indices.type), chunk.indices)
