@@ -545,7 +545,11 @@ def _normalised(s: pd.Series, allowed: Sequence[str] | None = None) -> tuple[pd.
     """``normalise_codes(s)`` and, per row, whether the normalised value is missing or in ``allowed``."""
     known = _recalled(s)
     if known is not None and known[0] is not None:  # a validated text column: pyarrow hashes it
-        enc = _text_arrow(s).dictionary_encode()
+        arr = known[0]
+        if pa.types.is_dictionary(arr.type) and isinstance(arr, pa.ChunkedArray) and arr.num_chunks:
+            enc = arr.unify_dictionaries().combine_chunks()  # read as a dictionary: codes as they are
+        else:
+            enc = _text_arrow(s).dictionary_encode()
         codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
         uniques = enc.dictionary.to_pylist()
     else:
