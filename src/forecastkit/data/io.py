@@ -66,7 +66,49 @@ def _separator(path: Path, head: str | None = None) -> str:
     return best if counts[best] else ","
 
 
-_TEXT = pd.StringDtype("pyarrow")
+#: Raw text columns stay pyarrow arrays, as read (no conversion nor copy): validation makes them canonical text.
+_RAW_TEXT = {pa.string(): pd.ArrowDtype(pa.string()), pa.large_string(): pd.ArrowDtype(pa.large_string())}
+
+#: A text column whose Parquet dictionary is at most this big (compressed) in every row group is read as a
+#: pyarrow dictionary (stages, owners, categories...): validation then converts each distinct value once.
+_SMALL_DICTIONARY = 1 << 16
+
+
+def _raw_text_dtype(typ: pa.DataType) -> pd.ArrowDtype | None:
+    """The pandas dtype of a raw text column read by pyarrow (None: pyarrow's own conversion)."""
+    if pa.types.is_dictionary(typ):
+        return pd.ArrowDtype(typ) if pa.types.is_string(typ.value_type) else None
+    return _RAW_TEXT.get(typ)
+
+
+def _dictionary_columns(path: Path) -> list[str]:
+    """The text columns of a canonical table's Parquet file that have a small dictionary in every row group.
+
+    Only the speed of the read depends on this choice, not the values. Files that store
+    dictionaries themselves (pandas categoricals) are read as before: none.
+    """
+    table = TABLES.get(path.name.removesuffix(".parquet"))
+    if table is None:
+        return []
+    meta = pq.read_metadata(path)
+    schema = meta.schema.to_arrow_schema()
+    if meta.num_row_groups == 0 or any(pa.types.is_dictionary(f.type) for f in schema):
+        return []
+    texts = {c.name for c in table.columns if c.kind == "str"}
+    found = []
+    for j in range(meta.num_columns):
+        name = meta.schema.column(j).path
+        if name not in texts or not pa.types.is_string(schema.field(name).type):
+            continue
+        groups = [meta.row_group(r).column(j) for r in range(meta.num_row_groups)]
+        if all(
+            c.has_dictionary_page
+            and c.dictionary_page_offset is not None
+            and 0 < c.data_page_offset - c.dictionary_page_offset <= _SMALL_DICTIONARY
+            for c in groups
+        ):
+            found.append(name)
+    return found
 
 
 def _arrow_csv(path: Path, head: str, sep: str) -> pd.DataFrame | None:
@@ -97,15 +139,16 @@ def _arrow_csv(path: Path, head: str, sep: str) -> pd.DataFrame | None:
         )
     except (pa.ArrowInvalid, OSError, ValueError):
         return None
-    return table.to_pandas(types_mapper={pa.string(): _TEXT, pa.large_string(): _TEXT}.get)
+    return table.to_pandas(types_mapper=_RAW_TEXT.get)
 
 
 def _read_raw(path: Path) -> pd.DataFrame:
-    """Read one table file for validation: text columns as pyarrow strings (fast and compact)."""
+    """Read one table file for validation: text columns as pyarrow strings (``pd.ArrowDtype``: fast and compact)."""
     try:
         if path.name.endswith(".parquet"):
-            table = pq.read_table(path)
-            return table.to_pandas(types_mapper={pa.string(): _TEXT, pa.large_string(): _TEXT}.get)
+            few_valued = _dictionary_columns(path)
+            table = pq.read_table(path, read_dictionary=few_valued or None)
+            return table.to_pandas(types_mapper=_raw_text_dtype if few_valued else _RAW_TEXT.get)
         head = _head(path)
         sep = _separator(path, head)
         fast = _arrow_csv(path, head, sep) if head else None

@@ -198,10 +198,59 @@ _TRUE = {"true", "1", "yes", "y", "t", "1.0"}
 _FALSE = {"false", "0", "no", "n", "f", "0.0"}
 
 
+def _arrow_string_dtype(dtype: object) -> bool:
+    """True for text held by pyarrow: ``pd.ArrowDtype`` of strings or of a dictionary of strings (how the
+    loader reads files) or ``string[pyarrow]``."""
+    if isinstance(dtype, pd.ArrowDtype):
+        typ = dtype.pyarrow_dtype
+        typ = typ.value_type if pa.types.is_dictionary(typ) else typ
+        return pa.types.is_string(typ) or pa.types.is_large_string(typ)
+    return isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+
+
+def _arrow_dictionary_dtype(dtype: object) -> bool:
+    """True for ``pd.ArrowDtype`` of a dictionary of strings (text columns with few distinct values, as read)."""
+    return (
+        isinstance(dtype, pd.ArrowDtype)
+        and pa.types.is_dictionary(dtype.pyarrow_dtype)
+        and _arrow_string_dtype(pd.ArrowDtype(dtype.pyarrow_dtype.value_type))
+    )
+
+
+def _decoded(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A dictionary-encoded array as plain strings (other arrays as they are)."""
+    return arr.cast(arr.type.value_type) if pa.types.is_dictionary(arr.type) else arr
+
+
+def _from_dictionary(arr: pa.ChunkedArray, index: pd.Index) -> tuple[pd.Series, pa.ChunkedArray]:
+    """A canonical text column from a dictionary-encoded text array, blank cells missing; and the array
+    with those cells null. Each distinct value is converted once, and its cells share it."""
+    parts, chunks = [], []
+    for chunk in arr.chunks:
+        words = _decoded(chunk.dictionary)
+        gone = pc.or_(_blank(words), pc.is_null(words)).fill_null(True)
+        lookup = np.append(words.to_numpy(zero_copy_only=False).astype(object), None)
+        lookup[np.append(gone.to_numpy(zero_copy_only=False), True)] = pd.NA
+        codes = chunk.indices  # a missing cell: the last entry of lookup
+        codes = (codes.cast(pa.int64()).fill_null(len(words)) if codes.null_count else codes).to_numpy()
+        parts.append(lookup[codes])
+        if pc.any(gone).as_py():
+            indices = pc.if_else(pc.take(gone, chunk.indices), pa.scalar(None, chunk.indices.type), chunk.indices)
+            chunk = pa.DictionaryArray.from_arrays(indices, chunk.dictionary)
+        chunks.append(chunk)
+    vals = np.concatenate(parts) if parts else np.array([], dtype=object)
+    return pd.Series(_string_array(vals), index=index, copy=False), pa.chunked_array(chunks, type=arr.type)
+
+
+def _text_like(dtype: object) -> bool:
+    """True for a column of text cells (or of anything: object), as opposed to numbers, dates, booleans."""
+    return pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype) or _arrow_string_dtype(dtype)
+
+
 def _arrow_text(raw: pd.Series) -> pa.ChunkedArray | None:
     """The cells of a text column as a pyarrow string array (None when ``raw`` holds non-text values)."""
-    if isinstance(raw.dtype, pd.StringDtype) and raw.dtype.storage == "pyarrow":
-        arr = pa.array(raw.array)
+    if _arrow_string_dtype(raw.dtype):
+        arr = _decoded(pa.array(raw.array))
     elif isinstance(raw.dtype, pd.StringDtype) or raw.dtype == object:
         try:
             arr = pa.array(_objects(raw), type=pa.string(), from_pandas=True)
@@ -222,13 +271,46 @@ def _objects(values: pd.Series | pd.Index) -> np.ndarray:
     return data if isinstance(data, np.ndarray) and data.dtype == object else values.to_numpy(dtype=object)
 
 
+def _run_starts(arr: pa.Array | pa.ChunkedArray, at_most: float = 0.2) -> np.ndarray | None:
+    """The rows where a run of equal values starts, when runs are few (at most ``at_most`` of the rows); else None.
+
+    Deal ids in tables sorted by deal (history, field history, activities...) come in runs:
+    their look-ups and conversions then work on the first row of each run only. Judged on
+    the first 20,000 rows first, so that a column without runs costs little. A missing
+    value starts a run of its own (and so does the value after it).
+    """
+    n = len(arr)
+    if n < 1_000:
+        return None
+    for part in (arr.slice(0, 20_000), arr):
+        m = len(part)
+        change = pc.not_equal(part.slice(1), part.slice(0, m - 1)).fill_null(True)
+        if pc.sum(change).as_py() + 1 > at_most * m:
+            return None
+    return np.flatnonzero(np.concatenate(([True], change.to_numpy(zero_copy_only=False))))
+
+
+def _run_lengths(starts: np.ndarray, n: int) -> np.ndarray:
+    """Length of each run starting at ``starts`` (:func:`_run_starts`) in ``n`` rows."""
+    return np.diff(np.append(starts, n))
+
+
 def _from_arrow(arr: pa.ChunkedArray, index: pd.Index) -> pd.Series:
     """A canonical text column from a pyarrow string array; equal values share one Python string (less memory).
 
     Columns of mostly distinct values (ids, names, e-mails: judged on their first
     20,000 cells) are converted cell by cell instead: sharing saves nothing there and
-    the dictionary costs a hash of every cell.
+    the dictionary costs a hash of every cell. Columns in runs of equal values (ids of
+    a table sorted by deal) convert one cell per run, which the run's rows share.
     """
+    starts = _run_starts(arr)
+    if starts is not None:
+        heads = arr.take(pa.array(starts))
+        vals = heads.to_numpy(zero_copy_only=False)
+        if heads.null_count:
+            vals[np.asarray(heads.is_null(), dtype=bool)] = pd.NA
+        vals = np.repeat(vals, _run_lengths(starts, len(arr)))
+        return pd.Series(_string_array(vals), index=index, copy=False)
     head = arr.slice(0, 20_000)
     n_head = len(head) - head.null_count
     if n_head >= 1_000 and pc.count_distinct(head).as_py() > 0.5 * n_head:
@@ -317,7 +399,7 @@ def _recalled(values: object) -> tuple[pa.Array | pa.ChunkedArray | None, int] |
 #: Per table, the columns whose pyarrow arrays later steps of validate_tables still read
 #: (references to deals and accounts, history's order and reconciliation).
 _STILL_LOOKED_UP = {
-    "opportunities": ("opportunity_id",),
+    "opportunities": ("opportunity_id", "account_id"),
     "accounts": ("account_id",),
     "history": ("opportunity_id",),
     "field_history": ("opportunity_id",),
@@ -357,10 +439,13 @@ def _text_arrow(values: pd.Series | pd.Index | np.ndarray | pa.Array) -> pa.Arra
     known = _recalled(values)
     if known is not None and known[0] is not None:
         arr = known[0]
-        if isinstance(arr, pa.ChunkedArray):  # combined once (pyarrow's kernels here want one array)
-            arr = arr.combine_chunks()
+        if isinstance(arr, pa.ChunkedArray):  # decoded and combined once (pyarrow's kernels here want one array)
+            arr = _decoded(arr).combine_chunks()
             _remember(values, arr, keep=True)
         return arr
+    if isinstance(values, pd.Series | pd.Index) and _arrow_string_dtype(values.dtype):
+        arr = _decoded(pa.array(values.array))
+        return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     if isinstance(values, pd.Series | pd.Index):
         if not (isinstance(values.dtype, pd.StringDtype) or values.dtype == object):
             return None
@@ -384,14 +469,23 @@ def text_positions(
         return None
     if len(v) == 0 or len(k) == 0:
         return np.full(len(v), -1, dtype=np.int64)
+    starts = _run_starts(v)
+    if starts is not None:  # ids in runs: one look-up per run
+        pos = pc.index_in(v.take(pa.array(starts)), value_set=k).fill_null(-1).to_numpy(zero_copy_only=False)
+        return np.repeat(pos.astype(np.int64), _run_lengths(starts, len(v)))
     return pc.index_in(v, value_set=k).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def _isin(s: pd.Series, values: pd.Series) -> pd.Series:
+def _isin(s: pd.Series, values: pd.Series | Sequence[str]) -> pd.Series:
     """``s.isin(values)`` (missing matches missing), computed by pyarrow for text."""
-    a, v = _text_arrow(s), _text_arrow(values)
+    a = _text_arrow(s)
+    v = _text_arrow(values if isinstance(values, pd.Series) else np.asarray(values, dtype=object))
     if a is None or v is None:
         return s.isin(values)
+    starts = _run_starts(a)
+    if starts is not None:  # values in runs: one look-up per run
+        found = pc.is_in(a.take(pa.array(starts)), value_set=v).to_numpy(zero_copy_only=False)
+        return pd.Series(np.repeat(found, _run_lengths(starts, len(a))), index=s.index)
     return pd.Series(pc.is_in(a, value_set=v).to_numpy(zero_copy_only=False), index=s.index)
 
 
@@ -425,7 +519,7 @@ def _blank(arr: pa.ChunkedArray) -> pa.ChunkedArray:
     The same cells as ``utf8_trim_whitespace(arr) == ""`` (checked on every Unicode
     code point), without building the trimmed strings.
     """
-    return pc.or_(pc.equal(pc.binary_length(arr), 0), pc.utf8_is_space(arr))
+    return pc.or_(pc.equal(arr, ""), pc.utf8_is_space(arr))
 
 
 def _present(raw: pd.Series, arr: pa.ChunkedArray | None) -> pd.Series:
@@ -451,7 +545,11 @@ def _normalised(s: pd.Series, allowed: Sequence[str] | None = None) -> tuple[pd.
     """``normalise_codes(s)`` and, per row, whether the normalised value is missing or in ``allowed``."""
     known = _recalled(s)
     if known is not None and known[0] is not None:  # a validated text column: pyarrow hashes it
-        enc = _text_arrow(s).dictionary_encode()
+        arr = known[0]
+        if pa.types.is_dictionary(arr.type) and isinstance(arr, pa.ChunkedArray) and arr.num_chunks:
+            enc = arr.unify_dictionaries().combine_chunks()  # read as a dictionary: codes as they are
+        else:
+            enc = _text_arrow(s).dictionary_encode()
         codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
         uniques = enc.dictionary.to_pylist()
     else:
@@ -509,7 +607,11 @@ def _coerce(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, pa.Chunked
     fallback, choose a format for the whole column).
     """
     no_bad = pd.Series(False, index=raw.index)
-    text_like = raw.dtype == object or isinstance(raw.dtype, pd.StringDtype)
+    if kind == "str" and _arrow_dictionary_dtype(raw.dtype):
+        arr = pa.array(raw.array)
+        values, arr = _from_dictionary(arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr]), raw.index)
+        return values, no_bad, arr
+    text_like = _text_like(raw.dtype)
     arr = _arrow_text(raw) if text_like else None
     if kind == "str":
         if arr is None:
@@ -557,7 +659,11 @@ def _coerce(raw: pd.Series, kind: str) -> tuple[pd.Series, pd.Series, pa.Chunked
                     out = None
             if out is None:
                 txt = raw.where(present)
-                txt = txt.astype(object) if isinstance(txt.dtype, pd.StringDtype) else txt
+                txt = (
+                    txt.astype(object)
+                    if isinstance(txt.dtype, pd.StringDtype) or _arrow_string_dtype(txt.dtype)
+                    else txt
+                )
                 out = pd.to_numeric(txt, errors="coerce").astype("float64")
         bad = present & (out.isna() | ~np.isfinite(out.fillna(0.0)))
         if bad.any():
@@ -854,7 +960,7 @@ def _check_references(
         m = df["changed_at"].dt.normalize() < created
         df = rej.add(df, m, "changed_at", "changed before created", lambda b: b["changed_at"].astype(str))
     if name == "field_history":
-        m = ~df["field"].isin(TABLES["opportunities"].column_names)
+        m = ~_isin(df["field"], TABLES["opportunities"].column_names).to_numpy(dtype=bool)
         df = rej.add(df, m, "field", "unknown field")
     if name == "activities" and opps is not None:
         m = ~_isna(df["opportunity_id"]) & ~_isin(df["opportunity_id"], opps["opportunity_id"]).to_numpy(dtype=bool)
@@ -1042,7 +1148,8 @@ def _validate_tables(
         file = files.get(name, name)
         rej = _Rejects(name, file)
         df.index = pd.RangeIndex(len(df))
-        df[_ROW] = np.arange(1, len(df) + 1) + (row_offsets or {}).get(name, 0)
+        first_row = 1 + (row_offsets or {}).get(name, 0)
+        df[_ROW] = np.arange(first_row, first_row + len(df))
         row_currency = df.pop("currency") if name == "history" and "currency" in df else None
         clean = _validate_columns(df, TABLES[name], file, rej, playbook, notes)
         _forget(clean, keep=("opportunity_id", "account_id"))  # (keys and codes were for the columns' checks)
@@ -1062,7 +1169,11 @@ def _validate_tables(
         _forget(clean, keep=_STILL_LOOKED_UP.get(name, ()))
     if "accounts" in out:
         o = out["opportunities"]
-        n = int((o["account_id"].notna() & ~o["account_id"].isin(out["accounts"]["account_id"])).sum())
+        n = int(
+            (
+                ~_isna(o["account_id"]) & ~_isin(o["account_id"], out["accounts"]["account_id"]).to_numpy(dtype=bool)
+            ).sum()
+        )
         if n:
             notes.append(
                 f"{files.get('opportunities', 'opportunities')}: {n} deal(s) refer to an account missing from accounts (kept)"
