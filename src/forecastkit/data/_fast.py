@@ -128,6 +128,7 @@ class RewindPlan:
         self.hist_deal = deal_rows(hist["opportunity_id"], opps["opportunity_id"])
         self.hist_order = by_deal(self.hist_deal)
         self.changed = hist["changed_at"].to_numpy()
+        self.runs = _time_ordered_runs(self.hist_order, self.hist_deal, self.changed)
         all_stages = pd.concat([opps["stage"], hist["stage"]], ignore_index=True)
         self.stage_code, stages = text_codes(all_stages)
         self.won = np.append(stages == WON, False)[self.stage_code]  # (code -1 reads the appended False)
@@ -160,7 +161,7 @@ class RewindPlan:
         and whether each deal of ``o`` is open.
         """
         n, cut = self.n, cutoff.to_datetime64()
-        row = last_rows(self.hist_order, self.hist_deal, self.changed < cut, n)[sel]  # last history row, -1 none
+        row = self.last_known(cut)[sel]  # each deal's last history row, -1 none
         has = row >= 0
         src = np.where(has, n + row, sel)  # each deal's source of the history columns (positions in the pools)
         closed_at = self.closed_at[sel]
@@ -192,6 +193,25 @@ class RewindPlan:
         o_row[sel] = np.arange(len(sel))
         return o_row, ~(won | lost)
 
+    def last_known(self, cut: np.datetime64) -> np.ndarray:
+        """:func:`last_rows` of the history rows dated before ``cut``, for each opportunities row.
+
+        When each deal's rows are in time order (:func:`_time_ordered_runs`), the rows before the
+        cut are the first ones of each deal's run: counted per run, without picking rows.
+        """
+        known = self.changed < cut
+        if self.runs is None:
+            return last_rows(self.hist_order, self.hist_deal, known, self.n)
+        starts, deals, whole = self.runs
+        if not len(starts):
+            return np.full(self.n, -1, dtype=np.int64)
+        k = known if whole else known[self.hist_order]
+        count = np.add.reduceat(k, starts, dtype=np.int64)
+        last = starts + count - 1  # (positions in hist_order)
+        out = np.full(self.n, -1, dtype=np.int64)
+        out[deals] = np.where(count > 0, last if whole else self.hist_order[np.maximum(last, 0)], -1)
+        return out
+
     def later_changes(self, o_row: np.ndarray, cutoff: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
         """``(later, first)``: field-history rows after ``cutoff`` on a deal of the rewound snapshot, and
         among them each (deal, field)'s first one (rows in table order; rows without a field left out)."""
@@ -201,6 +221,21 @@ class RewindPlan:
         named = later[self.field_codes[later] >= 0]
         keys = self.fh_deal[named] * (len(self.field_names) + 1) + self.field_codes[named]
         return later, named[first_rows(keys)]
+
+
+def _time_ordered_runs(
+    order: np.ndarray, deal: np.ndarray, changed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """``(starts, deals, whole)`` when the history rows taken in ``order`` (:func:`by_deal`) are, deal by deal,
+    in time order (no missing date after a deal's first row): each deal's run starts at ``starts``
+    (positions in ``order``); ``whole`` when ``order`` is every row in table order. Else None."""
+    d, t = deal[order], changed[order]
+    same = d[1:] == d[:-1]
+    if len(t) > 1 and not bool(np.all(t[1:][same] >= t[:-1][same])):  # (NaT compares False)
+        return None
+    starts = np.flatnonzero(np.r_[True, ~same]) if len(d) else np.zeros(0, dtype=np.int64)
+    whole = len(order) == len(deal) and bool(np.all(order == np.arange(len(order))))
+    return starts, d[starts], whole
 
 
 def plan_for(

@@ -194,33 +194,58 @@ class CRM:
                 f"as_of date {d.date()} is after the snapshot date {self.as_of_date.date()}: "
                 "a snapshot cannot show what it does not know; load newer data instead"
             )
+        return self._as_of(d)
+
+    def _as_of(self, d: pd.Timestamp, skip: Iterable[str] = ()) -> CRM:
+        """:meth:`as_of` of a checked date (midnight), rewinding only the tables the snapshot holds.
+
+        ``skip``: tables left out of the snapshot (absent, as if not loaded) instead of rewound,
+        for callers that never read them (the backtest reads no field history; it cuts the
+        activities itself). The others are rewound exactly as by :meth:`as_of`.
+        """
         cutoff = d + _DAY  # everything strictly before is known at the end of day d
         t = self._tables
+        names = (self._present | {"opportunities"}) - set(skip)
         out: dict[str, pd.DataFrame] = {}
-        out["history"] = _before(t["history"], "changed_at", cutoff)
-        out["field_history"] = _before(t["field_history"], "changed_at", cutoff)
-        out["opportunities"], is_open = self._rewind_deals(out["history"], cutoff)
-        act = t["activities"]
-        known = self._cached(("activity_known",), lambda: act["created_at"].fillna(act["due_at"]))
-        out["activities"] = _rewind_activities(act, cutoff, known)
-        out["orders"] = _rewind_orders(t["orders"], cutoff)
-        out["forecast_calls"] = _before(t["forecast_calls"], "submitted_at", cutoff)
+        history = _before(t["history"], "changed_at", cutoff)  # (the deals' rewind reads it)
+        if "history" in names:
+            out["history"] = history
+        if "field_history" in names:
+            out["field_history"] = _before(t["field_history"], "changed_at", cutoff)
+        out["opportunities"], is_open = self._rewind_deals(history, cutoff)
+        if "activities" in names:
+            act = t["activities"]
+            known = self._cached(("activity_known",), lambda: act["created_at"].fillna(act["due_at"]))
+            out["activities"] = _rewind_activities(act, cutoff, known)
+        if "orders" in names:
+            out["orders"] = _rewind_orders(t["orders"], cutoff)
+        if "forecast_calls" in names:
+            out["forecast_calls"] = _before(t["forecast_calls"], "submitted_at", cutoff)
         for name in ("accounts", "contacts"):
-            df = t[name]
-            out[name] = _rows(df, ~(df["created_at"] >= cutoff))
-        reps = _rows(t["reps"], ~(t["reps"]["start_date"] >= cutoff))
-        reps.loc[reps["end_date"] >= cutoff, "end_date"] = pd.NaT
-        out["reps"] = reps
-        out["subscriptions"] = _before(t["subscriptions"], "month", cutoff)
-        costs = t["costs"]
-        month_start = pd.to_datetime(costs["period"].astype(object) + "-01", errors="coerce")
-        out["costs"] = _rows(costs, ~(month_start >= cutoff))
-        out["targets"] = t["targets"]
-        tables = {n: out[n] for n in self._present | {"opportunities"}}
-        snap = CRM(tables, as_of_date=d, playbook=self.playbook, load_report=self.load_report)
+            if name in names:
+                df = t[name]
+                out[name] = _rows(df, ~(df["created_at"] >= cutoff))
+        if "reps" in names:
+            reps = _rows(t["reps"], ~(t["reps"]["start_date"] >= cutoff))
+            reps.loc[reps["end_date"] >= cutoff, "end_date"] = pd.NaT
+            out["reps"] = reps
+        if "subscriptions" in names:
+            out["subscriptions"] = _before(t["subscriptions"], "month", cutoff)
+        if "costs" in names:
+            costs = t["costs"]
+            month_start = pd.to_datetime(costs["period"].astype(object) + "-01", errors="coerce")
+            out["costs"] = _rows(costs, ~(month_start >= cutoff))
+        if "targets" in names:
+            out["targets"] = t["targets"]
+        snap = CRM(out, as_of_date=d, playbook=self.playbook, load_report=self.load_report)
         if is_open is not None:
             snap._cached(("open",), lambda: is_open)
         return snap
+
+    def _put_table(self, name: str, df: pd.DataFrame) -> None:
+        """Set table ``name`` of a snapshot being built (a rewinder that cuts a table itself), present."""
+        self._tables[name] = df
+        self._present = self._present | {name}
 
     def _rewind_plan(self):  # type: ignore[no-untyped-def]
         """This snapshot's :class:`~forecastkit.data._fast.RewindPlan` (None when its tables do not allow
@@ -256,8 +281,11 @@ class CRM:
         if plan is None:
             return _rewind_opportunities(opps, known_history, fh, cutoff, cache), None
         sel = np.flatnonzero((opps["created_at"] < cutoff).to_numpy(dtype=bool))
-        o = opps.take(sel)
-        o.index = pd.RangeIndex(len(o))
+        if len(sel) and sel[-1] == len(sel) - 1 and self._cached_only(("read_only_rewinds",)):
+            o = _head(opps, len(sel))  # deals in creation order: the first rows, shared, not copied
+        else:
+            o = opps.take(sel)
+            o.index = pd.RangeIndex(len(o))
         if o.empty:
             return o, None
         o_row, is_open = plan.rewind(o, sel, cutoff)
@@ -565,6 +593,20 @@ def _rows(df: pd.DataFrame, keep: pd.Series | np.ndarray) -> pd.DataFrame:
     """
     out = df.take(np.flatnonzero(np.asarray(keep, dtype=bool)))
     out.index = pd.RangeIndex(len(out))
+    return out
+
+
+def _head(df: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The first ``n`` rows of ``df`` (default index) as a frame sharing its data: setting a column of it
+    replaces that column (``df`` keeps its own); writing into its cells would write into ``df``'s.
+
+    For rewinds whose snapshots are only read (:meth:`CRM._rewind_source` copies marked
+    ``read_only_rewinds``): sorted by creation date, the deals created before a cutoff are the
+    first rows, and copying them (a million deals, two dozen text columns) costs more than
+    rewinding them.
+    """
+    out = df.iloc[:n].copy(deep=False)  # (a new frame on the same blocks, not flagged as a copy of df)
+    out.index = pd.RangeIndex(n)
     return out
 
 

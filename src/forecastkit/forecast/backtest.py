@@ -307,6 +307,10 @@ def backtest(
         fits = {"win_model": 0, "slip_model": 0}
         rows = []
         for per, cp, d in items:
+            # each checkpoint starts with the warning filters "changed": a warning shown once per
+            # place ("default") shows again at the next checkpoint, whatever the methods run
+            with warnings.catch_warnings():
+                pass
             snap, pos = rewind.at(d)
             key = per.label if refit == "period" else f"{per.label}@{d.date()}"
             ctx = _Context(snap, per, slip_cache, n_periods, pos, slip_models, key)
@@ -505,6 +509,7 @@ class _Rewinder:
         unique = bool(keys.is_unique)
         hpos = _first_positions(keys, crm.history["opportunity_id"]) if unique else None
         self.lean = _lean_source(crm, methods, first, hpos)
+        self.lean._cached(("read_only_rewinds",), lambda: True)  # (the methods only read the snapshots)
         o = self.lean.opportunities  # (the same rows and ids, the same history)
         self.n = len(o)
         self.by_position = unique and "segment" in o and _needs_slips(methods)
@@ -524,23 +529,48 @@ class _Rewinder:
             self.act_known = a["created_at"].fillna(a["due_at"]).to_numpy(dtype="datetime64[ns]")
 
     def at(self, d: pd.Timestamp) -> tuple[CRM, _Positions | None]:
-        snap = self.lean.as_of(d)
+        """The lean company as known at the end of day ``d``, and where its rows sit in the full snapshot.
+
+        The snapshot holds no field history (the methods read none: it only serves to rewind
+        the deals). With positions, its activities are cut here, and only those of its open
+        deals are kept (the only ones the win model's features read): a tenth of the rows.
+        """
+        day = pd.Timestamp(d).normalize()
+        if day > self.lean.as_of_date:  # (as_of's error)
+            return self.lean.as_of(d), None
         if not self.by_position:
-            return snap, None
-        cutoff = (d + pd.Timedelta(days=1)).to_datetime64()
+            return self.lean._as_of(day, skip=("field_history",)), None
+        cut_acts = self.act_pos is not None
+        snap = self.lean._as_of(day, skip=("field_history", "activities") if cut_acts else ("field_history",))
+        cutoff = (day + pd.Timedelta(days=1)).to_datetime64()
         opps = np.flatnonzero(self.created < cutoff)  # as CRM.as_of: opportunities created before the cutoff
         hist = self.history_codes[self.changed < cutoff]  # history rows dated before it
         if len(opps) != len(snap.opportunities) or len(hist) != len(snap.history):  # pragma: no cover - defensive
-            return snap, None
+            return self.lean._as_of(day, skip=("field_history",)), None
         row = np.full(self.n + 1, -1, dtype=np.int64)
         row[opps] = np.arange(len(opps))  # full-snapshot row -> snapshot row (n, an unknown deal: -1)
         if self.ids_known:  # each history row's deal row, for the win model's features
             snap._cached(("deal_pos", "history"), lambda: row[hist])
-        if self.act_pos is not None:  # as CRM.as_of: activities known (created, else due) before the cutoff
-            deal = self.act_pos[self.act_known < cutoff]
-            if len(deal) == len(snap.activities):
-                snap._cached(("deal_pos", "activities"), lambda: row[deal])  # (deal = -1 reads the last, -1)
+        if cut_acts:  # as CRM.as_of: activities known (created, else due) before the cutoff, of the open deals
+            deal = row[self.act_pos]  # each activity's snapshot row (-1: none; act_pos = -1 reads the last, -1)
+            is_open = np.append(snap._open_mask(), False)  # (row -1 reads the appended False)
+            keep = np.flatnonzero((self.act_known < cutoff) & is_open[deal])
+            snap._put_table("activities", _cut_activities(self.lean.activities, keep, cutoff))
+            snap._cached(("deal_pos", "activities"), lambda: deal[keep])
         return snap, _Positions(opps, hist, self.n)
+
+
+def _cut_activities(a: pd.DataFrame, rows: np.ndarray, cutoff: np.datetime64) -> pd.DataFrame:
+    """Rows ``rows`` of the lean activities, as ``CRM.as_of`` rewinds them (done after the cutoff: not done yet)."""
+    out = a.take(rows)
+    out.index = pd.RangeIndex(len(out))
+    done = out["done_at"].to_numpy(dtype="datetime64[ns]")
+    later = done >= cutoff
+    if later.any():
+        done = done.copy()
+        done[later] = np.datetime64("NaT")
+        out["done_at"] = done
+    return out
 
 
 class _Context:
@@ -563,7 +593,7 @@ class _Context:
         self.snap, self.per, self.slip_cache, self.n_periods, self.pos = snap, per, slip_cache, n_periods, pos
         self.slip_models = {} if slip_models is None else slip_models
         self.key = key
-        self.is_open = text_is(snap.opportunities["status"], "open")
+        self.is_open = snap._open_mask()
         self._p_in: np.ndarray | None = None
         self._new: NewDeals | None = None
         self._open: pd.DataFrame | None = None
