@@ -16,6 +16,8 @@ other table :func:`plan_for` returns None and ``CRM.as_of`` uses the plain panda
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+
 import numpy as np
 import pandas as pd
 
@@ -151,8 +153,9 @@ class RewindPlan:
         self.fh_changed = fh["changed_at"].to_numpy()
         self.field_codes, self.field_names = field_codes
 
-    def rewind(self, o: pd.DataFrame, sel: np.ndarray, cutoff: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
-        """Rewrite ``o`` (opportunities rows ``sel``, created before ``cutoff``) as known before ``cutoff``.
+    def rewind(self, o: MutableMapping, sel: np.ndarray, cutoff: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+        """Set the rewritten columns of ``o`` (opportunities rows ``sel``, created before ``cutoff``; a frame, or
+        a dict that collects the columns) as known before ``cutoff``.
 
         Each deal takes stage, amount, close date and category from its last history row
         before the cutoff; then status, closed date, loss reason, closing categories and

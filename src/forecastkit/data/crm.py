@@ -288,7 +288,10 @@ class CRM:
             o.index = pd.RangeIndex(len(o))
         if o.empty:
             return o, None
-        o_row, is_open = plan.rewind(o, sel, cutoff)
+        # the rewritten columns are gathered, then put in a new frame with the others at once (setting
+        # them one by one copies each column again); a table with repeated column names: one by one
+        new: dict | pd.DataFrame = {} if o.columns.is_unique else o
+        o_row, is_open = plan.rewind(new, sel, cutoff)
         later, first = plan.later_changes(o_row, cutoff)
         if len(later):
             by_row = _count_rewind(cache, fh)
@@ -296,9 +299,17 @@ class CRM:
                 field = str(plan.field_names[code])
                 if field in o.columns and field != "opportunity_id":
                     rows = first[plan.field_codes[first] == code]
-                    _restore_field(o, fh, field, rows, o_row[plan.fh_deal[rows]], cache, by_row)
+                    if isinstance(new, dict):
+                        col = new[field] if field in new else o[field]._values
+                        new[field] = _restored(col, fh, field, rows, o_row[plan.fh_deal[rows]], cache, by_row)
+                    else:
+                        _restore_field(o, fh, field, rows, o_row[plan.fh_deal[rows]], cache, by_row)
                     if field == "status":  # (a field history of the status itself)
                         is_open = None
+        if isinstance(new, dict):
+            names = [*o.columns, *(c for c in new if c not in o.columns)]
+            data = {c: new[c] if c in new else o[c]._values for c in names}
+            o = pd.DataFrame(data, index=pd.RangeIndex(len(o)), copy=False)  # (not consolidated: no copy)
         return o, is_open
 
     def with_playbook(self, playbook: Playbook) -> CRM:
@@ -751,6 +762,37 @@ def _restore_field(
     col = o[field].copy()
     col.iloc[o_rows] = vals
     o[field] = col
+
+
+def _restored(
+    values: np.ndarray | pd.api.extensions.ExtensionArray,
+    fh: pd.DataFrame,
+    field: str,
+    fh_rows: np.ndarray,
+    o_rows: np.ndarray,
+    cache: dict | None,
+    by_row: bool,
+) -> np.ndarray | pd.api.extensions.ExtensionArray:
+    """A copy of the column ``values`` of ``field`` with the old values of field-history rows ``fh_rows``
+    (positions) at rows ``o_rows``: :func:`_restore_field` for a column held as an array.
+
+    Canonical text, number and date columns are written directly into the copy (the values
+    are already of the column's type); any other column through pandas, which may convert it.
+    """
+    kind = TABLES["opportunities"].column(field).kind
+    whole = _field_values(fh, field, kind, cache) if by_row else None
+    if whole is not None:
+        vals = whole[1][np.searchsorted(whole[0], fh_rows)]
+    else:
+        vals = coerce_column(fh["old_value"].iloc[fh_rows].reset_index(drop=True), kind)[0].to_numpy()
+    fits = {"str": TEXT_DTYPE, "float": np.dtype("float64"), "date": np.dtype("datetime64[ns]")}.get(kind)
+    if fits is not None and values.dtype == fits:
+        out = values.copy()
+        out[o_rows] = vals
+        return out
+    col = pd.Series(values, copy=True)
+    col.iloc[o_rows] = vals
+    return col._values
 
 
 def _rewind_activities(act: pd.DataFrame, cutoff: pd.Timestamp, known: pd.Series) -> pd.DataFrame:
