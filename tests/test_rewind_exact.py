@@ -331,3 +331,29 @@ def test_last_known_counts_time_ordered_runs_as_last_rows(seed: int) -> None:
         assert runs is not None and runs[2] == (seed == 5)  # (5: every row in table order)
         changed[order[-1]] = np.datetime64("NaT")
         assert _fast._time_ordered_runs(order, deal, changed) is None or deal[order][-2] != deal[order][-1]
+
+
+@pytest.mark.parametrize("budget_dtype", ["float64", "object"])
+def test_fast_rewind_restores_dates_and_columns_of_other_types(budget_dtype: str) -> None:
+    crm = _company()
+    t = {n: crm.tables[n] for n in ("opportunities", "history", "field_history")}
+    o = t["opportunities"]
+    t["opportunities"] = o.assign(
+        next_step_date=pd.to_datetime([_day(30), pd.NaT, pd.NaT, pd.NaT, _day(95), _day(40)]).astype("datetime64[ns]"),
+        budget=o["budget"].astype(budget_dtype),
+    )
+    fh = t["field_history"]
+    extra = pd.DataFrame(
+        [
+            ("O1", _day(12), "next_step_date", "2025-01-20", "2025-01-31"),
+            ("O6", _day(34), "next_step_date", None, "2025-02-10"),
+            ("O6", _day(36), "budget", "8000", "9000"),
+        ],
+        columns=list(fh.columns),
+    ).astype(fh.dtypes.to_dict())
+    t["field_history"] = pd.concat([fh, extra], ignore_index=True)
+    crm = CRM(t, as_of_date=crm.as_of_date)
+    for date in DATES * 2:
+        got = _fast_as_of(crm, date).opportunities
+        pd.testing.assert_frame_equal(got, _plain(crm, date), check_exact=True)
+    assert _fast_as_of(crm, "2025-01-10").opportunities["next_step_date"].iloc[0] == pd.Timestamp("2025-01-20")
