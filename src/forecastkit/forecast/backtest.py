@@ -501,6 +501,11 @@ class _Rewinder:
     the opportunity ids are unique and a segment column exists (otherwise the positions
     are None and the slip model looks ids up as usual). The ids are hashed once (one
     index looked up for history, slip-model rows and activities).
+
+    Each snapshot is cut to what the methods read (:meth:`at`): no field history, and with
+    positions the activities of its open deals only. The lean copy's deals are only read, so
+    when they are in creation order its rewinds share their first rows instead of copying them
+    (``read_only_rewinds``, :func:`~forecastkit.data.crm._head`).
     """
 
     def __init__(self, crm: CRM, methods: Sequence[str], slip_cache: pd.DataFrame | None, first: pd.Timestamp) -> None:
@@ -527,6 +532,10 @@ class _Rewinder:
             a = self.lean.activities
             self.act_pos = _first_positions(keys, a["opportunity_id"])
             self.act_known = a["created_at"].fillna(a["due_at"]).to_numpy(dtype="datetime64[ns]")
+            # the activities grouped by deal (table order within a deal): deal i's are act_by_deal[b[i]:b[i + 1]]
+            on_deal = np.flatnonzero(self.act_pos >= 0)
+            self.act_by_deal = on_deal[np.argsort(self.act_pos[on_deal], kind="stable")]
+            self.act_bounds = np.append(0, np.cumsum(np.bincount(self.act_pos[on_deal], minlength=self.n)))
 
     def at(self, d: pd.Timestamp) -> tuple[CRM, _Positions | None]:
         """The lean company as known at the end of day ``d``, and where its rows sit in the full snapshot.
@@ -552,12 +561,20 @@ class _Rewinder:
         if self.ids_known:  # each history row's deal row, for the win model's features
             snap._cached(("deal_pos", "history"), lambda: row[hist])
         if cut_acts:  # as CRM.as_of: activities known (created, else due) before the cutoff, of the open deals
-            deal = row[self.act_pos]  # each activity's snapshot row (-1: none; act_pos = -1 reads the last, -1)
-            is_open = np.append(snap._open_mask(), False)  # (row -1 reads the appended False)
-            keep = np.flatnonzero((self.act_known < cutoff) & is_open[deal])
+            keep = self._open_deals_activities(opps[snap._open_mask()], cutoff)
             snap._put_table("activities", _cut_activities(self.lean.activities, keep, cutoff))
-            snap._cached(("deal_pos", "activities"), lambda: deal[keep])
+            snap._cached(("deal_pos", "activities"), lambda: row[self.act_pos[keep]])
         return snap, _Positions(opps, hist, self.n)
+
+    def _open_deals_activities(self, deals: np.ndarray, cutoff: np.datetime64) -> np.ndarray:
+        """Rows of the lean activities of ``deals`` (full-snapshot rows) known before ``cutoff``, in table order.
+
+        Read deal by deal (:attr:`act_by_deal`): a few open deals' rows instead of a pass over all.
+        """
+        lo, n = self.act_bounds[deals], np.diff(self.act_bounds)[deals]
+        first = np.cumsum(n) - n  # where each deal's rows start among the picked ones
+        picked = self.act_by_deal[np.repeat(lo - first, n) + np.arange(int(n.sum()))]
+        return np.sort(picked[self.act_known[picked] < cutoff])
 
 
 def _cut_activities(a: pd.DataFrame, rows: np.ndarray, cutoff: np.datetime64) -> pd.DataFrame:
@@ -576,8 +593,8 @@ def _cut_activities(a: pd.DataFrame, rows: np.ndarray, cutoff: np.datetime64) ->
 class _Context:
     """Per-checkpoint pieces shared by the methods (computed on first use).
 
-    ``is_open``: mask of the snapshot's open opportunities, compared once per checkpoint
-    (a text comparison of a million statuses costs tens of milliseconds).
+    ``is_open``: mask of the snapshot's open opportunities, once per checkpoint (the rewind
+    knows it without comparing text: a million statuses cost tens of milliseconds).
     """
 
     def __init__(
