@@ -268,3 +268,92 @@ def test_a_lean_copy_is_prepared_at_its_first_rewind() -> None:
     got = lean.as_of("2025-01-15").opportunities
     assert lean._cached_only(("rewind_plan",)) is not None
     pd.testing.assert_frame_equal(got, crm.as_of("2025-01-15").opportunities, check_exact=True)
+
+
+# ------------------------------------------------ read-only rewinds (the backtest's lean copy)
+@pytest.mark.parametrize("by_creation", [False, True])
+def test_read_only_rewinds_share_the_first_rows_and_equal_the_copies(by_creation: bool) -> None:
+    crm = _company()
+    if by_creation:  # deals in creation order: those created before a date are the first rows
+        t = crm.tables
+        t["opportunities"] = t["opportunities"].sort_values("created_at", kind="stable").reset_index(drop=True)
+        crm = CRM({n: t[n] for n in ("opportunities", "history", "field_history")}, as_of_date=crm.as_of_date)
+    shared = crm._rewind_source(crm.opportunities.columns)
+    shared._cached(("read_only_rewinds",), lambda: True)
+    before = shared.opportunities.copy()
+    for date in DATES:
+        got = shared.as_of(date).opportunities
+        pd.testing.assert_frame_equal(got, crm.as_of(date).opportunities, check_exact=True)
+        pd.testing.assert_frame_equal(got, _plain(crm, date), check_exact=True)
+    pd.testing.assert_frame_equal(shared.opportunities, before, check_exact=True)  # nothing written into it
+
+
+def test_head_shares_the_rows_and_a_new_column_leaves_the_source() -> None:
+    from forecastkit.data.crm import _head
+
+    df = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": pd.array(["x", "y", None], dtype=TEXT_DTYPE)}, index=[5, 6, 7])
+    head = _head(df, 2)
+    assert list(head.index) == [0, 1] and list(head["a"]) == [1.0, 2.0]
+    assert np.shares_memory(head["a"].to_numpy(), df["a"].to_numpy())
+    head["a"] = [9.0, 9.0]
+    head["b"] = pd.array(["z", "z"], dtype=TEXT_DTYPE)
+    assert list(df["a"]) == [1.0, 2.0, 3.0] and list(df["b"].astype(object)) == ["x", "y", pd.NA]
+
+
+def test_as_of_skipping_tables_leaves_them_out_and_rewinds_the_others() -> None:
+    crm = _company()
+    d = pd.Timestamp("2025-01-20")
+    full = crm.as_of(d)
+    lean = crm._as_of(d, skip=("field_history",))
+    assert not lean.has("field_history") and lean.field_history.empty and full.has("field_history")
+    for name in ("opportunities", "history"):
+        pd.testing.assert_frame_equal(lean.tables[name], full.tables[name], check_exact=True)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_last_known_counts_time_ordered_runs_as_last_rows(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, h = 30, 200
+    deal = np.sort(rng.integers(0 if seed == 5 else -1, n, h)) if seed % 2 else rng.integers(-1, n, h)
+    changed = rng.integers(0, 50, h).astype("datetime64[D]").astype("datetime64[ns]")
+    if seed >= 4:  # each deal's rows in time order, then one missing date: the plain path again
+        order = _fast.by_deal(deal)
+        changed[order] = np.sort(changed)[np.argsort(np.argsort(deal[order], kind="stable"), kind="stable")]
+    order = _fast.by_deal(deal)
+    runs = _fast._time_ordered_runs(order, deal, changed)
+    plan = _fast.RewindPlan.__new__(_fast.RewindPlan)
+    plan.n, plan.hist_order, plan.hist_deal, plan.changed, plan.runs = n, order, deal, changed, runs
+    for cut in ("1970-01-01", "1970-01-20", "1970-02-10", "1971-01-01"):
+        c = np.datetime64(cut, "ns")
+        want = _fast.last_rows(order, deal, changed < c, n)
+        np.testing.assert_array_equal(plan.last_known(c), want)
+    if seed >= 4:
+        assert runs is not None and runs[2] == (seed == 5)  # (5: every row in table order)
+        changed[order[-1]] = np.datetime64("NaT")
+        assert _fast._time_ordered_runs(order, deal, changed) is None or deal[order][-2] != deal[order][-1]
+
+
+@pytest.mark.parametrize("budget_dtype", ["float64", "object"])
+def test_fast_rewind_restores_dates_and_columns_of_other_types(budget_dtype: str) -> None:
+    crm = _company()
+    t = {n: crm.tables[n] for n in ("opportunities", "history", "field_history")}
+    o = t["opportunities"]
+    t["opportunities"] = o.assign(
+        next_step_date=pd.to_datetime([_day(30), pd.NaT, pd.NaT, pd.NaT, _day(95), _day(40)]).astype("datetime64[ns]"),
+        budget=o["budget"].astype(budget_dtype),
+    )
+    fh = t["field_history"]
+    extra = pd.DataFrame(
+        [
+            ("O1", _day(12), "next_step_date", "2025-01-20", "2025-01-31"),
+            ("O6", _day(34), "next_step_date", None, "2025-02-10"),
+            ("O6", _day(36), "budget", "8000", "9000"),
+        ],
+        columns=list(fh.columns),
+    ).astype(fh.dtypes.to_dict())
+    t["field_history"] = pd.concat([fh, extra], ignore_index=True)
+    crm = CRM(t, as_of_date=crm.as_of_date)
+    for date in DATES * 2:
+        got = _fast_as_of(crm, date).opportunities
+        pd.testing.assert_frame_equal(got, _plain(crm, date), check_exact=True)
+    assert _fast_as_of(crm, "2025-01-10").opportunities["next_step_date"].iloc[0] == pd.Timestamp("2025-01-20")

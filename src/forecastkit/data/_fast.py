@@ -16,6 +16,8 @@ other table :func:`plan_for` returns None and ``CRM.as_of`` uses the plain panda
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+
 import numpy as np
 import pandas as pd
 
@@ -128,6 +130,7 @@ class RewindPlan:
         self.hist_deal = deal_rows(hist["opportunity_id"], opps["opportunity_id"])
         self.hist_order = by_deal(self.hist_deal)
         self.changed = hist["changed_at"].to_numpy()
+        self.runs = _time_ordered_runs(self.hist_order, self.hist_deal, self.changed)
         all_stages = pd.concat([opps["stage"], hist["stage"]], ignore_index=True)
         self.stage_code, stages = text_codes(all_stages)
         self.won = np.append(stages == WON, False)[self.stage_code]  # (code -1 reads the appended False)
@@ -150,8 +153,9 @@ class RewindPlan:
         self.fh_changed = fh["changed_at"].to_numpy()
         self.field_codes, self.field_names = field_codes
 
-    def rewind(self, o: pd.DataFrame, sel: np.ndarray, cutoff: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
-        """Rewrite ``o`` (opportunities rows ``sel``, created before ``cutoff``) as known before ``cutoff``.
+    def rewind(self, o: MutableMapping, sel: np.ndarray, cutoff: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+        """Set the rewritten columns of ``o`` (opportunities rows ``sel``, created before ``cutoff``; a frame, or
+        a dict that collects the columns) as known before ``cutoff``.
 
         Each deal takes stage, amount, close date and category from its last history row
         before the cutoff; then status, closed date, loss reason, closing categories and
@@ -160,7 +164,7 @@ class RewindPlan:
         and whether each deal of ``o`` is open.
         """
         n, cut = self.n, cutoff.to_datetime64()
-        row = last_rows(self.hist_order, self.hist_deal, self.changed < cut, n)[sel]  # last history row, -1 none
+        row = self.last_known(cut)[sel]  # each deal's last history row, -1 none
         has = row >= 0
         src = np.where(has, n + row, sel)  # each deal's source of the history columns (positions in the pools)
         closed_at = self.closed_at[sel]
@@ -192,6 +196,26 @@ class RewindPlan:
         o_row[sel] = np.arange(len(sel))
         return o_row, ~(won | lost)
 
+    def last_known(self, cut: np.datetime64) -> np.ndarray:
+        """:func:`last_rows` of the history rows dated before ``cut``, for each opportunities row.
+
+        When each deal's rows are in time order (:func:`_time_ordered_runs`), the rows before the
+        cut are the first ones of each deal's run: a deal's last one is a known row whose next
+        row (in the run) is not known, found with a few boolean operations instead of a sort.
+        """
+        known = self.changed < cut
+        if self.runs is None:
+            return last_rows(self.hist_order, self.hist_deal, known, self.n)
+        later_start, deals, whole = self.runs  # (positions in hist_order)
+        k = known if whole else known[self.hist_order]
+        ends = k.copy()
+        if len(k) > 1:
+            ends[:-1] &= ~(k[1:] & ~later_start)  # the next row is known and the same deal's: not the last
+        last = np.flatnonzero(ends)
+        out = np.full(self.n, -1, dtype=np.int64)
+        out[deals[last]] = last if whole else self.hist_order[last]
+        return out
+
     def later_changes(self, o_row: np.ndarray, cutoff: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
         """``(later, first)``: field-history rows after ``cutoff`` on a deal of the rewound snapshot, and
         among them each (deal, field)'s first one (rows in table order; rows without a field left out)."""
@@ -201,6 +225,21 @@ class RewindPlan:
         named = later[self.field_codes[later] >= 0]
         keys = self.fh_deal[named] * (len(self.field_names) + 1) + self.field_codes[named]
         return later, named[first_rows(keys)]
+
+
+def _time_ordered_runs(
+    order: np.ndarray, deal: np.ndarray, changed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """``(starts, deals, whole)`` when the history rows taken in ``order`` (:func:`by_deal`) are, deal by deal,
+    in time order (no missing date after a deal's first row), else None: ``starts[i]`` says whether
+    row ``i + 1`` (in ``order``) starts another deal's run, ``deals`` each row's deal, ``whole`` whether
+    ``order`` is every row in table order."""
+    d, t = deal[order], changed[order]
+    same = d[1:] == d[:-1]
+    if len(t) > 1 and not bool(np.all(t[1:][same] >= t[:-1][same])):  # (NaT compares False)
+        return None
+    whole = len(order) == len(deal) and bool(np.all(order == np.arange(len(order))))
+    return ~same, d, whole
 
 
 def plan_for(

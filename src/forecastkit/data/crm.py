@@ -194,33 +194,58 @@ class CRM:
                 f"as_of date {d.date()} is after the snapshot date {self.as_of_date.date()}: "
                 "a snapshot cannot show what it does not know; load newer data instead"
             )
+        return self._as_of(d)
+
+    def _as_of(self, d: pd.Timestamp, skip: Iterable[str] = ()) -> CRM:
+        """:meth:`as_of` of a checked date (midnight), rewinding only the tables the snapshot holds.
+
+        ``skip``: tables left out of the snapshot (absent, as if not loaded) instead of rewound,
+        for callers that never read them (the backtest reads no field history; it cuts the
+        activities itself). The others are rewound exactly as by :meth:`as_of`.
+        """
         cutoff = d + _DAY  # everything strictly before is known at the end of day d
         t = self._tables
+        names = (self._present | {"opportunities"}) - set(skip)
         out: dict[str, pd.DataFrame] = {}
-        out["history"] = _before(t["history"], "changed_at", cutoff)
-        out["field_history"] = _before(t["field_history"], "changed_at", cutoff)
-        out["opportunities"], is_open = self._rewind_deals(out["history"], cutoff)
-        act = t["activities"]
-        known = self._cached(("activity_known",), lambda: act["created_at"].fillna(act["due_at"]))
-        out["activities"] = _rewind_activities(act, cutoff, known)
-        out["orders"] = _rewind_orders(t["orders"], cutoff)
-        out["forecast_calls"] = _before(t["forecast_calls"], "submitted_at", cutoff)
+        history = _before(t["history"], "changed_at", cutoff)  # (the deals' rewind reads it)
+        if "history" in names:
+            out["history"] = history
+        if "field_history" in names:
+            out["field_history"] = _before(t["field_history"], "changed_at", cutoff)
+        out["opportunities"], is_open = self._rewind_deals(history, cutoff)
+        if "activities" in names:
+            act = t["activities"]
+            known = self._cached(("activity_known",), lambda: act["created_at"].fillna(act["due_at"]))
+            out["activities"] = _rewind_activities(act, cutoff, known)
+        if "orders" in names:
+            out["orders"] = _rewind_orders(t["orders"], cutoff)
+        if "forecast_calls" in names:
+            out["forecast_calls"] = _before(t["forecast_calls"], "submitted_at", cutoff)
         for name in ("accounts", "contacts"):
-            df = t[name]
-            out[name] = _rows(df, ~(df["created_at"] >= cutoff))
-        reps = _rows(t["reps"], ~(t["reps"]["start_date"] >= cutoff))
-        reps.loc[reps["end_date"] >= cutoff, "end_date"] = pd.NaT
-        out["reps"] = reps
-        out["subscriptions"] = _before(t["subscriptions"], "month", cutoff)
-        costs = t["costs"]
-        month_start = pd.to_datetime(costs["period"].astype(object) + "-01", errors="coerce")
-        out["costs"] = _rows(costs, ~(month_start >= cutoff))
-        out["targets"] = t["targets"]
-        tables = {n: out[n] for n in self._present | {"opportunities"}}
-        snap = CRM(tables, as_of_date=d, playbook=self.playbook, load_report=self.load_report)
+            if name in names:
+                df = t[name]
+                out[name] = _rows(df, ~(df["created_at"] >= cutoff))
+        if "reps" in names:
+            reps = _rows(t["reps"], ~(t["reps"]["start_date"] >= cutoff))
+            reps.loc[reps["end_date"] >= cutoff, "end_date"] = pd.NaT
+            out["reps"] = reps
+        if "subscriptions" in names:
+            out["subscriptions"] = _before(t["subscriptions"], "month", cutoff)
+        if "costs" in names:
+            costs = t["costs"]
+            month_start = pd.to_datetime(costs["period"].astype(object) + "-01", errors="coerce")
+            out["costs"] = _rows(costs, ~(month_start >= cutoff))
+        if "targets" in names:
+            out["targets"] = t["targets"]
+        snap = CRM(out, as_of_date=d, playbook=self.playbook, load_report=self.load_report)
         if is_open is not None:
             snap._cached(("open",), lambda: is_open)
         return snap
+
+    def _put_table(self, name: str, df: pd.DataFrame) -> None:
+        """Set table ``name`` of a snapshot being built (a rewinder that cuts a table itself), present."""
+        self._tables[name] = df
+        self._present = self._present | {name}
 
     def _rewind_plan(self):  # type: ignore[no-untyped-def]
         """This snapshot's :class:`~forecastkit.data._fast.RewindPlan` (None when its tables do not allow
@@ -256,11 +281,17 @@ class CRM:
         if plan is None:
             return _rewind_opportunities(opps, known_history, fh, cutoff, cache), None
         sel = np.flatnonzero((opps["created_at"] < cutoff).to_numpy(dtype=bool))
-        o = opps.take(sel)
-        o.index = pd.RangeIndex(len(o))
+        if len(sel) and sel[-1] == len(sel) - 1 and self._cached_only(("read_only_rewinds",)):
+            o = _head(opps, len(sel))  # deals in creation order: the first rows, shared, not copied
+        else:
+            o = opps.take(sel)
+            o.index = pd.RangeIndex(len(o))
         if o.empty:
             return o, None
-        o_row, is_open = plan.rewind(o, sel, cutoff)
+        # the rewritten columns are gathered, then put in a new frame with the others at once (setting
+        # them one by one copies each column again); a table with repeated column names: one by one
+        new: dict | pd.DataFrame = {} if o.columns.is_unique else o
+        o_row, is_open = plan.rewind(new, sel, cutoff)
         later, first = plan.later_changes(o_row, cutoff)
         if len(later):
             by_row = _count_rewind(cache, fh)
@@ -268,9 +299,17 @@ class CRM:
                 field = str(plan.field_names[code])
                 if field in o.columns and field != "opportunity_id":
                     rows = first[plan.field_codes[first] == code]
-                    _restore_field(o, fh, field, rows, o_row[plan.fh_deal[rows]], cache, by_row)
+                    if isinstance(new, dict):
+                        col = new[field] if field in new else o[field]._values
+                        new[field] = _restored(col, fh, field, rows, o_row[plan.fh_deal[rows]], cache, by_row)
+                    else:
+                        _restore_field(o, fh, field, rows, o_row[plan.fh_deal[rows]], cache, by_row)
                     if field == "status":  # (a field history of the status itself)
                         is_open = None
+        if isinstance(new, dict):
+            names = [*o.columns, *(c for c in new if c not in o.columns)]
+            data = {c: new[c] if c in new else o[c]._values for c in names}
+            o = pd.DataFrame(data, index=pd.RangeIndex(len(o)), copy=False)  # (not consolidated: no copy)
         return o, is_open
 
     def with_playbook(self, playbook: Playbook) -> CRM:
@@ -568,6 +607,20 @@ def _rows(df: pd.DataFrame, keep: pd.Series | np.ndarray) -> pd.DataFrame:
     return out
 
 
+def _head(df: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The first ``n`` rows of ``df`` (default index) as a frame sharing its data: setting a column of it
+    replaces that column (``df`` keeps its own); writing into its cells would write into ``df``'s.
+
+    For rewinds whose snapshots are only read (:meth:`CRM._rewind_source` copies marked
+    ``read_only_rewinds``): sorted by creation date, the deals created before a cutoff are the
+    first rows, and copying them (a million deals, two dozen text columns) costs more than
+    rewinding them.
+    """
+    out = df.iloc[:n].copy(deep=False)  # (a new frame on the same blocks, not flagged as a copy of df)
+    out.index = pd.RangeIndex(n)
+    return out
+
+
 def _before(df: pd.DataFrame, col: str, cutoff: pd.Timestamp) -> pd.DataFrame:
     return _rows(df, df[col] < cutoff)
 
@@ -709,6 +762,37 @@ def _restore_field(
     col = o[field].copy()
     col.iloc[o_rows] = vals
     o[field] = col
+
+
+def _restored(
+    values: np.ndarray | pd.api.extensions.ExtensionArray,
+    fh: pd.DataFrame,
+    field: str,
+    fh_rows: np.ndarray,
+    o_rows: np.ndarray,
+    cache: dict | None,
+    by_row: bool,
+) -> np.ndarray | pd.api.extensions.ExtensionArray:
+    """A copy of the column ``values`` of ``field`` with the old values of field-history rows ``fh_rows``
+    (positions) at rows ``o_rows``: :func:`_restore_field` for a column held as an array.
+
+    Canonical text, number and date columns are written directly into the copy (the values
+    are already of the column's type); any other column through pandas, which may convert it.
+    """
+    kind = TABLES["opportunities"].column(field).kind
+    whole = _field_values(fh, field, kind, cache) if by_row else None
+    if whole is not None:
+        vals = whole[1][np.searchsorted(whole[0], fh_rows)]
+    else:
+        vals = coerce_column(fh["old_value"].iloc[fh_rows].reset_index(drop=True), kind)[0].to_numpy()
+    fits = {"str": TEXT_DTYPE, "float": np.dtype("float64"), "date": np.dtype("datetime64[ns]")}.get(kind)
+    if fits is not None and values.dtype == fits:
+        out = values.copy()
+        out[o_rows] = vals
+        return out
+    col = pd.Series(values, copy=True)
+    col.iloc[o_rows] = vals
+    return col._values
 
 
 def _rewind_activities(act: pd.DataFrame, cutoff: pd.Timestamp, known: pd.Series) -> pd.DataFrame:

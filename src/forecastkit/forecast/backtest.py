@@ -307,6 +307,10 @@ def backtest(
         fits = {"win_model": 0, "slip_model": 0}
         rows = []
         for per, cp, d in items:
+            # each checkpoint starts with the warning filters "changed": a warning shown once per
+            # place ("default") shows again at the next checkpoint, whatever the methods run
+            with warnings.catch_warnings():
+                pass
             snap, pos = rewind.at(d)
             key = per.label if refit == "period" else f"{per.label}@{d.date()}"
             ctx = _Context(snap, per, slip_cache, n_periods, pos, slip_models, key)
@@ -497,6 +501,11 @@ class _Rewinder:
     the opportunity ids are unique and a segment column exists (otherwise the positions
     are None and the slip model looks ids up as usual). The ids are hashed once (one
     index looked up for history, slip-model rows and activities).
+
+    Each snapshot is cut to what the methods read (:meth:`at`): no field history, and with
+    positions the activities of its open deals only. The lean copy's deals are only read, so
+    when they are in creation order its rewinds share their first rows instead of copying them
+    (``read_only_rewinds``, :func:`~forecastkit.data.crm._head`).
     """
 
     def __init__(self, crm: CRM, methods: Sequence[str], slip_cache: pd.DataFrame | None, first: pd.Timestamp) -> None:
@@ -505,6 +514,7 @@ class _Rewinder:
         unique = bool(keys.is_unique)
         hpos = _first_positions(keys, crm.history["opportunity_id"]) if unique else None
         self.lean = _lean_source(crm, methods, first, hpos)
+        self.lean._cached(("read_only_rewinds",), lambda: True)  # (the methods only read the snapshots)
         o = self.lean.opportunities  # (the same rows and ids, the same history)
         self.n = len(o)
         self.by_position = unique and "segment" in o and _needs_slips(methods)
@@ -522,32 +532,69 @@ class _Rewinder:
             a = self.lean.activities
             self.act_pos = _first_positions(keys, a["opportunity_id"])
             self.act_known = a["created_at"].fillna(a["due_at"]).to_numpy(dtype="datetime64[ns]")
+            # the activities grouped by deal (table order within a deal): deal i's are act_by_deal[b[i]:b[i + 1]]
+            on_deal = np.flatnonzero(self.act_pos >= 0)
+            self.act_by_deal = on_deal[np.argsort(self.act_pos[on_deal], kind="stable")]
+            self.act_bounds = np.append(0, np.cumsum(np.bincount(self.act_pos[on_deal], minlength=self.n)))
 
     def at(self, d: pd.Timestamp) -> tuple[CRM, _Positions | None]:
-        snap = self.lean.as_of(d)
+        """The lean company as known at the end of day ``d``, and where its rows sit in the full snapshot.
+
+        The snapshot holds no field history (the methods read none: it only serves to rewind
+        the deals). With positions, its activities are cut here, and only those of its open
+        deals are kept (the only ones the win model's features read): a tenth of the rows.
+        """
+        day = pd.Timestamp(d).normalize()
+        if day > self.lean.as_of_date:  # (as_of's error)
+            return self.lean.as_of(d), None
         if not self.by_position:
-            return snap, None
-        cutoff = (d + pd.Timedelta(days=1)).to_datetime64()
+            return self.lean._as_of(day, skip=("field_history",)), None
+        cut_acts = self.act_pos is not None
+        snap = self.lean._as_of(day, skip=("field_history", "activities") if cut_acts else ("field_history",))
+        cutoff = (day + pd.Timedelta(days=1)).to_datetime64()
         opps = np.flatnonzero(self.created < cutoff)  # as CRM.as_of: opportunities created before the cutoff
         hist = self.history_codes[self.changed < cutoff]  # history rows dated before it
         if len(opps) != len(snap.opportunities) or len(hist) != len(snap.history):  # pragma: no cover - defensive
-            return snap, None
+            return self.lean._as_of(day, skip=("field_history",)), None
         row = np.full(self.n + 1, -1, dtype=np.int64)
         row[opps] = np.arange(len(opps))  # full-snapshot row -> snapshot row (n, an unknown deal: -1)
         if self.ids_known:  # each history row's deal row, for the win model's features
             snap._cached(("deal_pos", "history"), lambda: row[hist])
-        if self.act_pos is not None:  # as CRM.as_of: activities known (created, else due) before the cutoff
-            deal = self.act_pos[self.act_known < cutoff]
-            if len(deal) == len(snap.activities):
-                snap._cached(("deal_pos", "activities"), lambda: row[deal])  # (deal = -1 reads the last, -1)
+        if cut_acts:  # as CRM.as_of: activities known (created, else due) before the cutoff, of the open deals
+            keep = self._open_deals_activities(opps[snap._open_mask()], cutoff)
+            snap._put_table("activities", _cut_activities(self.lean.activities, keep, cutoff))
+            snap._cached(("deal_pos", "activities"), lambda: row[self.act_pos[keep]])
         return snap, _Positions(opps, hist, self.n)
+
+    def _open_deals_activities(self, deals: np.ndarray, cutoff: np.datetime64) -> np.ndarray:
+        """Rows of the lean activities of ``deals`` (full-snapshot rows) known before ``cutoff``, in table order.
+
+        Read deal by deal (:attr:`act_by_deal`): a few open deals' rows instead of a pass over all.
+        """
+        lo, n = self.act_bounds[deals], np.diff(self.act_bounds)[deals]
+        first = np.cumsum(n) - n  # where each deal's rows start among the picked ones
+        picked = self.act_by_deal[np.repeat(lo - first, n) + np.arange(int(n.sum()))]
+        return np.sort(picked[self.act_known[picked] < cutoff])
+
+
+def _cut_activities(a: pd.DataFrame, rows: np.ndarray, cutoff: np.datetime64) -> pd.DataFrame:
+    """Rows ``rows`` of the lean activities, as ``CRM.as_of`` rewinds them (done after the cutoff: not done yet)."""
+    out = a.take(rows)
+    out.index = pd.RangeIndex(len(out))
+    done = out["done_at"].to_numpy(dtype="datetime64[ns]")
+    later = done >= cutoff
+    if later.any():
+        done = done.copy()
+        done[later] = np.datetime64("NaT")
+        out["done_at"] = done
+    return out
 
 
 class _Context:
     """Per-checkpoint pieces shared by the methods (computed on first use).
 
-    ``is_open``: mask of the snapshot's open opportunities, compared once per checkpoint
-    (a text comparison of a million statuses costs tens of milliseconds).
+    ``is_open``: mask of the snapshot's open opportunities, once per checkpoint (the rewind
+    knows it without comparing text: a million statuses cost tens of milliseconds).
     """
 
     def __init__(
@@ -563,7 +610,7 @@ class _Context:
         self.snap, self.per, self.slip_cache, self.n_periods, self.pos = snap, per, slip_cache, n_periods, pos
         self.slip_models = {} if slip_models is None else slip_models
         self.key = key
-        self.is_open = text_is(snap.opportunities["status"], "open")
+        self.is_open = snap._open_mask()
         self._p_in: np.ndarray | None = None
         self._new: NewDeals | None = None
         self._open: pd.DataFrame | None = None
