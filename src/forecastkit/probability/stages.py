@@ -359,11 +359,28 @@ def _reached_spans(crm: CRM, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     """The deals counted and the stages they reached: ``idx`` (rows of ``crm.opportunities``
     among ``keep`` with a stage reached), ``lo``..``hi`` (their entry and furthest open stage,
     pipeline positions). Each deal's span reads only its own history rows; a deal without
-    history rows counts its current stage."""
+    history rows counts its current stage.
+
+    Each history row's deal row and stage order are read from the snapshot's cache when
+    its maker left them there (the backtest's rewinds: ``("deal_pos", "history")`` and
+    ``("stage_order", "history")``); the deal rows only when the ids are distinct (strictly
+    increasing, as validated snapshots hold them), so the result is the same as from the ids.
+    """
     pb = crm.playbook
     o = crm.opportunities
     n_st = len(pb.stages)
-    entry, furthest, has_history = timeline._deal_entry_and_furthest(crm.history, o["opportunity_id"], pb)
+    h = crm.history
+    deal_pos = crm._cached_only(("deal_pos", "history"))
+    if deal_pos is not None and not (
+        len(deal_pos) == len(h) and timeline._strictly_increasing(timeline._text_values(o["opportunity_id"]))
+    ):
+        deal_pos = None
+    order = crm._cached_only(("stage_order", "history"))
+    if order is not None and len(order) != len(h):
+        order = None
+    entry, furthest, has_history = timeline._deal_entry_and_furthest(
+        h, o["opportunity_id"], pb, deal_pos=deal_pos, order=order
+    )
     no_hist = keep & ~has_history
     if no_hist.any():
         cur = timeline._stage_order_codes(o["stage"], pb)
