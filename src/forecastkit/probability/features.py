@@ -581,7 +581,7 @@ def _open_compact(snapshot: CRM, o: pd.DataFrame, open_rows: np.ndarray | None =
         {
             "opportunity_id": code[keep],
             "changed_at": h["changed_at"].to_numpy()[keep],
-            "stage": timeline._categorical(h["stage"].iloc[keep], stage_t),
+            "stage": timeline._categorical(pd.Series(np.asarray(h["stage"].array, dtype=object)[keep]), stage_t),
             "amount": h["amount"].to_numpy(float)[keep],
             "close_date": h["close_date"].to_numpy()[keep],
             "forecast_category": fc,
@@ -767,8 +767,14 @@ def _owner_win_rate(snapshot: CRM, owners: pd.Series, open_rows: np.ndarray | No
         is_open = np.zeros(len(o), dtype=bool)
         is_open[open_rows] = True
     rows = np.flatnonzero(~is_open)  # (a missing status is not open)
-    when = o["closed_at"].iloc[rows].fillna(o["close_date"].iloc[rows])
-    rows = rows[(when > snapshot.as_of_date - _OWNER_WINDOW).to_numpy(dtype=bool)]
+    since = snapshot.as_of_date - _OWNER_WINDOW
+    if o["closed_at"].dtype == "datetime64[ns]" and o["close_date"].dtype == "datetime64[ns]":
+        closed_at = o["closed_at"].to_numpy()[rows]
+        when = np.where(np.isnat(closed_at), o["close_date"].to_numpy()[rows], closed_at)
+        rows = rows[when > since.to_datetime64()]  # (NaT: False, as pandas compares it)
+    else:
+        when = o["closed_at"].iloc[rows].fillna(o["close_date"].iloc[rows])
+        rows = rows[(when > since).to_numpy(dtype=bool)]
     is_won = text_is(status, "won")[rows]
     won = is_won.astype(float)
     unsure = np.flatnonzero(~is_won & ~text_is(status, "lost")[rows])
