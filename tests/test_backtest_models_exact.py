@@ -161,3 +161,18 @@ def test_known_training_rows_equal_the_isin_formulation(order, few):
     assert got.dtype == bool
     np.testing.assert_array_equal(got, want)
     assert want.any() and not want.all()
+
+
+# --------------------------------------------------------------------------- status codes
+@pytest.mark.parametrize(
+    "status",
+    [
+        pd.Series(["won", "lost", pd.NA, "open", "Won", "abandoned"], dtype="string"),
+        pd.Series(["won", None, np.nan, "open", 3, "lost"], dtype=object),
+        pd.Series([], dtype="string"),
+    ],
+)
+def test_snapshot_status_codes_equal_the_factorised_codes(status):
+    o = pd.DataFrame({"opportunity_id": [f"D{i}" for i in range(len(status))], "status": status})
+    crm = CRM({"opportunities": o}, as_of_date=pd.Timestamp("2026-06-30"))
+    np.testing.assert_array_equal(stages._snapshot_status_codes(crm), stages._status_codes(status))

@@ -679,7 +679,7 @@ def _open_deal_columns(snapshot: CRM, rows: bool = False):  # type: ignore[no-un
     opps = snapshot.opportunities
     cols = list(dict.fromkeys([*_DEAL_COLUMNS, *snapshot.playbook.qualification_fields]))
     cols = [c for c in cols if c in opps]
-    open_rows = np.flatnonzero(text_is(opps["status"], "open"))
+    open_rows = np.flatnonzero(snapshot._open_mask())  # (text_is(status, "open"), kept per snapshot)
     out = opps.take(open_rows)[cols].reset_index(drop=True)  # (rows first: the few open deals' cells are copied)
     return (out, open_rows) if rows else out
 

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
+from forecastkit._text import text_is
 from forecastkit.data import timeline
 from forecastkit.data.crm import CRM
 from forecastkit.data.timeline import stage_spells
@@ -102,7 +103,7 @@ def stage_probabilities(
     """
     by_cols = _by_columns(crm, by)
     _check_level(level)
-    status = _status_codes(crm.opportunities["status"])
+    status = _snapshot_status_codes(crm)
     keep = _in_scope(crm, lookback, status)
     n_closed = int((status[keep] != 0).sum())
     top = _top_prior(crm.playbook, n_closed, min_closed, on_insufficient, what="stage_probabilities")
@@ -306,6 +307,17 @@ def _status_codes(status: pd.Series) -> np.ndarray:
     known = {"open": 0, "won": 1, "lost": 2}
     lut = np.array([known.get(u, 3) if isinstance(u, str) else 3 for u in uniques] + [3], dtype=np.int64)
     return lut[codes]
+
+
+def _snapshot_status_codes(crm: CRM) -> np.ndarray:
+    """:func:`_status_codes` of ``crm.opportunities["status"]``, from the snapshot's open mask (kept per
+    snapshot) and two text comparisons instead of a factorisation of every status."""
+    status = crm.opportunities["status"]
+    codes = np.full(len(status), 3, dtype=np.int64)
+    codes[text_is(status, "won")] = 1
+    codes[text_is(status, "lost")] = 2
+    codes[crm._open_mask()] = 0
+    return codes
 
 
 def _in_scope(crm: CRM, lookback: str | pd.Timedelta | None, status: np.ndarray | None = None) -> np.ndarray:
