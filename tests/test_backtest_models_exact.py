@@ -148,16 +148,20 @@ def _rows(ids: list) -> pd.DataFrame:
 
 @pytest.mark.parametrize("order", ["sorted", "reversed"])
 @pytest.mark.parametrize("few", [True, False])
-def test_known_training_rows_equal_the_isin_formulation(order, few):
+def test_known_training_rows_equal_the_isin_formulation(monkeypatch, order, few):
     crm = _company(400, order)
     rng = np.random.default_rng(0)
-    picked = [f"D{i:05d}" for i in rng.integers(0, 400, 30 if few else 300)] + ["X1", "D99999", "D00002"]
+    picked = [f"D{i:05d}" for i in rng.integers(0, 400, 12 if few else 300)] + ["X1", "D99999", "D00002"]
     rows = _rows(picked)
     start, end = pd.Timestamp("2025-01-10"), pd.Timestamp("2025-03-20")
     o = crm.opportunities
     closed = o.loc[o["status"] != "open", "opportunity_id"]
     want = ((rows["as_of"] >= start) & (rows["as_of"] <= end) & rows["opportunity_id"].isin(closed)).to_numpy()
+    searched = []
+    real = np.searchsorted
+    monkeypatch.setattr(np, "searchsorted", lambda *a, **k: searched.append(1) or real(*a, **k))
     got = FF._known_training_rows(crm, rows, start, end)
+    assert bool(searched) == (few and order == "sorted")  # (the binary search ran where it applies)
     assert got.dtype == bool
     np.testing.assert_array_equal(got, want)
     assert want.any() and not want.all()

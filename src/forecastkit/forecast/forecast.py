@@ -229,11 +229,14 @@ def _known_training_rows(crm: CRM, rows: pd.DataFrame, start: pd.Timestamp, end:
     when = ((rows["as_of"] >= start) & (rows["as_of"] <= end)).to_numpy(dtype=bool)
     ids = rows["opportunity_id"]
     deal_ids = _text_values(o["opportunity_id"])
-    if 0 < 10 * len(ids) < len(deal_ids):
+    if 0 < len(ids) < len(deal_ids):
         codes, uniques = pd.factorize(_text_values(ids))
         uniques = np.asarray(uniques, dtype=object)
         if (
-            (codes >= 0).all() and all(isinstance(v, str) for v in uniques) and _strictly_increasing(deal_ids)
+            20 * len(uniques) < len(deal_ids)  # (a search costs about 20 comparisons, a hash look-up one)
+            and (codes >= 0).all()
+            and all(isinstance(v, str) for v in uniques)
+            and _strictly_increasing(deal_ids)
         ):  # each distinct row id found by a binary search among the deals' ids (in order, distinct)
             at = np.minimum(np.searchsorted(deal_ids, uniques), len(deal_ids) - 1)
             known = (deal_ids[at] == uniques) & closed[at]
