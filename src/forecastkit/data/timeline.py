@@ -456,7 +456,12 @@ def _entry_and_furthest(
 
 
 def _deal_entry_and_furthest(
-    history: pd.DataFrame, opportunity_ids: pd.Series, playbook: Playbook
+    history: pd.DataFrame,
+    opportunity_ids: pd.Series,
+    playbook: Playbook,
+    *,
+    deal_pos: np.ndarray | None = None,
+    order: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per opportunity (rows of ``opportunity_ids``): ``entry_order, max_order`` of :func:`deal_progress`
     read from ``history`` alone, and whether the deal has any history row.
@@ -464,12 +469,21 @@ def _deal_entry_and_furthest(
     As :func:`_entry_and_furthest` on the rows of each deal (rows in lost or unknown stages
     ignored; NaN without such rows). History sorted by deal and time (validated snapshots)
     is read run by run (:func:`_entry_and_furthest_of_runs`); other history row by row.
+
+    ``deal_pos`` (optional): each history row's row in ``opportunity_ids`` (-1: not one of
+    them), when the caller already has it and the ids are distinct; the runs of a deal's rows
+    are then found on these integers instead of comparing text ids (an unknown row is a run of
+    its own: such rows are ignored either way). ``order`` (optional): each history row's
+    :func:`_stage_order_codes`, when the caller already has them. Same result either way.
     """
+    if order is None:
+        order = _stage_order_codes(history["stage"], playbook)
+    changed = history["changed_at"].to_numpy()
+    n = len(opportunity_ids)
+    if deal_pos is not None:
+        return _entry_and_furthest_of_positions(np.asarray(deal_pos, dtype=np.int64), changed, order, n)
     hid = _text_values(history["opportunity_id"])
     oid = _text_values(opportunity_ids)
-    order = _stage_order_codes(history["stage"], playbook)
-    changed = history["changed_at"].to_numpy()
-    n = len(oid)
     starts = _run_starts(hid)
     if starts is not None:
         run_pos = _run_positions(hid[starts], oid)
@@ -483,6 +497,26 @@ def _deal_entry_and_furthest(
     has_history[pos[pos >= 0]] = True
     rows = pos >= 0
     entry, furthest = _entry_and_furthest(pos[rows], changed[rows], order[rows], n)
+    return entry, furthest, has_history
+
+
+def _entry_and_furthest_of_positions(
+    pos: np.ndarray, changed_at: np.ndarray, order: np.ndarray, n_deals: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_deal_entry_and_furthest` from each history row's deal row ``pos`` (-1: unknown deal)."""
+    if len(pos):
+        change = np.empty(len(pos), dtype=bool)
+        change[0] = True
+        np.not_equal(pos[1:], pos[:-1], out=change[1:])
+        change[1:] |= pos[1:] < 0  # (each unknown row its own run)
+        starts = np.flatnonzero(change)
+        fast = _entry_and_furthest_of_runs(starts, pos[starts], changed_at, order, n_deals)
+        if fast is not None:
+            return fast
+    has_history = np.zeros(n_deals, dtype=bool)
+    has_history[pos[pos >= 0]] = True
+    rows = pos >= 0
+    entry, furthest = _entry_and_furthest(pos[rows], changed_at[rows], order[rows], n_deals)
     return entry, furthest, has_history
 
 

@@ -441,7 +441,7 @@ def _open_deal_state(
         tkey = np.where(np.isnat(t), np.iinfo(np.int64).max, t.view(np.int64))
         srt = np.lexsort((tkey, hc[rows]))
         c, t = hc[rows][srt], t[srt]
-        st = pd.factorize(np.asarray(h["stage"], dtype=object)[rows][srt])[0]
+        st = pd.factorize(np.asarray(h["stage"].array, dtype=object)[rows[srt]])[0]
         new_spell = np.ones(len(c), dtype=bool)
         new_spell[1:] = ~((c[1:] == c[:-1]) & (st[1:] == st[:-1]) & (st[1:] >= 0))
         valid = new_spell & ~np.isnat(t)

@@ -27,7 +27,7 @@ import pandas as pd
 from forecastkit._text import text_is
 from forecastkit.data import timeline
 from forecastkit.data.crm import CRM
-from forecastkit.data.timeline import close_date_pushes, current_stage_age, qualification_completeness, stage_spells
+from forecastkit.data.timeline import close_date_pushes, current_stage_age, qualification_completeness
 from forecastkit.errors import InsufficientDataError, LeakageError, ParameterError
 
 __all__ = [
@@ -172,7 +172,11 @@ def point_in_time_features(snapshot: CRM, features: Sequence[str] | None = None)
     compact = _open_compact(snapshot, o, open_rows)  # open deals only, renumbered 0..n-1: same timeline, much faster
     h = compact.history
     if need & {"days_in_stage", "deal_age_days", "days_since_activity", "stage_age_ratio"}:
-        age = current_stage_age(compact, stage_spells(compact))  # aligned with o
+        spells, last = timeline._spells_and_last(compact)  # (compact: every deal open, in o's order)
+        if last is None:
+            age = current_stage_age(compact, spells)  # aligned with o
+        else:  # each deal's last spell already known: no look-up of the deals among the spells
+            age = timeline._current_stage_age(compact.opportunities, spells, d, last)
         cols["days_in_stage"] = age["days_in_stage"].fillna(age["deal_age_days"]).to_numpy(float)
         cols["deal_age_days"] = age["deal_age_days"].to_numpy(float)
     if "stage_age_ratio" in need:
@@ -187,15 +191,20 @@ def point_in_time_features(snapshot: CRM, features: Sequence[str] | None = None)
     if "log_amount" in need:
         cols["log_amount"] = np.log1p(o["amount"].clip(lower=0).to_numpy(float))
     if "amount_change" in need:
-        first = h.groupby("opportunity_id", sort=False)["amount"].first()
-        a0 = first.reindex(np.arange(len(o))).to_numpy(float)
+        a0 = _first_valid(h["opportunity_id"].to_numpy(), h["amount"].to_numpy(float), len(o))
         with np.errstate(divide="ignore", invalid="ignore"):
             ch = np.log1p(o["amount"].to_numpy(float)) - np.log1p(a0)
         cols["amount_change"] = np.nan_to_num(ch, nan=0.0)
     if need & {"close_date_pushes", "days_pushed"}:
-        pushes = close_date_pushes(compact).set_index("opportunity_id").reindex(np.arange(len(o)))
-        cols["close_date_pushes"] = pushes["pushes"].fillna(0).to_numpy(float)
-        cols["days_pushed"] = pushes["days_pushed"].fillna(0).to_numpy(float)
+        if h["close_date"].dtype == "datetime64[ns]":
+            n_pushes, days_pushed = _pushes_of_numbers(
+                h["opportunity_id"].to_numpy(), h["close_date"].to_numpy(), len(o)
+            )
+            cols["close_date_pushes"], cols["days_pushed"] = n_pushes, days_pushed
+        else:
+            pushes = close_date_pushes(compact).set_index("opportunity_id").reindex(np.arange(len(o)))
+            cols["close_date_pushes"] = pushes["pushes"].fillna(0).to_numpy(float)
+            cols["days_pushed"] = pushes["days_pushed"].fillna(0).to_numpy(float)
     if "days_to_close_date" in need:
         cols["days_to_close_date"] = ((o["close_date"] - d).dt.total_seconds() / 86400.0).to_numpy(float)
     for c in ("segment", "source", "product"):
@@ -204,9 +213,10 @@ def point_in_time_features(snapshot: CRM, features: Sequence[str] | None = None)
     if "forecast_category" in need:
         # from the snapshot's history only: a deal's current category ("closed", "omitted") is set at
         # close, and a rewound snapshot keeps it where history rows carry no category
-        fc = h.dropna(subset=["forecast_category"])
-        last = fc.groupby("opportunity_id", sort=False)["forecast_category"].last()
-        cols["forecast_category"] = _text(last.reindex(np.arange(len(o))).reset_index(drop=True))
+        fc = np.asarray(h["forecast_category"].to_numpy(), dtype=object)
+        at = _last_valid_row(h["opportunity_id"].to_numpy(), ~pd.isna(fc), len(o))
+        last_fc = np.where(at >= 0, fc[np.maximum(at, 0)], None) if len(fc) else np.full(len(o), None, dtype=object)
+        cols["forecast_category"] = _text(pd.Series(last_fc, dtype=object))
     if "qualification_completeness" in need:
         cols["qualification_completeness"] = qualification_completeness(o, pb).to_numpy(float)
     for name, col in (
@@ -571,7 +581,7 @@ def _open_compact(snapshot: CRM, o: pd.DataFrame, open_rows: np.ndarray | None =
         {
             "opportunity_id": code[keep],
             "changed_at": h["changed_at"].to_numpy()[keep],
-            "stage": timeline._categorical(h["stage"].iloc[keep], stage_t),
+            "stage": timeline._categorical(pd.Series(np.asarray(h["stage"].array, dtype=object)[keep]), stage_t),
             "amount": h["amount"].to_numpy(float)[keep],
             "close_date": h["close_date"].to_numpy()[keep],
             "forecast_category": fc,
@@ -586,6 +596,48 @@ def _open_compact(snapshot: CRM, o: pd.DataFrame, open_rows: np.ndarray | None =
         }
     )
     return CRM({"opportunities": opps, "history": hist}, as_of_date=snapshot.as_of_date, playbook=pb)
+
+
+def _first_valid(deal: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Each deal's (numbers ``0..n-1``) first non-NaN value among its rows, in row order (NaN: none).
+
+    ``groupby(deal, sort=False)[values].first()`` reindexed to ``0..n-1``.
+    """
+    rows = np.flatnonzero(~np.isnan(values))
+    first = np.full(n, len(values), dtype=np.int64)
+    np.minimum.at(first, deal[rows], rows)
+    out = np.full(n, np.nan)
+    got = first < len(values)
+    out[got] = values[first[got]]
+    return out
+
+
+def _last_valid_row(deal: np.ndarray, valid: np.ndarray, n: int) -> np.ndarray:
+    """Each deal's (numbers ``0..n-1``) last row where ``valid`` holds (-1: none): ``groupby(...).last()``'s row."""
+    rows = np.flatnonzero(valid)
+    last = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(last, deal[rows], rows)
+    return last
+
+
+def _pushes_of_numbers(deal: np.ndarray, close_date: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``pushes`` and ``days_pushed`` of :func:`~forecastkit.data.timeline.close_date_pushes` per deal ``0..n-1``.
+
+    ``deal``: each history row's deal number (table order); ``close_date``: datetime64[ns]. A
+    push is a row whose deal is the previous row's and whose close date is at least a day
+    later (whole days, rounded down as ``Series.dt.days``); deals without rows get 0.
+    """
+    if len(deal) < 2:
+        return np.zeros(n), np.zeros(n)
+    same = deal[1:] == deal[:-1]
+    t = close_date.view(np.int64)
+    known = same & ~np.isnat(close_date[1:]) & ~np.isnat(close_date[:-1])
+    days = np.floor_divide(t[1:] - t[:-1], 86_400_000_000_000)
+    pushed = known & (days > 0)
+    who = deal[1:][pushed]
+    n_pushes = np.bincount(who, minlength=n).astype(float)
+    days_pushed = np.bincount(who, weights=days[pushed].astype(float), minlength=n)
+    return n_pushes, days_pushed
 
 
 def _deal_positions(keys: pd.Series, ids: pd.Series) -> np.ndarray:
@@ -627,7 +679,7 @@ def _open_deal_columns(snapshot: CRM, rows: bool = False):  # type: ignore[no-un
     opps = snapshot.opportunities
     cols = list(dict.fromkeys([*_DEAL_COLUMNS, *snapshot.playbook.qualification_fields]))
     cols = [c for c in cols if c in opps]
-    open_rows = np.flatnonzero(text_is(opps["status"], "open"))
+    open_rows = np.flatnonzero(snapshot._open_mask())  # (text_is(status, "open"), kept per snapshot)
     out = opps.take(open_rows)[cols].reset_index(drop=True)  # (rows first: the few open deals' cells are copied)
     return (out, open_rows) if rows else out
 
@@ -715,8 +767,14 @@ def _owner_win_rate(snapshot: CRM, owners: pd.Series, open_rows: np.ndarray | No
         is_open = np.zeros(len(o), dtype=bool)
         is_open[open_rows] = True
     rows = np.flatnonzero(~is_open)  # (a missing status is not open)
-    when = o["closed_at"].iloc[rows].fillna(o["close_date"].iloc[rows])
-    rows = rows[(when > snapshot.as_of_date - _OWNER_WINDOW).to_numpy(dtype=bool)]
+    since = snapshot.as_of_date - _OWNER_WINDOW
+    if o["closed_at"].dtype == "datetime64[ns]" and o["close_date"].dtype == "datetime64[ns]":
+        closed_at = o["closed_at"].to_numpy()[rows]
+        when = np.where(np.isnat(closed_at), o["close_date"].to_numpy()[rows], closed_at)
+        rows = rows[when > since.to_datetime64()]  # (NaT: False, as pandas compares it)
+    else:
+        when = o["closed_at"].iloc[rows].fillna(o["close_date"].iloc[rows])
+        rows = rows[(when > since).to_numpy(dtype=bool)]
     is_won = text_is(status, "won")[rows]
     won = is_won.astype(float)
     unsure = np.flatnonzero(~is_won & ~text_is(status, "lost")[rows])
@@ -724,6 +782,33 @@ def _owner_win_rate(snapshot: CRM, owners: pd.Series, open_rows: np.ndarray | No
         won[unsure] = (status.iloc[rows[unsure]] == "won").astype(float).to_numpy()
     won = pd.Series(won)
     m = float(won.mean()) if len(rows) else np.nan  # no closed deal yet: unknown
+    if isinstance(o["owner"].dtype, pd.StringDtype) and o["owner"].dtype.storage == "python":
+        return _owner_rates_by_codes(o["owner"], rows, won.to_numpy(), owners, m)
     g = won.groupby(o["owner"].iloc[rows].to_numpy()).agg(["sum", "count"])
     rate = (g["sum"] + _OWNER_PRIOR * m) / (g["count"] + _OWNER_PRIOR)
     return owners.map(rate).fillna(m).to_numpy(float)
+
+
+def _owner_rates_by_codes(
+    owner: pd.Series, rows: np.ndarray, won: np.ndarray, owners: pd.Series, m: float
+) -> np.ndarray:
+    """The end of :func:`_owner_win_rate` for a text ``owner`` column, with owner codes and ``bincount``.
+
+    The same numbers as ``won.groupby(owner[rows]).agg(["sum", "count"])`` mapped onto
+    ``owners`` (NaN-skipping sums and counts of 0/1 values are whole numbers, exact in any
+    order): an owner among the closed deals gets ``(sum + prior x m) / (count + prior)``
+    (its count may be 0 when every status is missing), another owner or a missing one ``m``.
+    """
+    closed = np.asarray(owner.array, dtype=object)[rows]
+    codes, uniques = pd.factorize(np.concatenate([closed, np.asarray(owners.array, dtype=object)]))
+    k = len(uniques)
+    c_closed, c_open = codes[: len(closed)], codes[len(closed) :]
+    named = c_closed >= 0
+    seen = np.bincount(c_closed[named], minlength=k) > 0
+    ok = named & ~np.isnan(won)
+    total = np.bincount(c_closed[ok], weights=won[ok], minlength=k)
+    count = np.bincount(c_closed[ok], minlength=k)
+    rate = (total + _OWNER_PRIOR * m) / (count + _OWNER_PRIOR)
+    has = c_open >= 0
+    has[has] = seen[c_open[has]]
+    return np.where(has, rate[np.where(has, c_open, 0)] if k else m, m)

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
+from forecastkit._text import text_is
 from forecastkit.data import timeline
 from forecastkit.data.crm import CRM
 from forecastkit.data.timeline import stage_spells
@@ -102,7 +103,7 @@ def stage_probabilities(
     """
     by_cols = _by_columns(crm, by)
     _check_level(level)
-    status = _status_codes(crm.opportunities["status"])
+    status = _snapshot_status_codes(crm)
     keep = _in_scope(crm, lookback, status)
     n_closed = int((status[keep] != 0).sum())
     top = _top_prior(crm.playbook, n_closed, min_closed, on_insufficient, what="stage_probabilities")
@@ -308,6 +309,17 @@ def _status_codes(status: pd.Series) -> np.ndarray:
     return lut[codes]
 
 
+def _snapshot_status_codes(crm: CRM) -> np.ndarray:
+    """:func:`_status_codes` of ``crm.opportunities["status"]``, from the snapshot's open mask (kept per
+    snapshot) and two text comparisons instead of a factorisation of every status."""
+    status = crm.opportunities["status"]
+    codes = np.full(len(status), 3, dtype=np.int64)
+    codes[text_is(status, "won")] = 1
+    codes[text_is(status, "lost")] = 2
+    codes[crm._open_mask()] = 0
+    return codes
+
+
 def _in_scope(crm: CRM, lookback: str | pd.Timedelta | None, status: np.ndarray | None = None) -> np.ndarray:
     """Boolean mask of the opportunities counted: open now, or closed in the look-back window."""
     start = _lookback_start(crm, lookback)
@@ -359,11 +371,28 @@ def _reached_spans(crm: CRM, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     """The deals counted and the stages they reached: ``idx`` (rows of ``crm.opportunities``
     among ``keep`` with a stage reached), ``lo``..``hi`` (their entry and furthest open stage,
     pipeline positions). Each deal's span reads only its own history rows; a deal without
-    history rows counts its current stage."""
+    history rows counts its current stage.
+
+    Each history row's deal row and stage order are read from the snapshot's cache when
+    its maker left them there (the backtest's rewinds: ``("deal_pos", "history")`` and
+    ``("stage_order", "history")``); the deal rows only when the ids are distinct (strictly
+    increasing, as validated snapshots hold them), so the result is the same as from the ids.
+    """
     pb = crm.playbook
     o = crm.opportunities
     n_st = len(pb.stages)
-    entry, furthest, has_history = timeline._deal_entry_and_furthest(crm.history, o["opportunity_id"], pb)
+    h = crm.history
+    deal_pos = crm._cached_only(("deal_pos", "history"))
+    if deal_pos is not None and not (
+        len(deal_pos) == len(h) and timeline._strictly_increasing(timeline._text_values(o["opportunity_id"]))
+    ):
+        deal_pos = None
+    order = crm._cached_only(("stage_order", "history"))
+    if order is not None and len(order) != len(h):
+        order = None
+    entry, furthest, has_history = timeline._deal_entry_and_furthest(
+        h, o["opportunity_id"], pb, deal_pos=deal_pos, order=order
+    )
     no_hist = keep & ~has_history
     if no_hist.any():
         cur = timeline._stage_order_codes(o["stage"], pb)
