@@ -75,6 +75,7 @@ import numpy as np
 import pandas as pd
 
 from forecastkit._text import text_is
+from forecastkit.data import timeline
 from forecastkit.data.crm import CRM
 from forecastkit.errors import FallbackWarning, InsufficientDataError, ParameterError, PeriodError
 from forecastkit.forecast._workers import n_workers, run_tasks
@@ -525,6 +526,8 @@ class _Rewinder:
         h = self.lean.history
         self.history_codes = np.where(hpos < 0, self.n, hpos)
         self.changed = h["changed_at"].to_numpy(dtype="datetime64[ns]")
+        # each history row's stage order, read once: a snapshot's rows are those dated before its cutoff
+        self.stage_order = timeline._stage_order_codes(h["stage"], crm.playbook)
         if slip_cache is not None:  # the deal row of each slip-model row, for the segment as a snapshot knows it
             slip_cache["_row"] = _first_positions(keys, slip_cache["opportunity_id"])
         self.act_pos = self.act_known = None
@@ -553,13 +556,15 @@ class _Rewinder:
         snap = self.lean._as_of(day, skip=("field_history", "activities") if cut_acts else ("field_history",))
         cutoff = (day + pd.Timedelta(days=1)).to_datetime64()
         opps = np.flatnonzero(self.created < cutoff)  # as CRM.as_of: opportunities created before the cutoff
-        hist = self.history_codes[self.changed < cutoff]  # history rows dated before it
+        known = self.changed < cutoff  # history rows dated before it
+        hist = self.history_codes[known]
         if len(opps) != len(snap.opportunities) or len(hist) != len(snap.history):  # pragma: no cover - defensive
             return self.lean._as_of(day, skip=("field_history",)), None
         row = np.full(self.n + 1, -1, dtype=np.int64)
         row[opps] = np.arange(len(opps))  # full-snapshot row -> snapshot row (n, an unknown deal: -1)
-        if self.ids_known:  # each history row's deal row, for the win model's features
+        if self.ids_known:  # each history row's deal row, for the win model's features and the stage reach
             snap._cached(("deal_pos", "history"), lambda: row[hist])
+        snap._cached(("stage_order", "history"), lambda: self.stage_order[known])  # (stage_probabilities)
         if cut_acts:  # as CRM.as_of: activities known (created, else due) before the cutoff, of the open deals
             keep = self._open_deals_activities(opps[snap._open_mask()], cutoff)
             snap._put_table("activities", _cut_activities(self.lean.activities, keep, cutoff))

@@ -423,7 +423,8 @@ def _features_at(
     per_date = _FEATURE_CACHE.setdefault(crm, {})
     f, numbers = per_date.get((key, d), (None, None))
     if f is None or not set(names) <= set(f.columns):
-        f = point_in_time_features(lean.as_of(d), names)
+        day = pd.Timestamp(d).normalize()  # (as_of_dates ends on or before the snapshot date: as_of's check holds)
+        f = point_in_time_features(lean._as_of(day, skip=("field_history",)), names)  # they read no field history
         numbers = None
         if ids is not None:  # the lean snapshot numbers its deals: back to their ids
             numbers = f["opportunity_id"].to_numpy(dtype=np.int64)
