@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_stages_exact import _odd_crm, _plain_reached
+from test_stages_exact import _odd_crm, _plain_reached, assert_reached_spans_as_plain
 
 from forecastkit.data import timeline
 from forecastkit.data.crm import CRM
@@ -39,14 +39,7 @@ def _with_caches(crm: CRM, order: bool) -> CRM:
 @pytest.mark.parametrize("shuffle", [False, True])
 @pytest.mark.parametrize("order", [False, True])
 def test_reached_spans_from_cached_deal_rows_equal_the_plain_reading(seed, shuffle, order):
-    crm = _with_caches(_odd_crm(seed, integer_ids=False, shuffle=shuffle), order)
-    status = stages._status_codes(crm.opportunities["status"])
-    for lookback in (None, "60D"):
-        keep = stages._in_scope(crm, lookback, status)
-        got = stages._reached_spans(crm, keep)
-        for g, w in zip(got, _plain_reached(crm, keep), strict=True):
-            assert g.dtype == w.dtype
-            np.testing.assert_array_equal(g, w)
+    assert_reached_spans_as_plain(_with_caches(_odd_crm(seed, integer_ids=False, shuffle=shuffle), order))
 
 
 def test_cached_deal_rows_are_ignored_when_the_ids_are_not_in_order():
