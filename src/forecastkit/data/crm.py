@@ -145,13 +145,17 @@ class CRM:
     @property
     def closed_deals(self) -> pd.DataFrame:
         """Opportunities won or lost (``status != "open"``; a missing text status is neither open nor closed)."""
-        o = self.opportunities
-        return o[self._cached(("closed",), lambda: (o["status"] != "open").to_numpy(dtype=bool, na_value=False))]
+        return self.opportunities[self._closed_mask()]
 
     def _open_mask(self) -> np.ndarray:
         """Each deal's ``status == "open"`` as a bool array (a missing status: False), computed once per
         snapshot (``as_of`` sets it)."""
         return self._cached(("open",), lambda: text_is(self.opportunities["status"], "open"))
+
+    def _closed_mask(self) -> np.ndarray:
+        """Each deal's ``status != "open"`` as a bool array (a missing text status: False), computed once per snapshot."""
+        o = self.opportunities
+        return self._cached(("closed",), lambda: (o["status"] != "open").to_numpy(dtype=bool, na_value=False))
 
     # --------------------------------------------------------------- summaries
     def summary(self) -> pd.DataFrame:
@@ -743,6 +747,17 @@ def _count_rewind(cache: dict | None, fh: pd.DataFrame) -> bool:
     return by_row
 
 
+def _old_values(
+    fh: pd.DataFrame, field: str, fh_rows: np.ndarray, cache: dict | None, by_row: bool
+) -> tuple[str, np.ndarray]:
+    """The kind of ``field`` and the old values of field-history rows ``fh_rows`` (positions), converted to it."""
+    kind = TABLES["opportunities"].column(field).kind
+    whole = _field_values(fh, field, kind, cache) if by_row else None
+    if whole is not None:
+        return kind, whole[1][np.searchsorted(whole[0], fh_rows)]
+    return kind, coerce_column(fh["old_value"].iloc[fh_rows].reset_index(drop=True), kind)[0].to_numpy()
+
+
 def _restore_field(
     o: pd.DataFrame,
     fh: pd.DataFrame,
@@ -753,12 +768,7 @@ def _restore_field(
     by_row: bool,
 ) -> None:
     """Set ``o[field]`` at rows ``o_rows`` to the old values of field-history rows ``fh_rows`` (positions), converted."""
-    kind = TABLES["opportunities"].column(field).kind
-    whole = _field_values(fh, field, kind, cache) if by_row else None
-    if whole is not None:
-        vals = whole[1][np.searchsorted(whole[0], fh_rows)]
-    else:
-        vals = coerce_column(fh["old_value"].iloc[fh_rows].reset_index(drop=True), kind)[0].to_numpy()
+    vals = _old_values(fh, field, fh_rows, cache, by_row)[1]
     col = o[field].copy()
     col.iloc[o_rows] = vals
     o[field] = col
@@ -779,12 +789,7 @@ def _restored(
     Canonical text, number and date columns are written directly into the copy (the values
     are already of the column's type); any other column through pandas, which may convert it.
     """
-    kind = TABLES["opportunities"].column(field).kind
-    whole = _field_values(fh, field, kind, cache) if by_row else None
-    if whole is not None:
-        vals = whole[1][np.searchsorted(whole[0], fh_rows)]
-    else:
-        vals = coerce_column(fh["old_value"].iloc[fh_rows].reset_index(drop=True), kind)[0].to_numpy()
+    kind, vals = _old_values(fh, field, fh_rows, cache, by_row)
     fits = {"str": TEXT_DTYPE, "float": np.dtype("float64"), "date": np.dtype("datetime64[ns]")}.get(kind)
     if fits is not None and values.dtype == fits:
         out = values.copy()

@@ -225,7 +225,7 @@ def _known_training_rows(crm: CRM, rows: pd.DataFrame, start: pd.Timestamp, end:
     from forecastkit.data.timeline import _strictly_increasing, _text_values
 
     o = crm.opportunities
-    closed = crm._cached(("closed",), lambda: (o["status"] != "open").to_numpy(dtype=bool, na_value=False))
+    closed = crm._closed_mask()
     when = ((rows["as_of"] >= start) & (rows["as_of"] <= end)).to_numpy(dtype=bool)
     ids = rows["opportunity_id"]
     deal_ids = _text_values(o["opportunity_id"])
