@@ -169,7 +169,15 @@ def test_known_training_rows_equal_the_isin_formulation(monkeypatch, order, few)
         pd.Series([], dtype="string"),
     ],
 )
-def test_snapshot_status_codes_equal_the_factorised_codes(status):
+def test_status_codes_equal_the_factorised_codes(status):
     o = pd.DataFrame({"opportunity_id": [f"D{i}" for i in range(len(status))], "status": status})
     crm = CRM({"opportunities": o}, as_of_date=pd.Timestamp("2026-06-30"))
-    np.testing.assert_array_equal(stages._snapshot_status_codes(crm), stages._status_codes(status))
+    np.testing.assert_array_equal(stages._status_codes(crm), _factorised_status_codes(status))
+
+
+def _factorised_status_codes(status: pd.Series) -> np.ndarray:
+    """The plain reading: 0 open, 1 won, 2 lost, 3 any other value (missing, other text, not text)."""
+    codes, uniques = pd.factorize(np.asarray(status.array, dtype=object))
+    known = {"open": 0, "won": 1, "lost": 2}
+    lut = np.array([known.get(u, 3) if isinstance(u, str) else 3 for u in uniques] + [3], dtype=np.int64)
+    return lut[codes]

@@ -270,7 +270,7 @@ def test_reached_spans_equal_the_plain_reading(seed, integer_ids, shuffle):
 
 def assert_reached_spans_as_plain(crm: CRM) -> None:
     """``stages._reached_spans`` equals the plain reading, whole history and 60-day window (same dtypes)."""
-    status = stages._status_codes(crm.opportunities["status"])
+    status = stages._status_codes(crm)
     for lookback in (None, "60D"):
         keep = stages._in_scope(crm, lookback, status)
         got = stages._reached_spans(crm, keep)

@@ -103,7 +103,7 @@ def stage_probabilities(
     """
     by_cols = _by_columns(crm, by)
     _check_level(level)
-    status = _snapshot_status_codes(crm)
+    status = _status_codes(crm)
     keep = _in_scope(crm, lookback, status)
     n_closed = int((status[keep] != 0).sum())
     top = _top_prior(crm.playbook, n_closed, min_closed, on_insufficient, what="stage_probabilities")
@@ -131,7 +131,7 @@ def _stage_probabilities_by_scope(
     _check_level(level)
     pb = crm.playbook
     scope = np.asarray(scope, dtype=np.int64)
-    status = _status_codes(crm.opportunities["status"])
+    status = _status_codes(crm)
     keep = _in_scope(crm, lookback, status) & (scope >= 0)
     n_closed = np.bincount(scope[keep & (status != 0)], minlength=n_scopes)
     idx, lo, hi = _reached_spans(crm, keep)
@@ -301,17 +301,10 @@ def _lookback_start(crm: CRM, lookback: str | pd.Timedelta | None) -> pd.Timesta
     return crm.as_of_date + pd.Timedelta(days=1) - td
 
 
-def _status_codes(status: pd.Series) -> np.ndarray:
-    """0 open, 1 won, 2 lost, 3 anything else (counted in no column, but as closed for the fallback)."""
-    codes, uniques = pd.factorize(np.asarray(status.array, dtype=object))
-    known = {"open": 0, "won": 1, "lost": 2}
-    lut = np.array([known.get(u, 3) if isinstance(u, str) else 3 for u in uniques] + [3], dtype=np.int64)
-    return lut[codes]
-
-
-def _snapshot_status_codes(crm: CRM) -> np.ndarray:
-    """:func:`_status_codes` of ``crm.opportunities["status"]``, from the snapshot's open mask (kept per
-    snapshot) and two text comparisons instead of a factorisation of every status."""
+def _status_codes(crm: CRM) -> np.ndarray:
+    """Each opportunity's status as a code: 0 open, 1 won, 2 lost, 3 anything else (counted in no
+    column, but as closed for the fallback). Read from the snapshot's open mask (kept per snapshot)
+    and two exact text comparisons."""
     status = crm.opportunities["status"]
     codes = np.full(len(status), 3, dtype=np.int64)
     codes[text_is(status, "won")] = 1
@@ -326,7 +319,7 @@ def _in_scope(crm: CRM, lookback: str | pd.Timedelta | None, status: np.ndarray 
     o = crm.opportunities
     if start is None:
         return np.ones(len(o), dtype=bool)
-    status = _status_codes(o["status"]) if status is None else status
+    status = _status_codes(crm) if status is None else status
     closed = o["closed_at"].to_numpy()
     when = np.where(np.isnat(closed), o["close_date"].to_numpy(), closed)
     return (status == 0) | (when >= start.to_datetime64())
