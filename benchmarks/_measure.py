@@ -6,6 +6,8 @@ A step is two snippets of Python: ``setup`` (not timed, e.g. loading the data) a
 ``seconds``        wall-clock seconds of ``code``
 ``cpu_seconds``    user + system CPU seconds of ``code``, its own and its finished
                    child processes' (a papermill kernel counts)
+``system_seconds`` the part of ``cpu_seconds`` spent in the kernel (page faults, reading files);
+                   the rest is user time, the code's own work
 ``peak_gb``        peak resident memory of the process over its whole life (Linux
                    ``VmHWM``; setup included: that is what the machine must hold), or of
                    its largest child process if larger
@@ -57,6 +59,10 @@ def _cpu():
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
+def _sys():
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_stime + c.ru_stime
+
 result = None
 out = {{}}
 {setup}
@@ -69,7 +75,7 @@ if _profile:
     import cProfile
     _prof = cProfile.Profile()
 _tree = TreePeak()
-_c0, _t0 = _cpu(), time.perf_counter()
+_c0, _s0, _t0 = _cpu(), _sys(), time.perf_counter()
 try:
     if _profile:
         _prof.enable()
@@ -85,6 +91,7 @@ finally:
         _prof.dump_stats(_profile)
 out["seconds"] = time.perf_counter() - _t0
 out["cpu_seconds"] = _cpu() - _c0
+out["system_seconds"] = _sys() - _s0
 out["tree_peak_gb"] = _tree.stop()
 out["sampler_cpu_seconds"] = _tree.cpu
 out["machine_peak_gb"] = _tree.machine_peak - _used0

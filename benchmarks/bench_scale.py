@@ -248,6 +248,7 @@ def steps(size: str, meta: dict) -> dict[str, dict]:
     sql = duckdb_sql(pq, meta["as_of"], meta["stages"])
     counts = "result = t[['stage', 'reached', 'won', 'lost', 'open']].astype(str).to_dict('records')\n"
     return {
+        YARDSTICK: {"setup": YARDSTICK_SETUP, "code": YARDSTICK_CODE},
         "load CSV": {
             "setup": paths
             + "import warnings\nwarnings.simplefilter('ignore')\nimport forecastkit as fk, pyarrow.parquet\n",
@@ -318,6 +319,26 @@ def steps(size: str, meta: dict) -> dict[str, dict]:
         "chain with the report alongside": _chain_step(ALONGSIDE_CODE),
         "chain with the report alongside (next run)": _chain_step(ALONGSIDE_CODE, next_run=True),
     }
+
+
+# A machine yardstick: the same fixed numpy/pandas work at every size (sorting, grouping, hashing text,
+# one core). Timed in the same run as the steps, it lets a reader compare figures measured on different
+# machines: the steps' ratios to it change with the code, not with the hardware.
+YARDSTICK = "machine yardstick"
+YARDSTICK_SETUP = """
+import numpy as np, pandas as pd
+rng = np.random.default_rng(0)
+x = rng.random(10_000_000)
+keys = rng.integers(0, 100_000, 10_000_000)
+text = pd.Series(rng.integers(0, 1_000_000, 2_000_000)).astype(str).to_numpy(dtype=object)
+"""
+YARDSTICK_CODE = """
+for _ in range(4):
+    np.sort(x)
+    pd.Series(x).groupby(keys).sum()
+    pd.factorize(text)
+result = "4 times: sort 10M floats, sum 10M rows by 100k keys, factorise 2M strings"
+"""
 
 
 # The chain's pieces: a lap timer (wall and own CPU seconds of each part), the job's load, its
@@ -494,6 +515,22 @@ def render(results: dict[str, dict]) -> str:
         + ", ".join(f"{s}: {results[s]['machine']['loadavg'][0]}" for s in sizes)
         + " (a load above 2 on 2 cores means wall seconds are inflated; CPU seconds are less affected)."
     )
+    sticks = {s: results[s]["steps"].get(YARDSTICK) for s in sizes}
+    if any(_ok(r) for r in sticks.values()):
+        chain = results.get("1M", {}).get("steps", {}).get("chain in one process")
+        stick = sticks.get("1M")
+        lines.append(
+            "- machine yardstick (the same fixed numpy/pandas work in every size's run, one core: "
+            + YARDSTICK_CODE.split('"')[1]
+            + "): "
+            + ", ".join(f"{s}: {r['cpu_seconds']:.2f} CPU s" for s, r in sticks.items() if _ok(r))
+            + (
+                f"; the 1M chain in one process took {chain['seconds'] / stick['cpu_seconds']:.0f} yardsticks "
+                "(wall s / yardstick CPU s), a figure to compare across machines"
+                if _ok(chain) and _ok(stick)
+                else ""
+            )
+        )
     for s in sizes:
         loads = [r["loadavg_after"] for r in results[s]["steps"].values() if r and "loadavg_after" in r]
         if loads:
@@ -531,16 +568,21 @@ def render(results: dict[str, dict]) -> str:
     ]
     lines += ["", "## Steps: wall seconds (CPU seconds) / peak resident GB of the process", ""]
     pairs = [(a, b) for a, b in (("10k", "100k"), ("100k", "1M")) if a in sizes and b in sizes]
-    head = "| step | " + " | ".join(sizes) + "".join(f" | growth {a}->{b}" for a, b in pairs) + " |"
-    lines += [head, "|---" * (len(sizes) + 1 + len(pairs)) + "|"]
+    head = "| step | " + " | ".join(sizes) + "".join(f" | growth {a}->{b}" for a, b in pairs)
+    head += "".join(f" | user CPU growth {a}->{b}" for a, b in pairs[-1:]) + " |"
+    lines += [head, "|---" * (len(sizes) + 1 + len(pairs) + len(pairs[-1:])) + "|"]
     names = list(next(iter(results.values()))["steps"])
     for s in sizes:
         names += [n for n in results[s]["steps"] if n not in names]
     for name in names:
+        if name == YARDSTICK:  # in the machine line above
+            continue
         cells = [_fmt(results[s]["steps"].get(name)) for s in sizes]
         row = f"| {name} | " + " | ".join(cells)
         for a, b in pairs:
             row += " | " + _growth(results, name, a, b)
+        for a, b in pairs[-1:]:
+            row += " | " + _user_growth(results, name, a, b)
         lines.append(row + " |")
     # chain
     tot = []
@@ -558,7 +600,9 @@ def render(results: dict[str, dict]) -> str:
             done = [r for r in got if _ok(r)]
             tot.append(f"incomplete ({len(done)}/{len(CHAIN)} steps)")
     chain_growth = [_chain_growth(results, a, b) for a, b in pairs]
-    lines.append("| **chain** | " + " | ".join(tot) + "".join(f" | {g}" for g in chain_growth) + " |")
+    lines.append(
+        "| **chain** | " + " | ".join(tot) + "".join(f" | {g}" for g in chain_growth) + " | -" * len(pairs[-1:]) + " |"
+    )
     lines += [
         "",
         f"Chain = {', '.join(CHAIN)}, each step in its own process (the forecast and the diagnosis fit the "
@@ -572,7 +616,9 @@ def render(results: dict[str, dict]) -> str:
         "",
         "Growth a->b = log(t_b / t_a) / log(n_b / n_a), n = opportunities, from wall seconds (CPU seconds in "
         "brackets); 1 is linear, n log n is ~1.1 over a factor of 10. Steps under a second at the smaller size "
-        "carry start-up costs, so their exponent from 10k is a poor guide.",
+        "carry start-up costs, so their exponent from 10k is a poor guide. User CPU growth leaves out the "
+        "system time (the kernel's: mostly page faults of newly allocated memory, which on this virtual machine "
+        "cost several times more per fault at 1M than at 100k); it is the growth of the code's own work.",
     ]
     # duckdb ratio
     lines += [
@@ -616,6 +662,18 @@ def _growth(results: dict, name: str, small: str = "100k", big: str = "1M") -> s
     if not (_ok(a) and _ok(b)):
         return "-"
     return _exponent(results, small, big, (a["seconds"], a["cpu_seconds"]), (b["seconds"], b["cpu_seconds"]))
+
+
+def _user_growth(results: dict, name: str, small: str, big: str) -> str:
+    """Growth of the user CPU seconds (CPU minus system seconds), when both runs recorded their system time."""
+    a, b = results[small]["steps"].get(name), results[big]["steps"].get(name)
+    if not (_ok(a) and _ok(b)) or "system_seconds" not in a or "system_seconds" not in b:
+        return "-"
+    ua, ub = a["cpu_seconds"] - a["system_seconds"], b["cpu_seconds"] - b["system_seconds"]
+    n1 = results[small]["meta"]["rows"]["opportunities"]
+    n2 = results[big]["meta"]["rows"]["opportunities"]
+    g = math.log(max(ub, 1e-3) / max(ua, 1e-3)) / math.log(n2 / n1)
+    return f"{g:.2f} ({ua:.1f} -> {ub:.1f} s)"
 
 
 def _exponent(results: dict, small: str, big: str, a: tuple[float, float], b: tuple[float, float]) -> str:
