@@ -541,3 +541,32 @@ def test_finding_f5_pipeline_coverage_overdue_pipeline_without_wins():
     crm = fk.CRM.from_tables({"opportunities": opps}, as_of="2026-06-30")
     cov = fk.pipeline_coverage(crm, "quarter")
     assert (cov["open_deals"] == 0).all()
+
+
+def test_finding_f7_win_loss_review_deal_closed_the_day_it_was_created():
+    from forecastkit.kpi.cycle import cycle_data
+
+    """Created at 10:00, lost that day with no closing time: closed_at is the day's midnight, before creation."""
+    opps = _opps(
+        {"opportunity_id": "O1", "stage": "lost", "close_date": pd.Timestamp("2026-05-01"), "loss_reason": "price"},
+        {"opportunity_id": "O2", "stage": "proposal", "close_date": pd.Timestamp("2026-07-31")},
+    ).assign(created_at=pd.Timestamp("2026-05-01 10:00"))
+    crm = fk.CRM.from_tables({"opportunities": opps}, as_of="2026-06-30")
+    rv = fk.win_loss_review(crm)
+    assert rv["cycle_days"].tolist() == [0.0]
+    assert cycle_data(crm)["days"].min() == 0.0  # the rule the review follows (kpi.cycle)
+
+
+def test_finding_f8_loss_reasons_amount_share_when_the_lost_deals_carry_no_amount():
+    """Every lost deal has amount 0: the amount shares are 0 (not 0/0 = NaN); the count shares are unchanged."""
+    opps = _opps(
+        {"opportunity_id": "O1", "stage": "lost", "close_date": pd.Timestamp("2026-06-01"), "loss_reason": "price"},
+        {"opportunity_id": "O2", "stage": "lost", "close_date": pd.Timestamp("2026-06-02"), "loss_reason": "timing"},
+        {"opportunity_id": "O3", "stage": "proposal", "close_date": pd.Timestamp("2026-07-31")},
+    ).assign(amount=[0.0, 0.0, 500.0])
+    crm = fk.CRM.from_tables({"opportunities": opps}, as_of="2026-06-30")
+    pareto = fk.loss_reasons(crm).pareto
+    assert pareto["amount_share"].tolist() == [0.0, 0.0]
+    assert pareto["share"].tolist() == [0.5, 0.5]
+    by_owner = fk.loss_reasons(crm.subset(owner="rep0"), by="owner").pareto
+    assert by_owner["amount_share"].tolist() == [0.0, 0.0]

@@ -802,7 +802,14 @@ def _restored(
 
 def _rewind_activities(act: pd.DataFrame, cutoff: pd.Timestamp, known: pd.Series) -> pd.DataFrame:
     """Activities known (created, else due: ``known``) before ``cutoff``; done after it: not done yet."""
-    a = _rows(act, known < cutoff)
+    return _activities_before(act, np.flatnonzero(np.asarray(known < cutoff, dtype=bool)), cutoff)
+
+
+def _activities_before(act: pd.DataFrame, rows: np.ndarray, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """Rows ``rows`` of ``act`` (positions, in order) as known before ``cutoff``: those done after it are not
+    done yet (no done date, no visit report). The backtest picks its rows itself (its open deals' only)."""
+    a = act.take(rows)
+    a.index = pd.RangeIndex(len(a))
     later = a["done_at"] >= cutoff
     if later.any():
         a.loc[later, "done_at"] = pd.NaT

@@ -76,7 +76,7 @@ import pandas as pd
 
 from forecastkit._text import text_is
 from forecastkit.data import timeline
-from forecastkit.data.crm import CRM
+from forecastkit.data.crm import CRM, _activities_before
 from forecastkit.errors import FallbackWarning, InsufficientDataError, ParameterError, PeriodError
 from forecastkit.forecast._workers import n_workers, run_tasks
 from forecastkit.forecast.categories import rollup
@@ -567,7 +567,7 @@ class _Rewinder:
         snap._cached(("stage_order", "history"), lambda: self.stage_order[known])  # (stage_probabilities)
         if cut_acts:  # as CRM.as_of: activities known (created, else due) before the cutoff, of the open deals
             keep = self._open_deals_activities(opps[snap._open_mask()], cutoff)
-            snap._put_table("activities", _cut_activities(self.lean.activities, keep, cutoff))
+            snap._put_table("activities", _activities_before(self.lean.activities, keep, pd.Timestamp(cutoff)))
             snap._cached(("deal_pos", "activities"), lambda: row[self.act_pos[keep]])
         return snap, _Positions(opps, hist, self.n)
 
@@ -580,19 +580,6 @@ class _Rewinder:
         first = np.cumsum(n) - n  # where each deal's rows start among the picked ones
         picked = self.act_by_deal[np.repeat(lo - first, n) + np.arange(int(n.sum()))]
         return np.sort(picked[self.act_known[picked] < cutoff])
-
-
-def _cut_activities(a: pd.DataFrame, rows: np.ndarray, cutoff: np.datetime64) -> pd.DataFrame:
-    """Rows ``rows`` of the lean activities, as ``CRM.as_of`` rewinds them (done after the cutoff: not done yet)."""
-    out = a.take(rows)
-    out.index = pd.RangeIndex(len(out))
-    done = out["done_at"].to_numpy(dtype="datetime64[ns]")
-    later = done >= cutoff
-    if later.any():
-        done = done.copy()
-        done[later] = np.datetime64("NaT")
-        out["done_at"] = done
-    return out
 
 
 class _Context:

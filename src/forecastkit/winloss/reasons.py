@@ -50,7 +50,8 @@ class LossReasons:
     ----------
     pareto : DataFrame
         ``<by>..., loss_reason, lost_deals, share`` (of the group's lost deals),
-        ``cumulative_share, lost_amount, amount_share, vital_few`` (the reasons that
+        ``cumulative_share, lost_amount, amount_share`` (of the group's lost amount; 0 when
+        its lost deals carry no amount), ``vital_few`` (the reasons that
         together make up the first :data:`PARETO_SHARE` of the group's losses, the one
         crossing the line included); reasons sorted by count within each group.
     kinds : DataFrame
@@ -179,7 +180,8 @@ def _pareto(d: pd.DataFrame, b: list[str]) -> pd.DataFrame:
     tot_a = grp["lost_amount"].transform("sum") if grp is not None else g["lost_amount"].sum()
     g["share"] = g["lost_deals"] / tot_n
     g["cumulative_share"] = grp["share"].cumsum() if grp is not None else g["share"].cumsum()
-    g["amount_share"] = g["lost_amount"] / tot_a
+    tot_a = np.broadcast_to(np.asarray(tot_a, dtype=float), (len(g),))  # (0: the lost deals carry no amount)
+    g["amount_share"] = np.divide(g["lost_amount"].to_numpy(float), tot_a, out=np.zeros(len(g)), where=tot_a > 0)
     before = g["cumulative_share"] - g["share"]
     g["vital_few"] = before < PARETO_SHARE - 1e-12
     return g[cols].reset_index(drop=True)

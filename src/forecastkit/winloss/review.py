@@ -64,8 +64,9 @@ def win_loss_review(
     -------
     DataFrame
         ``opportunity_id, name, owner, status, amount, created_at, closed_at,
-        cycle_days, loss_reason, timeline`` (e.g. ``"qualification 12d > discovery 40d >
-        lost"``), ``days_<stage>`` per open stage (NaN if not visited),
+        cycle_days`` (0 for a deal closed on the day it was created, as in
+        :func:`~forecastkit.kpi.cycle.cycle_data`), ``loss_reason, timeline``
+        (e.g. ``"qualification 12d > discovery 40d > lost"``), ``days_<stage>`` per open stage (NaN if not visited),
         ``last_stage`` (the open stage it was won or lost from), ``pushes, days_pushed,
         activities`` (done), ``activity_mix`` (e.g. ``"call 4, email 3"``),
         ``days_since_activity`` (at close), ``reports`` (visit/meeting reports),
@@ -112,7 +113,8 @@ def win_loss_review(
             "amount": sel["amount"].to_numpy(float),
             "created_at": sel["created_at"].to_numpy(),
             "closed_at": when.to_numpy(),
-            "cycle_days": ((when - sel["created_at"]).dt.total_seconds() / 86400.0).to_numpy(),
+            # (a deal closed on the day it was created, before the hour it was created at: 0 days, as in cycle_data)
+            "cycle_days": ((when - sel["created_at"]).dt.total_seconds() / 86400.0).clip(lower=0).to_numpy(),
             "loss_reason": sel["loss_reason"].to_numpy(),
         }
     )
