@@ -53,6 +53,13 @@ __all__ = [
 
 
 # ====================================================================== sBG
+#: Parameters (sBG and BG/NBD) are searched in [exp(-12), exp(12)]: data at the edge of a model drive
+#: its maximum likelihood to infinity (a customer base that never drops out sends BG/NBD's ``a`` and ``b``
+#: there; a cohort that all churned at the first renewal sends sBG's ``alpha`` there), and the bound stops
+#: the search with finite parameters that describe the same behaviour (P(drop-out) ~ 0, or ~ 1).
+_LOG_BOUND = 12.0
+
+
 class ShiftedBetaGeometric:
     """Shifted-beta-geometric retention model (Fader & Hardie 2007).
 
@@ -88,17 +95,25 @@ class ShiftedBetaGeometric:
         c = np.asarray(churned, dtype=bool)
         if t.shape != c.shape or t.ndim != 1:
             raise ParameterError("durations and churned must be 1-d arrays of the same length")
-        if len(t) == 0 or np.any(t < 1) or np.any(t != np.round(t)):
+        if len(t) == 0 or not np.isfinite(t).all() or np.any(t < 1) or np.any(t != np.round(t)):
             raise ParameterError("durations must be whole numbers of periods >= 1 (a churner pays at least one period)")
-        tmax = int(t.max())
-        d = np.bincount(t[c].astype(int), minlength=tmax + 1)[1:]
-        cens = np.bincount(t[~c].astype(int), minlength=tmax + 1)[1:]
-        return self._fit_counts(d.astype(float), cens.astype(float))
+        # customers counted per distinct duration (not per period up to the longest: durations may be huge)
+        ts, at = np.unique(t, return_inverse=True)
+        d = np.bincount(at, weights=c.astype(float), minlength=len(ts))
+        cens = np.bincount(at, weights=(~c).astype(float), minlength=len(ts))
+        return self._fit_counts(d, cens, ts)
 
     def fit_alive(self, alive: Sequence[float] | np.ndarray) -> ShiftedBetaGeometric:
         """Fit on one cohort: ``alive[t]`` customers still active after ``t`` periods (``alive[0]`` = cohort size)."""
         n = np.asarray(alive, dtype=float)
-        if n.ndim != 1 or len(n) < 2 or np.any(np.diff(n) > 0) or np.any(n < 0) or n[0] <= 0:
+        if (
+            n.ndim != 1
+            or len(n) < 2
+            or not np.isfinite(n).all()
+            or np.any(np.diff(n) > 0)
+            or np.any(n < 0)
+            or n[0] <= 0
+        ):
             raise ParameterError(
                 "alive must list the customers still active after 0, 1, 2... periods: at least two "
                 f"non-increasing counts starting with the cohort size, got {list(n)!r}"
@@ -106,12 +121,12 @@ class ShiftedBetaGeometric:
         d = -np.diff(n)
         cens = np.zeros_like(d)
         cens[-1] = n[-1]
-        return self._fit_counts(d, cens)
+        return self._fit_counts(d, cens, np.arange(1, len(d) + 1, dtype=float))
 
-    def _fit_counts(self, died: np.ndarray, censored: np.ndarray) -> ShiftedBetaGeometric:
+    def _fit_counts(self, died: np.ndarray, censored: np.ndarray, ts: np.ndarray) -> ShiftedBetaGeometric:
+        """Fit on the customers who churned after ``ts[i]`` periods (``died[i]``) and those still active then."""
         if died.sum() == 0:
             raise InsufficientDataError("no customer churned: the sBG churn distribution cannot be estimated")
-        ts = np.arange(1, len(died) + 1)
 
         def nll(x: np.ndarray) -> float:
             a, b = np.exp(x)
@@ -120,7 +135,11 @@ class ShiftedBetaGeometric:
         best = None
         for x0 in ([0.0, 0.0], [-1.0, 1.0], [1.0, 2.0]):
             res = optimize.minimize(
-                nll, np.array(x0), method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 4000}
+                nll,
+                np.array(x0),
+                method="Nelder-Mead",
+                bounds=[(-_LOG_BOUND, _LOG_BOUND)] * 2,
+                options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 4000},
             )
             if best is None or res.fun < best.fun:
                 best = res
@@ -227,11 +246,6 @@ def bgnbd_log_likelihood(params: Sequence[float], x: np.ndarray, t_x: np.ndarray
     return a1 + a2 + np.logaddexp(a3, a4)
 
 
-#: Parameters are searched in [exp(-12), exp(12)]: a customer base that never drops out sends
-#: ``a`` and ``b`` to infinity, and the bound stops the search there (P(drop-out) ~ 0).
-_LOG_BOUND = 12.0
-
-
 class BetaGeometricNBD:
     """BG/NBD model of repeat buying: purchases Poisson(lambda) while alive, drop-out p after each purchase.
 
@@ -258,8 +272,14 @@ class BetaGeometricNBD:
             raise ParameterError("x, t_x and T must be 1-d arrays of the same length")
         if len(x) < 5:
             raise InsufficientDataError(f"BG/NBD needs customers with purchase histories; got {len(x)}")
-        if np.any(x < 0) or np.any(t_x < 0) or np.any(t_x > T):
-            raise ParameterError("need x >= 0, t_x >= 0 and T >= t_x for every customer")
+        if not (np.isfinite(x).all() and np.isfinite(t_x).all() and np.isfinite(T).all()):
+            raise ParameterError("x, t_x and T must be numbers for every customer (no missing or infinite value)")
+        if np.any(x < 0) or np.any(t_x < 0) or np.any(t_x > T) or np.any(T <= 0):
+            raise ParameterError("need x >= 0, t_x >= 0, T >= t_x and T > 0 for every customer")
+        if not np.any(x > 0):
+            raise InsufficientDataError(
+                "BG/NBD: no customer bought twice, so how customers drop out cannot be estimated"
+            )
         # collapse identical customers: the likelihood is a sum over distinct (x, t_x, T)
         key = pd.DataFrame({"x": x, "t": t_x, "T": T}).value_counts(sort=False).reset_index(name="n")
         xs, ts, Ts, w = (key[c].to_numpy(dtype=float) for c in ("x", "t", "T", "n"))
@@ -341,9 +361,14 @@ class BetaGeometricNBD:
         self._check()
         x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
         r, al, a, b = self.r_, self.alpha_, self.a_, self.b_
-        hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, t / (al + T + t))
-        first = (a + b + x - 1) / (a - 1) * (1 - ((al + T) / (al + T + t)) ** (r + x) * hyp)
-        return first * self.probability_alive(x, t_x, T)
+
+        def first(a: float) -> np.ndarray:
+            hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, t / (al + T + t))
+            return (a + b + x - 1) / (a - 1) * (1 - ((al + T) / (al + T + t)) ** (r + x) * hyp)
+
+        # a = 1 is a removable singularity (0 / 0): read the formula on both sides of it
+        value = first(a) if abs(a - 1) > 1e-6 else (first(1 - 1e-6) + first(1 + 1e-6)) / 2
+        return value * self.probability_alive(x, t_x, T)
 
     def __repr__(self) -> str:
         if hasattr(self, "r_"):
