@@ -194,11 +194,13 @@ def test_finding_f11_sbg_huge_durations_fit_without_an_array_per_period():
 
 def test_finding_f12_bgnbd_without_repeat_buyers_and_at_a_equal_to_one():
     """No customer bought twice: drop-out cannot be estimated (the fit stayed at its start, a = 1, where the
-    expected-purchases formula divides 0 by 0). Ages of zero and missing values are refused too."""
+    expected-purchases formula divides 0 by 0). Missing values are refused too; an age of 0 is not."""
     with pytest.raises(InsufficientDataError, match="no customer bought twice"):
         fk.fit_bgnbd([0.0] * 6, [0.0] * 6, [4.0] * 6)
-    with pytest.raises(ParameterError, match="T > 0"):
-        fk.fit_bgnbd([1.0, 0, 0, 0, 0], [1.0, 0, 0, 0, 0], [2.0, 0, 0, 0, 0])
+    # a customer first seen at the very end (age 0, no repeat) adds nothing to the likelihood: accepted
+    with_new = fk.fit_bgnbd([2.0, 1, 0, 0, 0, 0], [3.0, 2, 0, 0, 0, 0], [5.0, 4, 4, 3, 2, 0])
+    assert np.isfinite(list(with_new.params_.values())).all()
+    assert with_new.probability_alive(np.zeros(1), np.zeros(1), np.zeros(1)).tolist() == [1.0]
     with pytest.raises(ParameterError, match="no missing or infinite"):
         fk.fit_bgnbd([1.0, np.nan, 0, 0, 0], [1.0, 0, 0, 0, 0], [2.0] * 5)
     # the formula at a = 1 is the limit of its values on both sides
