@@ -56,12 +56,9 @@ from _memory import TreePeak, machine_used_gb, reset_peak, status as _status
 _used0 = machine_used_gb()  # before the setup: the step's data counts in what it adds
 
 def _cpu():
+    """(user + system, system) CPU seconds of this process and its finished children."""
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
-
-def _sys():
-    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return s.ru_stime + c.ru_stime
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime, s.ru_stime + c.ru_stime
 
 result = None
 out = {{}}
@@ -75,7 +72,7 @@ if _profile:
     import cProfile
     _prof = cProfile.Profile()
 _tree = TreePeak()
-_c0, _s0, _t0 = _cpu(), _sys(), time.perf_counter()
+(_c0, _s0), _t0 = _cpu(), time.perf_counter()
 try:
     if _profile:
         _prof.enable()
@@ -90,8 +87,9 @@ finally:
         _prof.disable()
         _prof.dump_stats(_profile)
 out["seconds"] = time.perf_counter() - _t0
-out["cpu_seconds"] = _cpu() - _c0
-out["system_seconds"] = _sys() - _s0
+_c1, _s1 = _cpu()
+out["cpu_seconds"] = _c1 - _c0
+out["system_seconds"] = _s1 - _s0
 out["tree_peak_gb"] = _tree.stop()
 out["sampler_cpu_seconds"] = _tree.cpu
 out["machine_peak_gb"] = _tree.machine_peak - _used0

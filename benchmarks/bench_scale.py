@@ -670,18 +670,20 @@ def _user_growth(results: dict, name: str, small: str, big: str) -> str:
     if not (_ok(a) and _ok(b)) or "system_seconds" not in a or "system_seconds" not in b:
         return "-"
     ua, ub = a["cpu_seconds"] - a["system_seconds"], b["cpu_seconds"] - b["system_seconds"]
-    n1 = results[small]["meta"]["rows"]["opportunities"]
-    n2 = results[big]["meta"]["rows"]["opportunities"]
-    g = math.log(max(ub, 1e-3) / max(ua, 1e-3)) / math.log(n2 / n1)
+    g = _exponent_of(results, small, big, ua, max(ub, 1e-3))
     return f"{g:.2f} ({ua:.1f} -> {ub:.1f} s)"
 
 
-def _exponent(results: dict, small: str, big: str, a: tuple[float, float], b: tuple[float, float]) -> str:
+def _exponent_of(results: dict, small: str, big: str, t_small: float, t_big: float) -> float:
+    """log(t_big / t_small) / log(n_big / n_small), n = opportunities (t_small at least 1 ms)."""
     n1 = results[small]["meta"]["rows"]["opportunities"]
     n2 = results[big]["meta"]["rows"]["opportunities"]
-    k = math.log(n2 / n1)
-    g = math.log(b[0] / max(a[0], 1e-3)) / k
-    gc = math.log(b[1] / max(a[1], 1e-3)) / k
+    return math.log(t_big / max(t_small, 1e-3)) / math.log(n2 / n1)
+
+
+def _exponent(results: dict, small: str, big: str, a: tuple[float, float], b: tuple[float, float]) -> str:
+    g = _exponent_of(results, small, big, a[0], b[0])
+    gc = _exponent_of(results, small, big, a[1], b[1])
     flag = " **>n log n**" if g > 1.15 and gc > 1.15 else ""
     return f"{g:.2f} ({gc:.2f}){flag}"
 
