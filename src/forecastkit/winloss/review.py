@@ -29,6 +29,7 @@ from forecastkit.data.crm import CRM
 from forecastkit.data.schema import ACTIVITY_TYPES, REPORT_BOXES
 from forecastkit.data.timeline import close_date_pushes, stage_spells
 from forecastkit.errors import FallbackWarning, ParameterError
+from forecastkit.kpi._common import _days
 from forecastkit.playbook import LOST, WON
 
 __all__ = ["win_loss_review"]
@@ -114,7 +115,7 @@ def win_loss_review(
             "created_at": sel["created_at"].to_numpy(),
             "closed_at": when.to_numpy(),
             # (a deal closed on the day it was created, before the hour it was created at: 0 days, as in cycle_data)
-            "cycle_days": ((when - sel["created_at"]).dt.total_seconds() / 86400.0).clip(lower=0).to_numpy(),
+            "cycle_days": _days(sel["created_at"], when).clip(lower=0).to_numpy(),
             "loss_reason": sel["loss_reason"].to_numpy(),
         }
     )
